@@ -1,0 +1,262 @@
+"""The run configuration: one YAML schema for ``train``, ``sample``, ``evaluate`` and ``tune``.
+
+A config is built from a preset or YAML file, then ``--set key.path=value`` overrides,
+then validated into :class:`RunConfig`. Every mistake becomes a one-line
+:class:`~boltzkit.errors.ConfigError` naming the key, the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+PRESET_DIR = "presets"
+DEFAULT_PRESET = "rbm-digits"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    name: Literal["digits", "mnist", "fashion-mnist", "npz", "csv"] = "digits"
+    dir: str | None = None
+    """Folder holding MNIST / Fashion-MNIST files (else ``BOLTZKIT_DATA_DIR``)."""
+    path: str | None = None
+    """The ``.npz`` or ``.csv`` file for ``name: npz | csv``."""
+    test_path: str | None = None
+    """Optional held-out file of the same format for ``npz`` / ``csv``."""
+    key: str = "x"
+    """Array name in an ``.npz`` (``x``, or ``x_train`` with ``x_test`` beside it)."""
+    columns: list[str] | None = None
+    """CSV columns to use (default: every column but ``label_column``)."""
+    label_column: str | None = None
+    image_shape: list[int] | None = None
+    """Height and width for figures, where the data do not say it."""
+    binarize: Literal["none", "threshold", "stochastic", "dynamic"] = "none"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    validation: float = Field(0.1, ge=0, lt=1)
+    limit: int | None = Field(None, ge=1)
+    """Use only the first ``limit`` training examples (quick experiments)."""
+    download: bool = False
+
+    @model_validator(mode="after")
+    def _file_sets_need_path(self) -> DataConfig:
+        if self.name in ("npz", "csv") and not self.path:
+            raise ValueError(f"data.path is required for data.name={self.name!r}")
+        if self.image_shape is not None and (
+            len(self.image_shape) != 2 or min(self.image_shape) < 1
+        ):
+            raise ValueError(f"data.image_shape must be [height, width], got {self.image_shape}")
+        return self
+
+
+class ModelConfig(Section):
+    type: Literal["rbm"] = "rbm"
+    n_hidden: int = Field(64, ge=1)
+    visible: Literal["bernoulli"] = "bernoulli"
+    hidden: Literal["bernoulli"] = "bernoulli"
+    init_std: float = Field(0.01, ge=0)
+
+
+class OptimizerConfig(BaseModel):
+    """``name`` picks a ``torch.optim`` class; the other keys are its keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "sgd"
+    lr: float = Field(0.05, gt=0)
+
+    @model_validator(mode="after")
+    def _known_arguments(self) -> OptimizerConfig:
+        from .train.optim import check_optimizer_kwargs  # here: train/ imports config
+
+        check_optimizer_kwargs(self.name, self.kwargs())
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the optimizer class (everything but ``name``)."""
+        return {"lr": self.lr, **(self.model_extra or {})}
+
+
+class ScheduleConfig(BaseModel):
+    """``name`` picks a schedule; ``unit`` says whether it steps per epoch or per batch."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "constant"
+    unit: Literal["epoch", "step"] = "epoch"
+
+    @model_validator(mode="after")
+    def _known_parameters(self) -> ScheduleConfig:
+        from .train.schedules import check_schedule
+
+        check_schedule(self.name, self.params())
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(Section):
+    method: Literal["cd", "pcd"] = "pcd"
+    k: int = Field(1, ge=1)
+    n_chains: int | None = Field(None, ge=1)
+    """Persistent chains for ``pcd`` (default: the batch size)."""
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    checkpoint_every: int = Field(5, ge=0)
+    """Epochs between checkpoints (0: only at the end)."""
+    metrics_examples: int = Field(1000, ge=1)
+    """Examples of train and of validation data used for the per-epoch metrics."""
+
+
+class RunConfig(Section):
+    name: str = "run"
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    """CPU threads for PyTorch (default: PyTorch's choice)."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    files = resources.files("boltzkit").joinpath(PRESET_DIR).iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def read_source(source: str | Path | None) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a preset name or YAML file, and a name for the run."""
+    if source is None:
+        source = DEFAULT_PRESET
+    path = Path(source)
+    if path.is_file():
+        return _parse_yaml(path.read_text(), str(path)), path.stem
+    if str(source) in preset_names():
+        text = resources.files("boltzkit").joinpath(PRESET_DIR, f"{source}.yaml").read_text()
+        return _parse_yaml(text, f"preset {source}"), str(source)
+    raise ConfigError(
+        f"config {str(source)!r} is neither a file nor a preset; "
+        f"presets: {', '.join(preset_names())}"
+    )
+
+
+def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{origin}: not valid YAML: {' '.join(str(err).split())}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of config keys, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings; values are parsed as YAML (``1e-3``, ``[1, 2]``)."""
+    result = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        set_key(result, key, value)
+    return result
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``key = 'a.b.c'``, creating sections as needed."""
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {key}: {prefix!r} is a value ({child!r}), not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: Mapping[str, Any]) -> RunConfig:
+    """Validate a raw mapping into a :class:`RunConfig` or raise a one-line ConfigError."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, raw)) from None
+
+
+def load_config(
+    source: str | Path | None = None, overrides: Iterable[str] = ()
+) -> RunConfig:
+    """Preset or YAML file, then ``--set`` overrides, validated. ``name`` defaults to the
+    preset's or file's name."""
+    raw, name = read_source(source)
+    raw.setdefault("name", name)
+    return validate(apply_overrides(raw, overrides))
+
+
+def format_validation_error(err: ValidationError, raw: Mapping[str, Any]) -> str:
+    """The first pydantic error as ``config key 'a.b': <problem> (got <value>)``."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc)
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        section_model = _section_model(loc[:-1])
+        accepted = ", ".join(section_model.model_fields) if section_model else "?"
+        where = ".".join(loc[:-1]) or "the top level"
+        return f"unknown config key {key!r}; accepted keys in {where}: {accepted}"
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return f"config key {key or 'config'!r}: {message}" if key else message
+    value = first.get("input")
+    if kind == "literal_error":
+        message = "accepted: " + message.removeprefix("Input should be ")
+    return f"config key {key!r}: invalid value {value!r}; {message[0].lower()}{message[1:]}"
+
+
+def _section_model(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        if not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model

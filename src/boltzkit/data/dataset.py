@@ -1,0 +1,154 @@
+"""Checked, split and binarized data sets as tensors, built from a ``data`` config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..seeding import make_generator
+from ..units import bernoulli
+from .checks import as_features, check_same_width, check_unit_interval
+from .sources import IMAGE_SETS, RawData, load_digits_raw, load_image_set, load_user_file
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test features ``(N, D)`` as float32 tensors on the CPU.
+
+    With ``dynamic`` binarization the training features stay probabilities and
+    :meth:`binarize_batch` draws fresh binary images for every batch; validation and
+    test sets are always binarized once (seeded) so that metrics stay comparable.
+    """
+
+    name: str
+    train: Tensor
+    validation: Tensor
+    test: Tensor | None
+    train_labels: Tensor | None = None
+    validation_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    image_shape: tuple[int, int] | None = None
+    dynamic: bool = False
+    source: str = ""
+
+    @property
+    def n_features(self) -> int:
+        return self.train.shape[1]
+
+    def split(self, which: str) -> Tensor:
+        """``train``, ``validation`` or ``test`` features."""
+        tensor = {"train": self.train, "validation": self.validation, "test": self.test}.get(which)
+        if tensor is None or len(tensor) == 0:
+            raise ValueError(f"data set {self.name!r} has no {which} split")
+        return tensor
+
+    def binarize_batch(self, batch: Tensor, generator: torch.Generator) -> Tensor:
+        """Resample binary values for a training batch when binarization is dynamic."""
+        return bernoulli(batch, generator) if self.dynamic else batch
+
+
+def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Dataset:
+    """Read, check, split and binarize the data set that ``data_config`` describes.
+
+    Args:
+        data_config: a :class:`boltzkit.config.DataConfig`.
+        seed: the run seed; the validation split and stochastic binarization derive
+            their generators from it.
+        unit_interval: require values in [0, 1] (Bernoulli visible units).
+    """
+    cfg = data_config
+    raw = _read(cfg)
+    source = raw.source
+    train, image_shape = as_features(raw.x_train, source)
+    test = None
+    if raw.x_test is not None:
+        test, _ = as_features(raw.x_test, f"{source} (test)")
+        check_same_width(train, test, source)
+    if cfg.test_path:
+        test_raw = _read(cfg, path=cfg.test_path)
+        test, _ = as_features(test_raw.x_train, test_raw.source)
+        raw.y_test = test_raw.y_train
+        check_same_width(train, test, cfg.test_path)
+    if cfg.limit is not None:
+        train, raw.y_train = train[: cfg.limit], _head(raw.y_train, cfg.limit)
+    if unit_interval or cfg.binarize != "none":
+        check_unit_interval(train, source)
+        if test is not None:
+            check_unit_interval(test, f"{source} (test)")
+
+    train_t = torch.from_numpy(train)
+    test_t = torch.from_numpy(test) if test is not None else None
+    y_train = _labels(raw.y_train)
+    y_test = _labels(raw.y_test)
+
+    # Validation split: a seeded permutation of the training set.
+    n_val = int(round(cfg.validation * len(train_t)))
+    if cfg.validation > 0 and n_val == 0:
+        n_val = 1
+    if n_val >= len(train_t):
+        raise ConfigError(f"data.validation={cfg.validation} leaves no training examples")
+    order = torch.randperm(len(train_t), generator=make_generator(seed, "data.split"))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    validation_t = train_t[val_idx]
+    train_t = train_t[train_idx]
+    y_val = y_train[val_idx] if y_train is not None else None
+    y_train = y_train[train_idx] if y_train is not None else None
+
+    generator = make_generator(seed, "data.binarize")
+    if cfg.binarize == "threshold":
+        train_t, validation_t = (train_t > cfg.threshold).float(), (validation_t > cfg.threshold).float()
+        test_t = (test_t > cfg.threshold).float() if test_t is not None else None
+    elif cfg.binarize in ("stochastic", "dynamic"):
+        if cfg.binarize == "stochastic":
+            train_t = bernoulli(train_t, generator)
+        validation_t = bernoulli(validation_t, generator)
+        test_t = bernoulli(test_t, generator) if test_t is not None else None
+
+    return Dataset(
+        name=cfg.name,
+        train=train_t,
+        validation=validation_t,
+        test=test_t,
+        train_labels=y_train,
+        validation_labels=y_val,
+        test_labels=y_test,
+        image_shape=_image_shape(cfg, image_shape, train_t.shape[1]),
+        dynamic=cfg.binarize == "dynamic",
+        source=source,
+    )
+
+
+def _read(cfg, path: str | None = None) -> RawData:
+    if cfg.name == "digits":
+        return load_digits_raw()
+    if cfg.name in IMAGE_SETS:
+        return load_image_set(cfg.name, cfg.dir, cfg.download)
+    return load_user_file(path or cfg.path, cfg.name, cfg.key, cfg.columns, cfg.label_column)
+
+
+def _head(array: np.ndarray | None, n: int) -> np.ndarray | None:
+    return None if array is None else array[:n]
+
+
+def _labels(array: np.ndarray | None) -> Tensor | None:
+    return None if array is None else torch.from_numpy(np.asarray(array).astype(np.int64))
+
+
+def _image_shape(cfg, found: tuple[int, int] | None, width: int) -> tuple[int, int] | None:
+    if cfg.image_shape is not None:
+        height, wide = cfg.image_shape
+        if height * wide != width:
+            raise ConfigError(
+                f"data.image_shape {cfg.image_shape} has {height * wide} pixels but the data "
+                f"have {width} features"
+            )
+        return (height, wide)
+    if found is not None:
+        return found
+    side = math.isqrt(width)
+    return (side, side) if side * side == width else None

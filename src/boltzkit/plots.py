@@ -1,0 +1,106 @@
+"""Figures: image grids (samples, filters) and training curves, written as PNG files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def tile_images(
+    images: np.ndarray, shape: tuple[int, int], columns: int | None = None, normalize: bool = False
+) -> np.ndarray:
+    """Arrange ``(N, H*W)`` rows as a grid image with a one-pixel border.
+
+    ``normalize`` rescales each tile to [0, 1] (for weights, whose scale varies).
+    """
+    n = len(images)
+    height, width = shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1), dtype=np.float32)
+    for index, row in enumerate(np.asarray(images, dtype=np.float32)):
+        tile = row.reshape(height, width)
+        if normalize:
+            low, high = tile.min(), tile.max()
+            tile = (tile - low) / (high - low) if high > low else np.zeros_like(tile)
+        r, c = divmod(index, columns)
+        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
+        grid[top : top + height, left : left + width] = tile
+    return grid
+
+
+def save_image_grid(
+    images: np.ndarray,
+    shape: tuple[int, int] | None,
+    path: str | Path,
+    title: str = "",
+    normalize: bool = False,
+    cmap: str = "gray",
+) -> Path:
+    """Save rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape)."""
+    path = Path(path)
+    images = np.asarray(images)
+    if shape is None:  # no image layout known: show each example as a row of pixels
+        shape = (1, images.shape[1])
+        columns = 1
+    else:
+        columns = None
+    grid = tile_images(images, shape, columns, normalize)
+    scale = 6.0 / max(grid.shape)
+    fig, ax = plt.subplots(figsize=(max(2.0, grid.shape[1] * scale), max(2.0, grid.shape[0] * scale) + 0.4))
+    ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_curves(
+    history: Sequence[Mapping[str, float]],
+    path: str | Path,
+    groups: Mapping[str, Sequence[str]],
+    x: str = "epoch",
+    title: str = "",
+) -> Path:
+    """One panel per group of metric names, each plotted against ``x``.
+
+    Metrics missing from ``history`` are skipped; empty panels are dropped.
+    """
+    path = Path(path)
+    panels = {
+        label: [name for name in names if any(name in row for row in history)]
+        for label, names in groups.items()
+    }
+    panels = {label: names for label, names in panels.items() if names}
+    count = max(1, len(panels))
+    columns = min(3, count)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, (label, names) in zip(axes.flat, panels.items()):
+        for name in names:
+            points = [(row[x], row[name]) for row in history if name in row and row[name] is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=2.5, label=name)
+        ax.set_xlabel(x)
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

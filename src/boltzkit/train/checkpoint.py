@@ -1,0 +1,100 @@
+"""Checkpoints and exported weights, written atomically and loaded without running code.
+
+A checkpoint is a ``torch.save`` file of plain containers and tensors (model, optimizer,
+schedule, sampler chains, generator states, config, position in the run), read back
+with ``torch.load(weights_only=True)``. Final weights are also exported as
+``model.safetensors`` with the config in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import CheckpointError
+
+FORMAT = "boltzkit-checkpoint"
+VERSION = 1
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Write through ``write(tmp_path)`` then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Save ``state`` (tensors and plain Python containers) atomically to ``path``."""
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    return _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable boltzkit checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a boltzkit checkpoint (no '{FORMAT}' marker)")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported "
+            f"(this boltzkit reads version {VERSION})"
+        )
+    return payload
+
+
+def save_weights(
+    path: str | Path, model: nn.Module, config: dict[str, Any], n_features: int
+) -> Path:
+    """Export ``model``'s parameters and buffers as safetensors; the metadata hold the
+    config and the number of input features, enough to rebuild the model."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "boltzkit-model", "config": json.dumps(config),
+                "n_features": str(n_features)}
+    return _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a file written by :func:`save_weights`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(path), metadata
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def load_state_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict(state)`` with a one-line error on a shape or key mismatch."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise CheckpointError(f"{source}: weights do not fit the configured model ({detail[:300]})") from None

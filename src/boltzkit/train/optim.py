@@ -1,0 +1,81 @@
+"""Optimizers by name: every ``torch.optim`` class, with its keyword arguments checked."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
+    """Map lowercase names (``sgd``, ``adam``, ``adamw``, ``nadam``, ...) to classes."""
+    classes = {}
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, torch.optim.Optimizer)
+            and obj is not torch.optim.Optimizer
+        ):
+            classes[name.lower()] = obj
+    return classes
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    classes = optimizer_classes()
+    try:
+        return classes[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r}; accepted: {', '.join(sorted(classes))}"
+        ) from None
+
+
+def optimizer_arguments(name: str) -> list[str]:
+    """The keyword arguments the optimizer's constructor accepts (besides ``params``)."""
+    signature = inspect.signature(optimizer_class(name).__init__)
+    return [p for p in signature.parameters if p not in ("self", "params")]
+
+
+def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first keyword the optimizer does not take."""
+    accepted = optimizer_arguments(name)
+    for key in kwargs:
+        if key not in accepted:
+            raise ValueError(
+                f"{key!r} is not an argument of torch.optim.{optimizer_class(name).__name__}; "
+                f"accepted: {', '.join(accepted)}"
+            )
+
+
+def build_optimizer(
+    params: Iterable[nn.Parameter] | Iterable[dict], name: str, **kwargs: Any
+) -> torch.optim.Optimizer:
+    """``torch.optim.<name>(params, **kwargs)``, with a one-line error on bad arguments.
+
+    Where the class has a fused kernel and the caller chose neither ``fused`` nor
+    ``foreach``, the fused kernel is used: on CPU it saves a few passes over memory.
+    """
+    check_optimizer_kwargs(name, kwargs)
+    cls = optimizer_class(name)
+    params = list(params)
+    try:
+        if _wants_fused(name, kwargs, params):
+            try:
+                return cls(params, fused=True, **kwargs)
+            except (RuntimeError, ValueError, TypeError):
+                pass  # this class or setting has no fused kernel here: use the default
+        return cls(params, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"torch.optim.{cls.__name__}: {err}") from None
+
+
+def _wants_fused(name: str, kwargs: Mapping[str, Any], params: list) -> bool:
+    """Use the fused kernel (one pass over each tensor) unless the user chose otherwise."""
+    if "fused" not in optimizer_arguments(name) or "fused" in kwargs or "foreach" in kwargs:
+        return False
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    return all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)

@@ -1,0 +1,122 @@
+"""The run directory: resolved config, metrics, checkpoints, weights and figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..config import RunConfig, validate
+from ..errors import CheckpointError
+from .build import build_model
+from .checkpoint import load_checkpoint, load_state_into, load_weights
+
+
+class RunDir:
+    """Paths inside a run directory.
+
+    ``config.yaml`` (resolved config), ``metrics.csv`` / ``metrics.jsonl`` (one row per
+    epoch), ``checkpoints/last.pt`` and ``checkpoints/epoch-NNNN.pt``,
+    ``model.safetensors`` (final weights) and figures such as ``samples.png``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.pt"
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self) -> bool:
+        return self.config.is_file()
+
+    def write_config(self, config: RunConfig) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(config.to_yaml())
+
+    def read_config(self) -> RunConfig:
+        if not self.config.is_file():
+            raise CheckpointError(f"{self.path}: not a boltzkit run directory (no config.yaml)")
+        try:
+            raw = yaml.safe_load(self.config.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise CheckpointError(f"{self.config}: not valid YAML ({err})") from None
+        return validate(raw)
+
+    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Rewrite ``metrics.csv`` and ``metrics.jsonl`` from the whole history."""
+        columns: list[str] = []
+        for row in history:
+            columns += [key for key in row if key not in columns]
+        with open(self.metrics_csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+        with open(self.metrics_jsonl, "w") as handle:
+            for row in history:
+                handle.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_jsonl.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_jsonl.read_text().splitlines() if line]
+
+
+def load_run_model(
+    run: str | Path, device: str | torch.device = "cpu"
+) -> tuple[RunConfig, nn.Module]:
+    """The config and trained model of a run (``model.safetensors``, else the last checkpoint).
+
+    The number of input features is recorded beside the weights, so the data set need
+    not be loaded.
+    """
+    run_dir = RunDir(run)
+    config = run_dir.read_config()
+    if run_dir.weights.is_file():
+        state, metadata = load_weights(run_dir.weights)
+        source, n_features = str(run_dir.weights), metadata.get("n_features")
+    elif run_dir.last_checkpoint.is_file():
+        checkpoint = load_checkpoint(run_dir.last_checkpoint)
+        state, source = checkpoint["model"], str(run_dir.last_checkpoint)
+        n_features = checkpoint.get("n_features")
+    else:
+        raise CheckpointError(
+            f"{run_dir.path}: no trained weights (model.safetensors or checkpoints/last.pt)"
+        )
+    if n_features is None:
+        raise CheckpointError(f"{source}: the number of input features is not recorded")
+    model = build_model(config.model, int(n_features), torch.Generator())
+    load_state_into(model, state, source)
+    return config, model.to(device)
