@@ -93,7 +93,7 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
     if n_val >= len(train_t):
         raise ConfigError(f"data.validation={cfg.validation} leaves no training examples")
     order = torch.randperm(len(train_t), generator=make_generator(seed, "data.split"))
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values  # file order
     validation_t = train_t[val_idx]
     train_t = train_t[train_idx]
     y_val = y_train[val_idx] if y_train is not None else None

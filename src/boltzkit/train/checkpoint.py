@@ -68,13 +68,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def save_weights(
-    path: str | Path, model: nn.Module, config: dict[str, Any], n_features: int
+    path: str | Path, model: nn.Module, config: dict[str, Any], data_info: dict[str, Any]
 ) -> Path:
     """Export ``model``'s parameters and buffers as safetensors; the metadata hold the
-    config and the number of input features, enough to rebuild the model."""
+    config and ``data_info`` (number of features, image shape), enough to rebuild the
+    model and draw its samples without the data set."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "boltzkit-model", "config": json.dumps(config),
-                "n_features": str(n_features)}
+                "data_info": json.dumps(data_info)}
     return _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 

@@ -32,6 +32,7 @@ class ContrastiveDivergence:
             raise ValueError(f"Invalid number of Gibbs steps k: {k} (expected >= 1)")
         self.k = k
         self.generator = generator
+        self.negatives: Tensor | None = None  # the last negative samples, for inspection
 
     def loss(self, model: RBM, v_data: Tensor) -> Tensor:
         data_input = model.hidden_input(v_data)  # kept in the graph and reused below
@@ -39,6 +40,7 @@ class ContrastiveDivergence:
             h = model.hidden.sample(data_input.detach(), self.generator)
             h = gibbs_hvh(model, h, self.k - 1, self.generator)
             v_model = model.sample_visible(h, self.generator)
+        self.negatives = v_model
         return (
             model.free_energy(v_data, data_input).mean()
             - model.free_energy(v_model).mean()
@@ -65,11 +67,13 @@ class PersistentContrastiveDivergence:
             raise ValueError(f"Invalid number of Gibbs steps k: {k} (expected >= 1)")
         self.k = k
         self.chains = PersistentChains(n_chains, generator)
+        self.negatives: Tensor | None = None  # the last negative samples, for inspection
 
     def loss(self, model: RBM, v_data: Tensor) -> Tensor:
         if self.chains.hidden is None:
             self.chains.start(model, v_data)
         v_model = self.chains.visible_sample(model, self.k)
+        self.negatives = v_model
         model_input = model.hidden_input(v_model)
         self.chains.advance(model, model_input)
         return (

@@ -47,7 +47,8 @@ def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
         if key not in accepted:
             raise ValueError(
                 f"{key!r} is not an argument of torch.optim.{optimizer_class(name).__name__}; "
-                f"accepted: {', '.join(accepted)}"
+                f"accepted: {', '.join(accepted)}. To switch optimizers, set the whole "
+                f"section, e.g. --set 'train.optimizer={{name: {name}, lr: 0.001}}'"
             )
 
 

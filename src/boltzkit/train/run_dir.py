@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,29 +95,40 @@ class RunDir:
         return [json.loads(line) for line in self.metrics_jsonl.read_text().splitlines() if line]
 
 
-def load_run_model(
-    run: str | Path, device: str | torch.device = "cpu"
-) -> tuple[RunConfig, nn.Module]:
+@dataclass
+class TrainedRun:
+    """What a finished (or checkpointed) run holds: config, model and data facts."""
+
+    config: RunConfig
+    model: nn.Module
+    n_features: int
+    image_shape: tuple[int, int] | None
+
+
+def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
     """The config and trained model of a run (``model.safetensors``, else the last checkpoint).
 
-    The number of input features is recorded beside the weights, so the data set need
-    not be loaded.
+    The number of input features and the image shape are recorded beside the weights,
+    so the data set need not be loaded.
     """
     run_dir = RunDir(run)
     config = run_dir.read_config()
     if run_dir.weights.is_file():
         state, metadata = load_weights(run_dir.weights)
-        source, n_features = str(run_dir.weights), metadata.get("n_features")
+        source = str(run_dir.weights)
+        info = json.loads(metadata.get("data_info", "{}"))
     elif run_dir.last_checkpoint.is_file():
         checkpoint = load_checkpoint(run_dir.last_checkpoint)
         state, source = checkpoint["model"], str(run_dir.last_checkpoint)
-        n_features = checkpoint.get("n_features")
+        info = checkpoint.get("data_info", {})
     else:
         raise CheckpointError(
             f"{run_dir.path}: no trained weights (model.safetensors or checkpoints/last.pt)"
         )
-    if n_features is None:
+    if "n_features" not in info:
         raise CheckpointError(f"{source}: the number of input features is not recorded")
-    model = build_model(config.model, int(n_features), torch.Generator())
+    model = build_model(config.model, int(info["n_features"]), torch.Generator())
     load_state_into(model, state, source)
-    return config, model.to(device)
+    shape = info.get("image_shape")
+    return TrainedRun(config, model.to(device), int(info["n_features"]),
+                      tuple(shape) if shape else None)

@@ -114,8 +114,14 @@ def train(
     schedule = Schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
                         **cfg.schedule.params())
     data_rng = make_generator(config.seed, "train.data", device)
+    if progress:
+        print(f"{'resuming' if resume else 'training'} {config.name} -> {run.path} "
+              f"({len(train_x)} train / {len(data.validation)} validation examples, "
+              f"{data.n_features} features, {model.__class__.__name__}, device {device})")
     monitor_train, monitor_val = _monitor_sets(data, cfg.metrics_examples, config.seed, device)
 
+    data_info = {"n_features": data.n_features,
+                 "image_shape": list(data.image_shape) if data.image_shape else None}
     pos = Position()
     history: list[dict[str, float]] = []
     if resume:
@@ -141,7 +147,7 @@ def train(
             "position": vars(pos),
             "history": history,
             "config": config.to_dict(),
-            "n_features": data.n_features,
+            "data_info": data_info,
         })
 
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=pos.step, disable=not progress,
@@ -204,7 +210,7 @@ def train(
     bar.close()
 
     checkpoint(run.last_checkpoint)
-    save_weights(run.weights, model, config.to_dict(), data.n_features)
+    save_weights(run.weights, model, config.to_dict(), data_info)
     write_run_figures(run, model, data, history, make_generator(config.seed, "figures", device))
     return TrainResult(run.path, config, model, history)
 

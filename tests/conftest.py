@@ -1,0 +1,18 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.npz"
+
+
+@pytest.fixture
+def mnist_path() -> Path:
+    """The development copy of MNIST (../shared/data/mnist.npz or $BOLTZKIT_MNIST)."""
+    path = Path(os.environ.get("BOLTZKIT_MNIST", SHARED_MNIST)).resolve()
+    if not path.is_file():
+        pytest.skip(f"MNIST not available at {path} (set BOLTZKIT_MNIST to an mnist.npz)")
+    return path

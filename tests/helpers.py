@@ -1,0 +1,39 @@
+"""Brute-force references shared by the tests: enumerate every binary state."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+
+def all_binary(n: int, dtype=torch.float64) -> Tensor:
+    """Every vector in {0, 1}^n, shape ``(2**n, n)``."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=dtype)
+
+
+def brute_free_energy(model, v: Tensor) -> Tensor:
+    """``-log sum_h exp(-E(v, h))`` by enumerating every hidden state."""
+    hs = all_binary(model.n_hidden, v.dtype)
+    energies = torch.stack([model.energy(v, h.expand(len(v), -1)) for h in hs], dim=1)
+    return -torch.logsumexp(-energies, dim=1)
+
+
+def brute_log_z(model) -> Tensor:
+    """``log sum_{v,h} exp(-E(v, h))``."""
+    vs = all_binary(model.n_visible, model.weight.dtype)
+    return torch.logsumexp(-brute_free_energy(model, vs), dim=0)
+
+
+def random_rbm(n_visible: int, n_hidden: int, scale: float = 1.0, seed: int = 0):
+    """A float64 RBM with weights and biases of size ~``scale``."""
+    from boltzkit.models import RBM
+
+    g = torch.Generator().manual_seed(seed)
+    model = RBM(n_visible, n_hidden, generator=g).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(n_visible, n_hidden, generator=g, dtype=torch.float64) * scale)
+        model.visible.bias.copy_(torch.randn(n_visible, generator=g, dtype=torch.float64) * scale)
+        model.hidden.bias.copy_(torch.randn(n_hidden, generator=g, dtype=torch.float64) * scale)
+    return model

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from boltzkit.train.schedules import Schedule, check_schedule, schedule_factors
+
+
+def _optimizer(lr=0.1):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+@pytest.mark.parametrize(
+    "name, params, t, total, expected",
+    [
+        ("constant", {}, 17, 100, 1.0),
+        ("exponential", {"steps": 10, "rate": 0.1}, 20, 100, 0.01),
+        ("exponential", {"steps": 4}, 2, 100, 0.1 ** 0.5),
+        ("power", {"steps": 10, "power": 1.0}, 10, 100, 0.5),
+        ("power", {"steps": 5, "power": 0.5}, 15, 100, 0.5),
+        ("piecewise", {"boundaries": [10, 20], "values": [1.0, 0.5, 0.1]}, 9, 100, 1.0),
+        ("piecewise", {"boundaries": [10, 20], "values": [1.0, 0.5, 0.1]}, 10, 100, 0.5),
+        ("piecewise", {"boundaries": [10, 20], "values": [1.0, 0.5, 0.1]}, 25, 100, 0.1),
+        ("cosine", {}, 50, 100, 0.5),
+        ("cosine", {"min_factor": 0.1}, 100, 100, 0.1),
+        ("cosine", {"warmup": 0.1}, 4, 100, 0.5),
+        ("onecycle", {"pct_start": 0.4, "div_factor": 10}, 0, 100, 0.1),
+        ("onecycle", {"pct_start": 0.4, "div_factor": 10}, 40, 100, 1.0),
+        ("onecycle", {"pct_start": 0.4, "div_factor": 10}, 60, 100, 0.55),
+        ("onecycle", {"pct_start": 0.4, "div_factor": 10, "final_div_factor": 100}, 100, 100, 0.001),
+        ("onecycle", {"pct_start": 0.3, "anneal": "cos"}, 30, 100, 1.0),
+        ("wsd", {"warmup": 0.1, "decay": 0.2}, 50, 100, 1.0),
+        ("wsd", {"warmup": 0.1, "decay": 0.2}, 90, 100, 0.5),
+        ("wsd", {"warmup": 0.1, "decay": 0.2, "shape": "sqrt"}, 90, 100, 1 - math.sqrt(0.5)),
+    ],
+)
+def test_schedule_formula(name, params, t, total, expected):
+    from boltzkit.train.schedules import SCHEDULES
+
+    assert SCHEDULES[name](t, total, **params) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_schedule_sets_optimizer_rates_and_round_trips():
+    opt = _optimizer(0.2)
+    schedule = Schedule(opt, "exponential", total=50, unit="step", steps=10)
+    for _ in range(7):
+        schedule.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2 * 0.1 ** 0.7)
+    state = schedule.state_dict()
+    opt2 = _optimizer(0.2)
+    restored = Schedule(opt2, "exponential", total=50, unit="step", steps=10)
+    restored.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    schedule.step()
+    restored.step()
+    assert restored.lrs == schedule.lrs
+
+
+def test_plateau_reduces_on_a_stalled_metric():
+    opt = _optimizer(1.0)
+    schedule = Schedule(opt, "plateau", total=10, metric="val_loss", patience=1, factor=0.5)
+    for value in [1.0, 1.0, 1.0]:
+        schedule.step({"val_loss": value})
+    assert schedule.lrs[0] == 0.5
+    with pytest.raises(ValueError, match="plateau schedule watches metric 'val_loss'"):
+        schedule.step({"other": 1.0})
+
+
+def test_factors_cover_the_run_and_reach_the_floor_at_its_end():
+    from boltzkit.train.schedules import cosine
+
+    factors = schedule_factors("cosine", 11, min_factor=0.1)
+    assert len(factors) == 11 and factors[0] == 1.0
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert cosine(11, 11, min_factor=0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("warp", {}, "unknown schedule 'warp'; accepted: constant, exponential"),
+        ("exponential", {"gamma": 0.5}, "'gamma' is not a parameter of schedule 'exponential'"),
+        ("piecewise", {"boundaries": [5], "values": [1.0]}, "len\\(values\\) == len\\(boundaries\\) \\+ 1"),
+        ("piecewise", {"boundaries": [5, 2], "values": [1, 2, 3]}, "boundaries must increase"),
+        ("exponential", {"steps": 0}, "steps must be > 0"),
+        ("cosine", {"warmup": 1.5}, "warmup is a fraction of the run"),
+    ],
+)
+def test_invalid_schedules(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        check_schedule(name, params)

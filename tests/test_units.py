@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from boltzkit.units import BernoulliUnits, bernoulli, make_units
+from helpers import all_binary
+
+
+def test_bernoulli_log_partition_matches_enumeration():
+    units = BernoulliUnits(4).double()
+    with torch.no_grad():
+        units.bias.copy_(torch.tensor([0.3, -1.2, 2.0, 0.0], dtype=torch.float64))
+    a = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    xs = all_binary(4)
+    # log sum_x exp(-self_energy(x) + x . a) over all 16 states, per row of a
+    terms = -units.self_energy(xs)[None, :] + a @ xs.T
+    assert torch.allclose(units.log_partition(a), torch.logsumexp(terms, dim=1))
+
+
+def test_bernoulli_mean_is_conditional_probability():
+    units = BernoulliUnits(3).double()
+    a = torch.tensor([[0.0, 1.0, -2.0]], dtype=torch.float64)
+    expected = torch.sigmoid(a + units.bias)
+    assert torch.allclose(units.mean(a), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_sampling_frequencies(dtype):
+    p = torch.tensor([0.0, 0.001, 0.2, 0.5, 0.9, 1.0], dtype=dtype)
+    n = 200_000
+    samples = bernoulli(p.expand(n, -1), torch.Generator().manual_seed(3))
+    freq = samples.mean(dim=0)
+    tol = 5 * torch.sqrt(p * (1 - p) / n) + 1e-6  # 5 standard errors
+    assert torch.all((freq - p).abs() <= tol), (freq, p)
+    assert samples.dtype == dtype
+    assert set(samples.unique().tolist()) <= {0.0, 1.0}
+    assert freq[0] == 0 and freq[-1] == 1  # the endpoints are exact
+
+
+def test_bernoulli_same_generator_state_same_samples():
+    p = torch.full((10, 10), 0.5)
+    a = bernoulli(p, torch.Generator().manual_seed(7))
+    b = bernoulli(p, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_init_bias_from_mean_gives_log_odds_and_clips():
+    units = BernoulliUnits(3)
+    units.init_bias_from_mean(torch.tensor([0.5, 0.0, 0.9]))
+    assert units.bias[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert units.bias[1].item() == pytest.approx(math.log(1e-3 / (1 - 1e-3)), rel=1e-4)
+    assert units.bias[2].item() == pytest.approx(math.log(9.0), rel=1e-4)
+
+
+def test_unknown_family_is_named():
+    with pytest.raises(ValueError, match="Unknown unit family 'gauss'; accepted: bernoulli"):
+        make_units("gauss", 3)
+    with pytest.raises(ValueError, match="Invalid number of units: 0"):
+        make_units("bernoulli", 0)
