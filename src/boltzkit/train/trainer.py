@@ -202,11 +202,11 @@ def train(
             if progress:
                 bar.write(_summary(metrics))
                 bar.set_postfix(loss=f"{metrics['loss']:.3g}", lr=f"{schedule.lrs[0]:.3g}")
-            if on_epoch_end is not None:
-                on_epoch_end(pos.epoch - 1, metrics)
             if cfg.checkpoint_every and pos.epoch % cfg.checkpoint_every == 0:
                 checkpoint(run.epoch_checkpoint(pos.epoch))
                 checkpoint(run.last_checkpoint)
+            if on_epoch_end is not None:
+                on_epoch_end(pos.epoch - 1, metrics)
     bar.close()
 
     checkpoint(run.last_checkpoint)

@@ -1,0 +1,74 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boltzkit.cli import main
+
+FAST = ["--set", "train.epochs=2", "--set", "model.n_hidden=16", "--set", "train.metrics_examples=50",
+        "--quiet"]
+
+
+def test_train_and_sample_end_to_end_on_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "done in" in printed and "val_pseudo_log_likelihood" in printed
+    for name in ["config.yaml", "metrics.csv", "samples.png", "filters.png", "curves.png",
+                 "model.safetensors", "checkpoints/last.pt"]:
+        assert (out / name).is_file(), name
+    assert main(["sample", str(out), "--n", "9", "--steps", "20", "--seed", "3"]) == 0
+    arrays = np.load(out / "samples-n9-k20-s3.npz")
+    assert arrays["samples"].shape == (9, 64) and set(np.unique(arrays["samples"])) <= {0.0, 1.0}
+    assert ((arrays["means"] >= 0) & (arrays["means"] <= 1)).all()
+    assert (out / "samples-n9-k20-s3.png").is_file()
+
+
+def test_resume_extends_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3", "--quiet"]) == 0
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--set", "train.epochs=zero"], "config key 'train.epochs': invalid value 'zero'"),
+        (["train", "missing.yaml"], "'missing.yaml' is neither a file nor a preset"),
+        (["train", "--resume"], "--resume needs --out RUN_DIR"),
+        (["train", "rbm-digits", "--resume", "--out", "x"], "--resume continues a run with its saved config"),
+        (["train", "--device", "quantum"], "config key 'device': device must be auto, cpu, cuda"),
+        (["sample", "/nonexistent/run"], "not a boltzkit run directory (no config.yaml)"),
+        (["train", "--set", "data.name=npz", "--set", "data.path=/nonexistent.npz"], "/nonexistent.npz: file not found"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("boltzkit: error: ") and message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_config_command_prints_resolved_yaml(capsys):
+    assert main(["config", "rbm-mnist", "--set", "train.epochs=7"]) == 0
+    text = capsys.readouterr().out
+    assert "epochs: 7" in text and "n_hidden: 500" in text
+
+
+def test_console_script_runs_default_preset(tmp_path):
+    """`boltzkit train` as a user types it: a subprocess, the rbm-digits preset."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    exe = Path(sys.executable).with_name("boltzkit")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "boltzkit.cli"]
+    done = subprocess.run([*command, "train", "--out", str(tmp_path / "r"), "--set", "train.epochs=2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "samples.png").is_file()
+    bad = subprocess.run([*command, "train", "--set", "train.k=0"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 2 and "config key 'train.k'" in bad.stderr

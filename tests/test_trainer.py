@@ -1,0 +1,163 @@
+import os
+import signal
+
+import pytest
+import torch
+
+from boltzkit.config import load_config
+from boltzkit.errors import CheckpointError, ConfigError, DivergenceError
+from boltzkit.train import TrainingInterrupted, train
+from boltzkit.train.checkpoint import load_checkpoint
+from boltzkit.train.run_dir import RunDir, load_run_model
+
+SMALL = ["train.epochs=4", "model.n_hidden=16", "data.limit=300", "train.batch_size=20",
+         "train.checkpoint_every=2", "train.metrics_examples=50"]
+
+
+def small_config(*extra):
+    return load_config(None, [*SMALL, *extra])
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("variant", [
+    ["train.method=pcd", "data.binarize=dynamic"],
+    ["train.method=cd", "train.k=2", "data.binarize=stochastic",
+     "train.schedule={name: exponential, unit: epoch, steps: 2}"],
+])
+def test_resume_after_a_crash_gives_the_weights_of_an_uninterrupted_run(tmp_path, variant):
+    config = small_config(*variant)
+    full = train(config, tmp_path / "full", progress=False)
+
+    def crash(epoch, metrics):
+        if epoch == 1:  # after the epoch-2 checkpoint
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    _assert_same(_weights(full.model), _weights(resumed.model))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[-1]["val_pseudo_log_likelihood"] == full.history[-1]["val_pseudo_log_likelihood"]
+    assert len(RunDir(tmp_path / "cut").read_metrics()) == 4
+
+
+def test_ctrl_c_mid_epoch_saves_an_exact_checkpoint(tmp_path):
+    config = small_config("train.schedule={name: cosine, unit: step}")
+    full = train(config, tmp_path / "full", progress=False)
+
+    def press_ctrl_c(epoch, metrics):
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives during the next update
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(config, tmp_path / "cut", progress=False, on_epoch_end=press_ctrl_c)
+    state = load_checkpoint(info.value.checkpoint)
+    assert state["position"]["epoch"] == 1 and state["position"]["batch"] >= 1  # mid-epoch
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    _assert_same(_weights(full.model), _weights(resumed.model))
+
+
+def test_run_directory_contents(tmp_path):
+    result = train(small_config(), tmp_path / "run", progress=False)
+    run = RunDir(result.run_dir)
+    for name in ["config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors",
+                 "samples.png", "filters.png", "curves.png"]:
+        assert run.file(name).is_file(), name
+    assert run.epoch_checkpoint(2).is_file() and run.epoch_checkpoint(4).is_file()
+    header = run.metrics_csv.read_text().splitlines()[0].split(",")
+    for column in ["epoch", "step", "lr", "loss", "seconds", "train_recon_error",
+                   "val_recon_error", "train_pseudo_log_likelihood", "val_pseudo_log_likelihood",
+                   "train_free_energy", "val_free_energy", "free_energy_gap"]:
+        assert column in header
+    assert run.read_config().to_dict() == result.config.to_dict()
+    trained = load_run_model(run.path)
+    _assert_same(_weights(trained.model), _weights(result.model))
+    assert trained.image_shape == (8, 8) and trained.n_features == 64
+    assert not [p for p in run.checkpoints.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_training_improves_pseudo_likelihood(tmp_path):
+    result = train(small_config("train.epochs=8", "data.limit=1000"), tmp_path / "run", progress=False)
+    first, last = result.history[0], result.history[-1]
+    assert last["val_pseudo_log_likelihood"] > first["val_pseudo_log_likelihood"] + 1.0
+    assert last["train_recon_error"] < first["train_recon_error"]
+
+
+def test_same_config_and_seed_give_the_same_run(tmp_path):
+    a = train(small_config("train.epochs=2"), tmp_path / "a", progress=False)
+    b = train(small_config("train.epochs=2"), tmp_path / "b", progress=False)
+    c = train(small_config("train.epochs=2", "seed=1"), tmp_path / "c", progress=False)
+    _assert_same(_weights(a.model), _weights(b.model))
+    assert not torch.equal(a.model.weight, c.model.weight)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
+    config = small_config(
+        "train.checkpoint_every=1", "train.optimizer={name: sgd, lr: 0.1}",
+        "train.schedule={name: piecewise, boundaries: [1], values: [1.0, 1.0e+38]}")
+    with pytest.raises(DivergenceError) as info:
+        train(config, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert "at epoch 2, step" in message and "learning rate 1e+37" in message
+    assert "last.pt" in message
+    state = load_checkpoint(RunDir(tmp_path / "run").last_checkpoint)
+    assert state["position"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_existing_run_and_missing_checkpoint_errors(tmp_path):
+    train(small_config("train.epochs=1"), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        train(small_config("train.epochs=1"), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume \\(no checkpoints/last.pt\\)"):
+        train(small_config(), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="bad.pt: not a readable boltzkit checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: not a boltzkit checkpoint"):
+        load_checkpoint(foreign)
+    future = tmp_path / "future.pt"
+    torch.save({"format": "boltzkit-checkpoint", "version": 99}, future)
+    with pytest.raises(CheckpointError, match="checkpoint version 99 is not supported"):
+        load_checkpoint(future)
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    result = train(small_config("train.epochs=1"), tmp_path / "run", progress=False)
+    run = RunDir(result.run_dir)
+    run.config.write_text(run.config.read_text().replace("n_hidden: 16", "n_hidden: 17"))
+    with pytest.raises(CheckpointError, match="model.safetensors: weights do not fit the configured model"):
+        load_run_model(run.path)
+    with pytest.raises(CheckpointError, match="not a boltzkit run directory \\(no config.yaml\\)"):
+        load_run_model(tmp_path)
+
+
+def test_unavailable_cuda_is_a_config_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match="'cuda' requested but CUDA is not available"):
+        train(small_config("device=cuda"), tmp_path / "run", progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_on_cuda(tmp_path):
+    result = train(small_config("device=cuda", "train.epochs=2"), tmp_path / "run", progress=False)
+    assert result.model.weight.device.type == "cuda"
+    assert result.history[-1]["val_pseudo_log_likelihood"] < 0
