@@ -54,7 +54,7 @@ def test_file_name_becomes_run_name(tmp_path):
         (["device=gpu"], "config key 'device': device must be auto, cpu, cuda, cuda:N or mps"),
         (["seed=-3"], "config key 'seed': invalid value -3; input should be greater than or equal to 0"),
         (["train=3"], "config key 'train': invalid value 3; input should be a valid dictionary"),
-        (["train.epochs.max=3"], "--set train.epochs.max: 'train.epochs' is a value (60), not a section"),
+        (["train.epochs.max=3"], "--set train.epochs.max: 'train.epochs' is a value (100), not a section"),
         (["train.epochs"], "--set 'train.epochs': expected KEY=VALUE"),
     ],
 )
@@ -81,7 +81,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_validate_rejects_assignment_of_bad_values():
     config = validate({})
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
         config.train.epochs = -1
 
 

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from boltzkit.config import DataConfig
-from boltzkit.data import load_dataset
+from boltzkit.data import load_dataset, sources
 from boltzkit.data.idx import parse_idx, read_idx
-from boltzkit.data import sources
 from boltzkit.errors import ConfigError, DataError
 
 

@@ -71,7 +71,7 @@ def test_factors_cover_the_run_and_reach_the_floor_at_its_end():
 
     factors = schedule_factors("cosine", 11, min_factor=0.1)
     assert len(factors) == 11 and factors[0] == 1.0
-    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
     assert cosine(11, 11, min_factor=0.1) == pytest.approx(0.1)
 
 

@@ -11,7 +11,8 @@ from boltzkit.train.checkpoint import load_checkpoint
 from boltzkit.train.run_dir import RunDir, load_run_model
 
 SMALL = ["train.epochs=4", "model.n_hidden=16", "data.limit=300", "train.batch_size=20",
-         "train.checkpoint_every=2", "train.metrics_examples=50"]
+         "train.checkpoint_every=2", "train.metrics_examples=50", "train.k=1",
+         "train.optimizer={name: sgd, lr: 0.05, momentum: 0.9}"]
 
 
 def small_config(*extra):

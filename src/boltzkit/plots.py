@@ -86,11 +86,11 @@ def save_curves(
     columns = min(3, count)
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for ax, (label, names) in zip(axes.flat, panels.items()):
+    for ax, (label, names) in zip(axes.flat, panels.items(), strict=False):
         for name in names:
             points = [(row[x], row[name]) for row in history if name in row and row[name] is not None]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=2.5, label=name)
         ax.set_xlabel(x)
         ax.set_title(label, fontsize=10)

@@ -1,0 +1,35 @@
+# boltzkit developer commands. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of PyTorch, installed before the package so pip never pulls a CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup demo test test-all lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev,tune,postgres]"
+
+demo: setup
+	$(BIN)/boltzkit train --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
