@@ -72,3 +72,38 @@ def test_console_script_runs_default_preset(tmp_path):
     bad = subprocess.run([*command, "train", "--set", "train.k=0"], capture_output=True, text=True,
                          env=env, timeout=300)
     assert bad.returncode == 2 and "config key 'train.k'" in bad.stderr
+
+
+def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=3", "--set", "model.n_hidden=12",
+                 "--set", "train.metrics_examples=50", "--quiet"]) == 0
+    assert main(["evaluate", str(out), "--ais-betas", "3001", "--ais-runs", "50",
+                 "--reverse-examples", "100", "--reverse-runs", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for label in ["log Z, AIS", "log Z, exact", "log-likelihood, AIS", "log-likelihood, exact",
+                  "log-likelihood, reverse AIS", "pseudo-log-likelihood", "reconstruction error"]:
+        assert label in printed
+    results = json.loads((out / "evaluation.json").read_text())
+    assert results["split"] == "test" and results["examples"] == 297
+    assert abs(results["log_z_ais"] - results["log_z_exact"]) < 0.1
+    assert abs(results["log_likelihood_ais"] - results["log_likelihood_exact"]) < 0.1
+    assert results["ais_runs"] == 50 and results["ais_betas"] == 3001
+    # reverse AIS on the first 100 examples sits at or below AIS on the same examples
+    same = results["log_likelihood_ais_same_examples"]
+    assert results["log_likelihood_reverse_ais"] <= same + 3 * results["log_likelihood_reverse_ais_stderr"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ais-runs", "0"], "--ais-runs must be >= 1, got 0"),
+        (["--ais-betas", "1"], "--ais-betas must be >= 2, got 1"),
+        (["--reverse-examples", "-1"], "--reverse-examples must be >= 0, got -1"),
+    ],
+)
+def test_evaluate_rejects_bad_settings(tmp_path, argv, message, capsys):
+    assert main(["evaluate", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -162,3 +162,15 @@ def test_trains_on_cuda(tmp_path):
     result = train(small_config("device=cuda", "train.epochs=2"), tmp_path / "run", progress=False)
     assert result.model.weight.device.type == "cuda"
     assert result.history[-1]["val_pseudo_log_likelihood"] < 0
+
+
+def test_in_training_likelihood_is_logged(tmp_path):
+    exact = train(small_config("train.epochs=2", "eval.every=1", "model.n_hidden=10"),
+                  tmp_path / "exact", progress=False)
+    row = exact.history[-1]
+    assert {"exact_log_z", "train_log_likelihood", "val_log_likelihood"} <= row.keys()
+    assert row["val_log_likelihood"] < row["val_pseudo_log_likelihood"] + 30  # same scale, nats
+    ais = train(small_config("train.epochs=2", "eval.every=2", "eval.exact_max_units=0",
+                             "eval.quick_ais={runs: 8, betas: 200}"), tmp_path / "ais", progress=False)
+    assert "ais_log_z" not in ais.history[0]
+    assert {"ais_log_z", "ais_ess", "val_ais_log_likelihood"} <= ais.history[1].keys()

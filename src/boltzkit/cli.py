@@ -69,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     sample.set_defaults(handler=_sample)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="likelihood estimates (AIS, reverse AIS, exact when small) for a run")
+    evaluate.add_argument("run", help="run directory written by boltzkit train")
+    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument("--ais-runs", type=int, help="AIS chains (default: eval.ais.runs)")
+    evaluate.add_argument("--ais-betas", type=int,
+                          help="inverse temperatures (default: eval.ais.betas, 14501)")
+    evaluate.add_argument("--reverse-examples", type=int,
+                          help="examples for reverse AIS, 0 to skip (default: eval.reverse_ais.examples)")
+    evaluate.add_argument("--reverse-runs", type=int, help="reverse AIS chains per example")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    evaluate.add_argument("--data-dir", help="folder with the run's data files")
+    evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_evaluate)
+
     config = commands.add_parser("config", help="print the resolved config as YAML")
     _config_arguments(config)
     config.set_defaults(handler=_show_config)
@@ -138,6 +154,25 @@ def _sample(args: argparse.Namespace) -> int:
                           title=f"{args.n} samples after {args.steps} Gibbs sweeps (E[v|h])")
     print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
           "(arrays: samples = binary states, means = E[v|h])")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .train.evaluate_run import evaluate_run
+
+    for name in ("ais_runs", "ais_betas", "reverse_runs"):
+        value = getattr(args, name)
+        if value is not None and value < (2 if name == "ais_betas" else 1):
+            raise BoltzkitError(f"--{name.replace('_', '-')} must be >= "
+                                f"{2 if name == 'ais_betas' else 1}, got {value}")
+    if args.reverse_examples is not None and args.reverse_examples < 0:
+        raise BoltzkitError(f"--reverse-examples must be >= 0, got {args.reverse_examples}")
+    results = evaluate_run(
+        args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
+        reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, seed=args.seed,
+        data_dir=args.data_dir, device=args.device, progress=not args.quiet)
+    print(results["report"])
+    print(f"wrote {Path(args.run) / 'evaluation.json'}")
     return 0
 
 

@@ -123,6 +123,30 @@ class TrainConfig(Section):
     """Examples of train and of validation data used for the per-epoch metrics."""
 
 
+class AISConfig(Section):
+    runs: int = Field(100, ge=1)
+    betas: int = Field(14501, ge=2)
+    """Number of inverse temperatures (14,501 = Salakhutdinov & Murray's schedule)."""
+    pseudocount: float = Field(1.0, gt=0)
+    """Added to pixel counts for the base-rate model's visible biases."""
+
+
+class ReverseAISConfig(Section):
+    examples: int = Field(1000, ge=0)
+    """Held-out examples evaluated by reverse AIS (0: skip)."""
+    runs: int = Field(1, ge=1)
+
+
+class EvalConfig(Section):
+    every: int = Field(0, ge=0)
+    """Epochs between in-training likelihood estimates with ``quick_ais`` (0 = off)."""
+    ais: AISConfig = Field(default_factory=AISConfig)
+    quick_ais: AISConfig = Field(default_factory=lambda: AISConfig(runs=32, betas=2000))
+    reverse_ais: ReverseAISConfig = Field(default_factory=ReverseAISConfig)
+    exact_max_units: int = Field(20, ge=0, le=25)
+    """Also compute exact log Z when the smaller layer has at most this many units."""
+
+
 class RunConfig(Section):
     name: str = "run"
     seed: int = Field(0, ge=0)
@@ -132,6 +156,7 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("device")
     @classmethod

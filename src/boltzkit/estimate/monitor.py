@@ -1,4 +1,4 @@
-"""Per-epoch health metrics of an RBM on fixed subsets of train and validation data."""
+"""Per-epoch metrics of an RBM on fixed subsets of train and validation data."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
+from .ais import ais_log_partition
+from .exact import enumerable, exact_log_partition
 from .pseudo_likelihood import pseudo_log_likelihood, reconstruction_error
 
 
@@ -26,4 +28,35 @@ def rbm_metrics(model: RBM, train: Tensor, validation: Tensor) -> dict[str, floa
         metrics[f"{prefix}_free_energy"] = model.free_energy(v).mean().item()
     if "val_free_energy" in metrics:
         metrics["free_energy_gap"] = metrics["val_free_energy"] - metrics["train_free_energy"]
+    return metrics
+
+
+@torch.no_grad()
+def likelihood_metrics(
+    model: RBM,
+    base_bias: Tensor,
+    train: Tensor,
+    validation: Tensor,
+    ais_runs: int,
+    ais_betas: int,
+    exact_max_units: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Average log-likelihood (nats per example) of the monitoring subsets.
+
+    Exact when the smaller layer has at most ``exact_max_units`` units (``exact_log_z``,
+    ``train_log_likelihood``, ``val_log_likelihood``), else from a quick forward AIS
+    (``ais_log_z``, ``ais_ess``, ``train_ais_log_likelihood``, ``val_ais_log_likelihood``).
+    """
+    if exact_max_units > 0 and enumerable(model, exact_max_units):
+        log_z, prefix, metrics = exact_log_partition(model, exact_max_units), "", {}
+        metrics["exact_log_z"] = log_z
+    else:
+        ais = ais_log_partition(model, base_bias, ais_betas, ais_runs, generator)
+        log_z, prefix = ais.log_z, "ais_"
+        metrics = {"ais_log_z": ais.log_z, "ais_ess": ais.ess}
+    for name, v in (("train", train), ("val", validation)):
+        if len(v):
+            mean_neg_f = -model.free_energy(v).to(torch.float64).mean().item()
+            metrics[f"{name}_{prefix}log_likelihood"] = mean_neg_f - log_z
     return metrics

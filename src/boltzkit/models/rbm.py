@@ -75,6 +75,11 @@ class RBM(nn.Module):
             hidden_input = self.hidden_input(v)
         return self.visible.self_energy(v) - self.hidden.log_partition(hidden_input)
 
+    def hidden_free_energy(self, h: Tensor) -> Tensor:
+        """``F(h) = -log sum_v exp(-E(v, h)) = hidden.self_energy(h) - visible.log_partition(h W^T)``,
+        shape ``(B,)``: the visible layer summed out (used to enumerate the smaller layer)."""
+        return self.hidden.self_energy(h) - self.visible.log_partition(self.visible_input(h))
+
     def hidden_mean(self, v: Tensor) -> Tensor:
         """``E[h | v]``, ``(B, D) -> (B, H)``."""
         return self.hidden.mean(self.hidden_input(v))

@@ -14,6 +14,8 @@ from ..sampling.gibbs import sample_chains
 from .run_dir import RunDir
 
 CURVE_GROUPS = {
+    "log-likelihood (nats)": ["train_log_likelihood", "val_log_likelihood",
+                              "train_ais_log_likelihood", "val_ais_log_likelihood"],
     "pseudo-log-likelihood (nats)": ["train_pseudo_log_likelihood", "val_pseudo_log_likelihood"],
     "reconstruction error": ["train_recon_error", "val_recon_error"],
     "free energy": ["train_free_energy", "val_free_energy"],

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..estimate.monitor import rbm_metrics
+from ..estimate.ais import base_rate_bias
+from ..estimate.monitor import likelihood_metrics, rbm_metrics
 from ..seeding import make_generator
 from ..units import bernoulli
 from .build import build_model, build_objective, resolve_device
@@ -119,6 +120,7 @@ def train(
               f"({len(train_x)} train / {len(data.validation)} validation examples, "
               f"{data.n_features} features, {model.__class__.__name__}, device {device})")
     monitor_train, monitor_val = _monitor_sets(data, cfg.metrics_examples, config.seed, device)
+    base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
 
     data_info = {"n_features": data.n_features,
                  "image_shape": list(data.image_shape) if data.image_shape else None}
@@ -194,6 +196,12 @@ def train(
                 "seconds": pos.seconds,
                 **rbm_metrics(model.eval(), monitor_train, monitor_val),
             }
+            if config.eval.every and (pos.epoch + 1) % config.eval.every == 0:
+                quick = config.eval.quick_ais
+                metrics.update(likelihood_metrics(
+                    model, base_bias, monitor_train, monitor_val, quick.runs, quick.betas,
+                    config.eval.exact_max_units,
+                    make_generator(config.seed, f"eval.epoch{pos.epoch + 1}", device)))
             history.append(metrics)
             run.write_metrics(history)
             if cfg.schedule.unit == "epoch":

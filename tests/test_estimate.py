@@ -1,0 +1,201 @@
+import math
+
+import pytest
+import torch
+
+from boltzkit.estimate.ais import (
+    ais_log_partition,
+    base_rate_bias,
+    default_betas,
+    reverse_ais_log_likelihood,
+)
+from boltzkit.estimate.exact import (
+    binary_states,
+    exact_log_likelihood,
+    exact_log_partition,
+)
+from boltzkit.models import RBM
+from helpers import all_binary, brute_log_z, random_rbm
+
+
+def rbm_784x15(seed=0):
+    """A random 784x15 RBM with MNIST-like biases and non-trivial couplings."""
+    g = torch.Generator().manual_seed(seed)
+    model = RBM(784, 15, generator=g)
+    with torch.no_grad():
+        model.weight.normal_(0, 0.1, generator=g)
+        model.visible.bias.normal_(-1.0, 0.5, generator=g)
+        model.hidden.bias.normal_(0.0, 0.5, generator=g)
+    return model
+
+
+def sparse_data(n, width, p=0.2, seed=1):
+    return (torch.rand(n, width, generator=torch.Generator().manual_seed(seed)) < p).float()
+
+
+# --------------------------------------------------------------------------- exact
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (5, 9)])  # enumerate hidden, then visible
+def test_exact_log_z_matches_brute_force(shape):
+    model = random_rbm(*shape, scale=1.0)
+    assert exact_log_partition(model) == pytest.approx(brute_log_z(model).item(), abs=1e-10)
+
+
+def test_exact_log_likelihood_is_normalized():
+    model = random_rbm(7, 4, scale=1.5)
+    log_p = exact_log_likelihood(model, all_binary(7))
+    assert torch.logsumexp(log_p, 0).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_exact_chunks_agree(monkeypatch):
+    import boltzkit.estimate.exact as exact
+
+    model = random_rbm(12, 6)
+    full = exact_log_partition(model)
+    monkeypatch.setattr(exact, "_CHUNK_ELEMENTS", 64)
+    assert exact_log_partition(model) == pytest.approx(full, abs=1e-10)
+
+
+def test_binary_states_are_the_codes():
+    assert binary_states(3, 0, 8).tolist()[5] == [1.0, 0.0, 1.0]
+
+
+def test_exact_refuses_large_models():
+    with pytest.raises(ValueError, match="smaller layer must have at most 25 units"):
+        exact_log_partition(RBM(30, 40))
+
+
+# --------------------------------------------------------------------------- AIS
+
+
+def test_default_schedule_is_salakhutdinov_murray():
+    betas = default_betas()
+    assert len(betas) == 14501 and betas[0] == 0 and betas[-1] == 1
+    steps = torch.diff(betas)
+    assert torch.allclose(steps[:500], torch.full((500,), 1e-3, dtype=torch.float64))
+    assert torch.allclose(steps[500:4500], torch.full((4000,), 1e-4, dtype=torch.float64))
+    assert torch.allclose(steps[4500:], torch.full((10000,), 1e-5, dtype=torch.float64))
+    for n in (2, 3, 50, 1001):
+        small = default_betas(n)
+        assert len(small) == n and small[0] == 0 and small[-1] == 1
+        assert bool((torch.diff(small) > 0).all())
+    with pytest.raises(ValueError, match="Invalid number of inverse temperatures: 1"):
+        default_betas(1)
+
+
+def test_base_rate_bias_uses_a_pseudocount():
+    data = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    bias = base_rate_bias(data, pseudocount=1.0)
+    assert bias[0].item() == pytest.approx(math.log(1 / 4))  # (0+1)/(3+2) = 0.2
+    assert bias[1].item() == pytest.approx(math.log(3 / 2))  # (2+1)/(3+2) = 0.6
+
+
+def test_ais_of_an_uncoupled_model_is_exact():
+    """W = 0 and base = the model's own biases: every weight is equal, no variance."""
+    model = random_rbm(10, 6, scale=1.0)
+    with torch.no_grad():
+        model.weight.zero_()
+    result = ais_log_partition(model, model.visible.bias.detach(), betas=50, runs=10)
+    assert result.log_z == pytest.approx(exact_log_partition(model), abs=1e-9)
+    assert result.ess == pytest.approx(10.0)
+
+
+def test_ais_within_0_1_nats_random_784x15():
+    model = rbm_784x15()
+    base = base_rate_bias(sparse_data(2000, 784))
+    result = ais_log_partition(model, base, runs=100, generator=torch.Generator().manual_seed(0))
+    exact = exact_log_partition(model)
+    assert abs(result.log_z - exact) < 0.1
+    assert result.log_z_low <= result.log_z <= result.log_z_high
+    assert result.n_betas == 14501 and result.runs == 100 and 1 <= result.ess <= 100
+
+
+def test_ais_within_0_1_nats_random_20x200():
+    model = random_rbm(20, 200, scale=0.3, seed=3).float()
+    base = base_rate_bias(sparse_data(500, 20, p=0.4))
+    result = ais_log_partition(model, base, runs=100, generator=torch.Generator().manual_seed(1))
+    assert abs(result.log_z - exact_log_partition(model)) < 0.1
+
+
+def test_ais_within_0_1_nats_trained_on_digits(tmp_path):
+    from boltzkit.config import load_config
+    from boltzkit.train import train
+
+    config = load_config(None, ["model.n_hidden=15", "train.epochs=10", "train.metrics_examples=50"])
+    result = train(config, tmp_path / "run", progress=False)
+    model = result.model
+    assert model.weight.abs().max() > 0.5  # trained: strong couplings, not the initial noise
+    from boltzkit.data import load_dataset
+
+    data = load_dataset(config.data, config.seed)
+    ais = ais_log_partition(model, base_rate_bias(data.train), runs=100)
+    assert abs(ais.log_z - exact_log_partition(model)) < 0.1
+
+
+@pytest.mark.slow
+def test_ais_within_0_1_nats_trained_784x15_on_mnist(tmp_path, mnist_path):
+    from boltzkit.config import load_config
+    from boltzkit.train import train
+
+    config = load_config("rbm-mnist", [
+        "data.name=npz", f"data.path={mnist_path}", "model.n_hidden=15", "train.epochs=3",
+        "data.limit=20000", "train.metrics_examples=100"])
+    result = train(config, tmp_path / "run", progress=False)
+    from boltzkit.data import load_dataset
+
+    data = load_dataset(config.data, config.seed)
+    ais = ais_log_partition(result.model, base_rate_bias(data.train), runs=100)
+    assert abs(ais.log_z - exact_log_partition(result.model)) < 0.1
+
+
+def test_same_seed_same_numbers():
+    model = random_rbm(20, 30, scale=0.3).float()
+    base = base_rate_bias(sparse_data(100, 20))
+    data = sparse_data(10, 20, seed=5)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        ais = ais_log_partition(model, base, betas=300, runs=16, generator=g)
+        rev = reverse_ais_log_likelihood(model, data, base, betas=300, runs=2, generator=g)
+        return ais.log_z, rev.per_example
+
+    (a, ra), (b, rb), (c, _) = run(0), run(0), run(1)
+    assert a == b and torch.equal(ra, rb) and a != c
+
+
+# --------------------------------------------------------------------------- reverse AIS
+
+
+def test_reverse_ais_is_conservative_and_close_784x15():
+    model = rbm_784x15(seed=4)
+    data = sparse_data(60, 784, seed=7)
+    base = base_rate_bias(sparse_data(2000, 784))
+    reverse = reverse_ais_log_likelihood(model, data, base, betas=3001, runs=2,
+                                         generator=torch.Generator().manual_seed(0))
+    exact = exact_log_likelihood(model, data)
+    diff = reverse.per_example - exact
+    stderr = diff.std() / math.sqrt(len(diff))
+    assert diff.mean() <= 3 * stderr  # never above the exact value beyond its error
+    assert diff.mean() > -1.0  # and not uselessly low
+    assert reverse.runs == 2 and len(reverse.per_example) == 60
+
+
+def test_reverse_ais_on_an_uncoupled_model_is_exact():
+    model = random_rbm(10, 4, scale=1.0)
+    with torch.no_grad():
+        model.weight.zero_()
+    data = all_binary(10)[::37]
+    reverse = reverse_ais_log_likelihood(model, data, model.visible.bias.detach(), betas=20)
+    assert torch.allclose(reverse.per_example, exact_log_likelihood(model, data), atol=1e-9)
+
+
+def test_invalid_ais_arguments():
+    model = random_rbm(5, 3)
+    base = torch.zeros(5)
+    with pytest.raises(ValueError, match="Invalid number of AIS runs: 0"):
+        ais_log_partition(model, base, runs=0)
+    with pytest.raises(ValueError, match="must increase strictly from 0 to 1"):
+        ais_log_partition(model, base, betas=torch.tensor([0.0, 0.5, 0.4, 1.0]))
+    with pytest.raises(ValueError, match="Invalid pseudocount: 0"):
+        base_rate_bias(torch.zeros(3, 5), pseudocount=0)
