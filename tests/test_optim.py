@@ -30,3 +30,41 @@ def test_build_passes_keywords_and_prefers_fused_kernels():
 def test_invalid_optimizers(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_optimizer([torch.nn.Parameter(torch.zeros(2))], name, **kwargs)
+
+
+def test_parameter_groups_exempt_biases_from_weight_decay():
+    from boltzkit.models import RBM
+    from boltzkit.train.optim import parameter_groups
+
+    model = RBM(5, 3)
+    decay, no_decay = parameter_groups(model, 0.01)
+    assert decay["params"] == [model.weight] and decay["weight_decay"] == 0.01
+    assert {id(p) for p in no_decay["params"]} == {id(model.visible.bias), id(model.hidden.bias)}
+    assert no_decay["weight_decay"] == 0.0
+    (everything,) = parameter_groups(model, 0.01, decay_biases=True)
+    assert len(everything["params"]) == 3
+    (default, _) = parameter_groups(model, None)
+    assert "weight_decay" not in default  # the optimizer's own default applies
+
+
+def test_make_optimizer_keeps_adamw_default_decay_on_weights():
+    from boltzkit.config import load_config
+    from boltzkit.models import RBM
+    from boltzkit.train.optim import make_optimizer
+
+    config = load_config(None, ["train.optimizer={name: adamw, lr: 0.001}"])
+    opt = make_optimizer(RBM(5, 3), config.train.optimizer)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+
+
+def test_clip_by_value_and_norm():
+    from types import SimpleNamespace
+
+    from boltzkit.train.optim import clip_gradients
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    clip_gradients(torch.nn.ParameterList([p]), SimpleNamespace(clip_grad_value=1.0, clip_grad_norm=None))
+    assert p.grad.tolist() == [1.0, -1.0, 0.5, 0.0]
+    clip_gradients(torch.nn.ParameterList([p]), SimpleNamespace(clip_grad_value=None, clip_grad_norm=0.1))
+    assert p.grad.norm().item() == pytest.approx(0.1, rel=1e-4)

@@ -89,3 +89,22 @@ def test_factors_cover_the_run_and_reach_the_floor_at_its_end():
 def test_invalid_schedules(name, params, message):
     with pytest.raises(ValueError, match=message):
         check_schedule(name, params)
+
+
+def test_plateau_mode_follows_the_metric_direction():
+    opt = _optimizer(1.0)
+    schedule = Schedule(opt, "plateau", metric="val_pseudo_log_likelihood", patience=0, factor=0.5)
+    schedule.step({"val_pseudo_log_likelihood": -20.0})
+    schedule.step({"val_pseudo_log_likelihood": -19.0})  # improving (higher is better): keep
+    assert schedule.lrs[0] == 1.0
+    schedule.step({"val_pseudo_log_likelihood": -25.0})  # worse: reduce
+    assert schedule.lrs[0] == 0.5
+
+
+def test_schedule_command_plots(tmp_path, capsys):
+    from boltzkit.cli import main
+
+    out = tmp_path / "s.png"
+    assert main(["schedule", "--set", "train.schedule={name: wsd, unit: step}", "--out", str(out)]) == 0
+    assert out.is_file() and "step 0:" in capsys.readouterr().out
+    assert main(["schedule", "--set", "train.schedule={name: plateau}"]) == 2

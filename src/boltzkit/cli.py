@@ -85,6 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
 
+    lr_find = commands.add_parser(
+        "lr-find", help="learning-rate range test: suggest a rate for a config")
+    _config_arguments(lr_find)
+    lr_find.add_argument("--low", type=float, default=1e-6, help="first rate (default 1e-6)")
+    lr_find.add_argument("--high", type=float, default=1.0, help="last rate (default 1)")
+    lr_find.add_argument("--iterations", type=int,
+                         help="updates (default 100; 300 for RBMs, whose proxy moves slowly)")
+    lr_find.add_argument("--rule", default="valley", choices=["valley", "steepest", "minimum"],
+                         help="suggestion rule (default valley)")
+    lr_find.add_argument("--probe", type=int, default=512,
+                         help="held-out examples whose loss is recorded (0: the training batch)")
+    lr_find.add_argument("--apply", action="store_true",
+                         help="write the config with the suggested rate to OUT/config-lr.yaml")
+    lr_find.add_argument("--out", help="output folder (default runs/<name>-lr-find)")
+    lr_find.add_argument("--quiet", action="store_true", help="no progress bar")
+    lr_find.set_defaults(handler=_lr_find)
+
+    schedule = commands.add_parser("schedule", help="plot a config's learning-rate schedule")
+    _config_arguments(schedule)
+    schedule.add_argument("--steps-per-epoch", type=int,
+                          help="updates per epoch (default: from the data set and batch size)")
+    schedule.add_argument("--out", help="PNG file (default runs/<name>-schedule.png)")
+    schedule.set_defaults(handler=_schedule)
+
     config = commands.add_parser("config", help="print the resolved config as YAML")
     _config_arguments(config)
     config.set_defaults(handler=_show_config)
@@ -114,6 +138,8 @@ def _train(args: argparse.Namespace) -> int:
         config = load_config(args.config, _shortcuts(args))
         out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     _set_threads(config.threads)
+    if not args.resume:  # a resumed run restores the global generator from its checkpoint
+        _seed_globally(config.seed)
     started = time.perf_counter()
     try:
         result = train(config, out, resume=args.resume, progress=not args.quiet)
@@ -176,6 +202,66 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train.lr_find_run import find_lr
+
+    if not 0 < args.low < args.high:
+        raise BoltzkitError(f"--low and --high must satisfy 0 < low < high, got {args.low} and {args.high}")
+    if args.iterations is not None and args.iterations < 5:
+        raise BoltzkitError(f"--iterations must be >= 5, got {args.iterations}")
+    if args.probe < 0:
+        raise BoltzkitError(f"--probe must be >= 0, got {args.probe}")
+    config = load_config(args.config, _shortcuts(args))
+    _set_threads(config.threads)
+    _seed_globally(config.seed)
+    out = Path(args.out or f"runs/{config.name}-lr-find")
+    result, applied = find_lr(config, out, low=args.low, high=args.high, iterations=args.iterations,
+                              rule=args.rule, probe=args.probe, apply=args.apply,
+                              progress=not args.quiet)
+    print(f"range test over {len(result.lrs)} updates ({result.loss_name})"
+          + (", stopped early: the loss diverged" if result.stopped_early else ""))
+    for name, lr in result.suggestions.items():
+        print(f"  {name:9s} {lr:.3g}" + ("   <- suggested" if name == result.rule else ""))
+    print(f"confidence: {result.confidence} (rules spread over {result.spread_decades:.2f} decades, "
+          f"noise {result.noise:.2f})")
+    print(f"wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}")
+    if applied:
+        print(f"wrote {applied}; train with: boltzkit train {applied}")
+    else:
+        print(f"use it with: --set train.optimizer.lr={result.suggestion:.3g}")
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    import math
+
+    from .config import load_config
+    from .train.schedules import plot_schedule
+
+    config = load_config(args.config, _shortcuts(args))
+    train = config.train
+    steps = args.steps_per_epoch
+    if steps is None:
+        from .data import load_dataset
+
+        data = load_dataset(config.data, config.seed, unit_interval=False)
+        steps = math.ceil(len(data.train) / train.batch_size)
+    if steps < 1:
+        raise BoltzkitError(f"--steps-per-epoch must be >= 1, got {steps}")
+    out = Path(args.out or f"runs/{config.name}-schedule.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        rates = plot_schedule(train.schedule.name, train.schedule.params(), train.optimizer.lr,
+                              train.epochs, steps, train.schedule.unit, str(out))
+    except ValueError as err:
+        raise BoltzkitError(f"train.schedule: {err}") from None
+    marks = sorted({0, len(rates) // 4, len(rates) // 2, 3 * len(rates) // 4, len(rates) - 1})
+    print("  ".join(f"step {t}: {rates[t]:.3g}" for t in marks))
+    print(f"wrote {out}")
+    return 0
+
+
 def _show_config(args: argparse.Namespace) -> int:
     from .config import load_config
 
@@ -195,6 +281,14 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _seed_globally(seed: int) -> None:
+    """The library passes generators explicitly; layers that cannot take one (dropout)
+    draw from PyTorch's global generator, which the command line seeds from the config."""
+    import torch
+
+    torch.manual_seed(seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,11 +63,28 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    type: Literal["rbm"] = "rbm"
+    type: Literal["rbm", "mlp"] = "rbm"
+    # Boltzmann machines
     n_hidden: int = Field(64, ge=1)
     visible: Literal["bernoulli"] = "bernoulli"
     hidden: Literal["bernoulli"] = "bernoulli"
     init_std: float = Field(0.01, ge=0)
+    # classifiers (type: mlp)
+    hidden_layers: list[int] = Field(default_factory=lambda: [256])
+    activation: Literal["relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"] = "relu"
+    init: Literal["he", "glorot", "lecun"] = "he"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    pretrained: str | None = None
+    """An RBM run directory whose weights initialise the first layer."""
+    freeze_pretrained: bool = False
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(width < 1 for width in value):
+            raise ValueError(f"hidden layer widths must be >= 1, got {value}")
+        return value
 
 
 class OptimizerConfig(BaseModel):
@@ -76,6 +93,8 @@ class OptimizerConfig(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "sgd"
     lr: float = Field(0.05, gt=0)
+    decay_biases: bool = False
+    """Apply ``weight_decay`` to biases and variances too (default: couplings only)."""
 
     @model_validator(mode="after")
     def _known_arguments(self) -> OptimizerConfig:
@@ -85,7 +104,7 @@ class OptimizerConfig(BaseModel):
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the optimizer class (everything but ``name``)."""
+        """Keyword arguments for the optimizer class (all but ``name`` and ``decay_biases``)."""
         return {"lr": self.lr, **(self.model_extra or {})}
 
 
@@ -117,6 +136,7 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     clip_grad_norm: float | None = Field(None, gt=0)
+    clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)
     """Epochs between checkpoints (0: only at the end)."""
     metrics_examples: int = Field(1000, ge=1)

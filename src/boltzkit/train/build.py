@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.mlp import MLP
 from ..models.rbm import RBM
 
 
@@ -21,21 +24,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(model_config, n_visible: int, generator: torch.Generator) -> nn.Module:
-    """The model a ``model`` config section describes, for ``n_visible`` input features."""
+def build_model(model_config, data_info: dict[str, Any], generator: torch.Generator) -> nn.Module:
+    """The model a ``model`` config section describes, for the data ``data_info`` describes
+    (``n_features``, and ``n_classes`` for classifiers)."""
     cfg = model_config
     if cfg.type == "rbm":
-        return RBM(n_visible, cfg.n_hidden, cfg.visible, cfg.hidden, cfg.init_std, generator)
+        return RBM(data_info["n_features"], cfg.n_hidden, cfg.visible, cfg.hidden, cfg.init_std,
+                   generator)
+    if cfg.type == "mlp":
+        return MLP(data_info["n_features"], cfg.hidden_layers, data_info["n_classes"],
+                   cfg.activation, cfg.init, cfg.batch_norm, cfg.dropout, generator)
     raise ConfigError(f"config key 'model.type': {cfg.type!r} is not implemented")
-
-
-def build_objective(train_config, generator: torch.Generator):
-    """CD-k or PCD-k from the ``train`` section; chains get ``generator``."""
-    from .objectives import ContrastiveDivergence, PersistentContrastiveDivergence
-
-    cfg = train_config
-    if cfg.method == "cd":
-        return ContrastiveDivergence(cfg.k, generator)
-    if cfg.method == "pcd":
-        return PersistentContrastiveDivergence(cfg.k, cfg.n_chains or cfg.batch_size, generator)
-    raise ConfigError(f"config key 'train.method': {cfg.method!r} is not implemented")

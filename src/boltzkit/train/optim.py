@@ -52,6 +52,34 @@ def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
             )
 
 
+NO_DECAY_MARKERS = ("bias", "log_sigma", "log_scale")
+
+
+def parameter_groups(
+    model: nn.Module, weight_decay: float | None = None, decay_biases: bool = False
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed and a non-decayed group.
+
+    Biases, variances (``log_sigma``) and other one-dimensional parameters (batch-norm
+    scales) get no weight decay unless ``decay_biases``; the others get ``weight_decay``
+    (``None``: the optimizer's default). Decaying biases pulls the model
+    toward arbitrary offsets instead of toward small couplings (Hinton, "A practical guide
+    to training RBMs", 2010, section 10; the same holds for deep nets).
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim <= 1 or any(marker in name for marker in NO_DECAY_MARKERS)
+        (no_decay if exempt and not decay_biases else decay).append(param)
+    groups: list[dict[str, Any]] = [{"params": decay}]
+    if weight_decay is not None:  # else the optimizer's own default (AdamW: 0.01)
+        groups[0]["weight_decay"] = weight_decay
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return [group for group in groups if group["params"]]
+
+
 def build_optimizer(
     params: Iterable[nn.Parameter] | Iterable[dict], name: str, **kwargs: Any
 ) -> torch.optim.Optimizer:
@@ -80,3 +108,20 @@ def _wants_fused(name: str, kwargs: Mapping[str, Any], params: list) -> bool:
         return False
     tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
     return all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+
+
+def make_optimizer(model: nn.Module, optimizer_config) -> torch.optim.Optimizer:
+    """The optimizer a ``train.optimizer`` config section describes, with parameter groups."""
+    kwargs = optimizer_config.kwargs()
+    if "weight_decay" not in optimizer_arguments(optimizer_config.name):
+        return build_optimizer(model.parameters(), optimizer_config.name, **kwargs)
+    groups = parameter_groups(model, kwargs.pop("weight_decay", None), optimizer_config.decay_biases)
+    return build_optimizer(groups, optimizer_config.name, **kwargs)
+
+
+def clip_gradients(model: nn.Module, train_config) -> None:
+    """Clip by global norm (``train.clip_grad_norm``) and/or by value (``clip_grad_value``)."""
+    if train_config.clip_grad_value is not None:
+        nn.utils.clip_grad_value_(model.parameters(), train_config.clip_grad_value)
+    if train_config.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), train_config.clip_grad_norm)

@@ -127,7 +127,7 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
         )
     if "n_features" not in info:
         raise CheckpointError(f"{source}: the number of input features is not recorded")
-    model = build_model(config.model, int(info["n_features"]), torch.Generator())
+    model = build_model(config.model, info, torch.Generator())
     load_state_into(model, state, source)
     shape = info.get("image_shape")
     return TrainedRun(config, model.to(device), int(info["n_features"]),

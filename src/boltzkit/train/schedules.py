@@ -4,7 +4,8 @@ Each schedule is a pure function ``factor(t, total, **params)`` giving the multi
 the optimizer's initial learning rate at step ``t`` of ``total`` (steps are batches or
 epochs, as ``unit`` says), so a schedule can be plotted, tested against its formula
 and restored from a checkpoint by restoring ``t`` alone. ``plateau`` is the exception:
-it reacts to a metric and wraps :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
+it reacts to a metric (``metric``, default ``val_loss``; ``mode`` follows the metric's
+direction) and wraps :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from ..metrics import metric_direction
 
 
 def constant(t: int, total: int) -> float:
@@ -212,6 +215,7 @@ class Schedule:
         if name == "plateau":
             options = {k: v for k, v in params.items() if k != "metric"}
             self.metric = params.get("metric", "val_loss")
+            options.setdefault("mode", "max" if metric_direction(self.metric) == "maximize" else "min")
             self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **options)
         else:
             self._apply()
@@ -252,3 +256,34 @@ class Schedule:
             self._plateau.load_state_dict(state["plateau"])
         else:
             self._apply()
+
+
+def plot_schedule(
+    name: str, params: dict[str, Any], lr: float, epochs: int, steps_per_epoch: int, unit: str,
+    path: str,
+) -> list[float]:
+    """Plot the learning rate at every update of a run into ``path``; returns the rates."""
+    from ..plots import plt
+
+    if name == "plateau":
+        raise ValueError("the plateau schedule reacts to a metric during training; "
+                         "it has no curve to plot in advance")
+    check_schedule(name, params)
+    steps = epochs * steps_per_epoch
+    fn = SCHEDULES[name]
+    if unit == "step":
+        rates = [lr * fn(t, steps, **params) for t in range(steps)]
+    else:
+        rates = [lr * fn(t // steps_per_epoch, epochs, **params) for t in range(steps)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot([t / steps_per_epoch for t in range(steps)], rates, color="C0")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    detail = ", ".join(f"{k}={v}" for k, v in params.items())
+    ax.set_title(f"{name} ({detail or 'default parameters'}), stepped per {unit}; "
+                 f"{epochs} epochs x {steps_per_epoch} updates", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return rates

@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,14 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..estimate.ais import base_rate_bias
-from ..estimate.monitor import likelihood_metrics, rbm_metrics
 from ..seeding import make_generator
-from ..units import bernoulli
-from .build import build_model, build_objective, resolve_device
+from .build import resolve_device
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint, save_weights
-from .figures import write_run_figures
-from .optim import build_optimizer
+from .lr_finder import global_rng_state, set_global_rng_state
+from .optim import clip_gradients, make_optimizer
 from .run_dir import RunDir
 from .schedules import Schedule
+from .tasks import Task, make_task, needs_unit_interval
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -52,6 +50,43 @@ class TrainResult:
     config: RunConfig
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    """Everything a run trains with, freshly built from a config."""
+
+    task: Task
+    model: nn.Module
+    objective: Any
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    data_rng: torch.Generator
+    steps_per_epoch: int
+    device: torch.device
+
+    def batches(self, batch_size: int) -> Iterator[Any]:
+        """Shuffled training batches, epoch after epoch, drawn with ``data_rng``."""
+        n = self.task.n_examples()
+        while True:
+            order = torch.randperm(n, generator=self.data_rng, device=self.device)
+            for start in range(0, n, batch_size):
+                yield self.task.batch(order[start : start + batch_size], self.data_rng)
+
+
+def prepare(config: RunConfig, dataset: Dataset | None = None) -> Setup:
+    """Data, model, objective, optimizer (with parameter groups) and schedule for ``config``."""
+    cfg = config.train
+    device = resolve_device(config.device)
+    data = dataset or load_dataset(config.data, config.seed, unit_interval=needs_unit_interval(config))
+    task = make_task(config, data, device)
+    model = task.build_model()
+    optimizer = make_optimizer(model, cfg.optimizer)
+    steps_per_epoch = math.ceil(task.n_examples() / cfg.batch_size)
+    total = cfg.epochs if cfg.schedule.unit == "epoch" else cfg.epochs * steps_per_epoch
+    schedule = Schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit, **cfg.schedule.params())
+    return Setup(task, model, task.build_objective(), optimizer, schedule,
+                 make_generator(config.seed, "train.data", device), steps_per_epoch, device)
 
 
 @dataclass
@@ -99,31 +134,16 @@ def train(
         raise CheckpointError(f"{run.path}: nothing to resume (no checkpoints/last.pt)")
 
     cfg = config.train
-    device = resolve_device(config.device)
-    data = dataset or load_dataset(
-        config.data, config.seed, unit_interval=config.model.visible == "bernoulli"
-    )
-    train_x = data.train.to(device)
-    model = build_model(config.model, data.n_features, make_generator(config.seed, "model.init"))
-    if hasattr(model, "init_from_data"):
-        model.init_from_data(data.train.mean(dim=0))
-    model.to(device)
-    objective = build_objective(cfg, make_generator(config.seed, "train.sampler", device))
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer.name, **cfg.optimizer.kwargs())
-    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
-    total = cfg.epochs if cfg.schedule.unit == "epoch" else cfg.epochs * steps_per_epoch
-    schedule = Schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
-                        **cfg.schedule.params())
-    data_rng = make_generator(config.seed, "train.data", device)
+    setup = prepare(config, dataset)
+    task, model, objective = setup.task, setup.model, setup.objective
+    optimizer, schedule, data_rng = setup.optimizer, setup.schedule, setup.data_rng
+    steps_per_epoch, device, data = setup.steps_per_epoch, setup.device, setup.task.data
     if progress:
         print(f"{'resuming' if resume else 'training'} {config.name} -> {run.path} "
-              f"({len(train_x)} train / {len(data.validation)} validation examples, "
+              f"({task.n_examples()} train / {len(data.validation)} validation examples, "
               f"{data.n_features} features, {model.__class__.__name__}, device {device})")
-    monitor_train, monitor_val = _monitor_sets(data, cfg.metrics_examples, config.seed, device)
-    base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
 
-    data_info = {"n_features": data.n_features,
-                 "image_shape": list(data.image_shape) if data.image_shape else None}
+    data_info = task.data_info
     pos = Position()
     history: list[dict[str, float]] = []
     if resume:
@@ -133,6 +153,7 @@ def train(
         schedule.load_state_dict(state["schedule"])
         objective.load_state_dict(_to_device(state["objective"], device))
         data_rng.set_state(state["data_rng"])
+        set_global_rng_state(state["global_rng"])
         pos = Position(**state["position"])
         pos.order = None if pos.order is None else pos.order.to(device)
         history = list(state["history"])
@@ -146,6 +167,7 @@ def train(
             "schedule": schedule.state_dict(),
             "objective": objective.state_dict(),
             "data_rng": data_rng.get_state(),
+            "global_rng": global_rng_state(),
             "position": vars(pos),
             "history": history,
             "config": config.to_dict(),
@@ -157,12 +179,12 @@ def train(
     with _StopOnCtrlC() as stop:
         while pos.epoch < cfg.epochs:
             if pos.order is None:
-                pos.order = torch.randperm(len(train_x), generator=data_rng, device=device)
+                pos.order = torch.randperm(task.n_examples(), generator=data_rng, device=device)
             started = time.perf_counter()
             model.train()
             for b in range(pos.batch, steps_per_epoch):
                 rows = pos.order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                batch = data.binarize_batch(train_x[rows], data_rng)
+                batch = task.batch(rows, data_rng)
                 loss = objective.loss(model, batch)
                 value = loss.item()
                 if not math.isfinite(value):
@@ -174,8 +196,7 @@ def train(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                clip_gradients(model, cfg)
                 optimizer.step()
                 if cfg.schedule.unit == "step":
                     schedule.step()
@@ -188,27 +209,22 @@ def train(
                     raise TrainingInterrupted(run.last_checkpoint, pos.epoch, pos.step)
             pos.seconds += time.perf_counter() - started
 
+            model.eval()
             metrics = {
                 "epoch": pos.epoch + 1,
                 "step": pos.step,
                 "lr": schedule.lrs[0],
                 "loss": pos.loss_sum / steps_per_epoch,
                 "seconds": pos.seconds,
-                **rbm_metrics(model.eval(), monitor_train, monitor_val),
+                **task.epoch_metrics(model, pos.epoch + 1),
             }
-            if config.eval.every and (pos.epoch + 1) % config.eval.every == 0:
-                quick = config.eval.quick_ais
-                metrics.update(likelihood_metrics(
-                    model, base_bias, monitor_train, monitor_val, quick.runs, quick.betas,
-                    config.eval.exact_max_units,
-                    make_generator(config.seed, f"eval.epoch{pos.epoch + 1}", device)))
             history.append(metrics)
             run.write_metrics(history)
             if cfg.schedule.unit == "epoch":
                 schedule.step(metrics)
             pos = Position(epoch=pos.epoch + 1, step=pos.step)
             if progress:
-                bar.write(_summary(metrics))
+                bar.write(_summary(metrics, task.summary_keys))
                 bar.set_postfix(loss=f"{metrics['loss']:.3g}", lr=f"{schedule.lrs[0]:.3g}")
             if cfg.checkpoint_every and pos.epoch % cfg.checkpoint_every == 0:
                 checkpoint(run.epoch_checkpoint(pos.epoch))
@@ -219,25 +235,8 @@ def train(
 
     checkpoint(run.last_checkpoint)
     save_weights(run.weights, model, config.to_dict(), data_info)
-    write_run_figures(run, model, data, history, make_generator(config.seed, "figures", device))
+    task.write_figures(run, model.eval(), history)
     return TrainResult(run.path, config, model, history)
-
-
-def _monitor_sets(
-    data: Dataset, n: int, seed: int, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Fixed subsets of train and validation data for the per-epoch metrics.
-
-    Pseudo-likelihood and free energies are defined on binary vectors, so subsets that
-    are not binary (grey levels, dynamic binarization) are binarized once, seeded.
-    """
-    generator = make_generator(seed, "metrics.subsets")
-    subsets = []
-    for tensor in (data.train[:n], data.validation[:n]):
-        if not bool(((tensor == 0) | (tensor == 1)).all()):
-            tensor = bernoulli(tensor, generator)
-        subsets.append(tensor.to(device))
-    return subsets[0], subsets[1]
 
 
 def _to_device(state: Any, device: torch.device) -> Any:
@@ -249,9 +248,8 @@ def _to_device(state: Any, device: torch.device) -> Any:
     return state
 
 
-def _summary(metrics: dict[str, float]) -> str:
-    shown = ["loss", "train_recon_error", "val_pseudo_log_likelihood", "free_energy_gap", "seconds"]
-    parts = [f"{k} {metrics[k]:.4g}" for k in shown if k in metrics]
+def _summary(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
+    parts = [f"{k} {metrics[k]:.4g}" for k in keys if k in metrics]
     return f"epoch {metrics['epoch']:>3}: " + ", ".join(parts)
 
 

@@ -1,0 +1,229 @@
+"""What the trainer needs to know about each model family, behind one small interface.
+
+A task builds the model and its objective, cuts batches, computes the per-epoch metrics,
+gives the learning-rate range test a loss to watch and draws the run's figures. The
+trainer loop itself is the same for every family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import plots
+from ..data import Dataset
+from ..errors import DataError
+from ..estimate.ais import base_rate_bias
+from ..estimate.evaluate import binary_view
+from ..estimate.monitor import likelihood_metrics, rbm_metrics
+from ..estimate.pseudo_likelihood import pseudo_log_likelihood
+from ..seeding import make_generator
+from .build import build_model
+from .figures import CURVE_GROUPS, write_run_figures
+from .objectives import ContrastiveDivergence, PersistentContrastiveDivergence
+from .objectives_supervised import CrossEntropy
+from .run_dir import RunDir
+
+
+def needs_unit_interval(config) -> bool:
+    """Whether the data must lie in [0, 1] (Bernoulli visible units)."""
+    return config.model.type == "rbm" and config.model.visible == "bernoulli"
+
+
+class Task:
+    """Base class; see :class:`RBMTask` and :class:`ClassifierTask`."""
+
+    summary_keys: tuple[str, ...] = ()
+    proxy_name = "loss"
+    range_test_iterations = 100
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        self.config, self.data, self.device = config, data, device
+        self.train_x = data.train.to(device)
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        return {"n_features": self.data.n_features,
+                "image_shape": list(self.data.image_shape) if self.data.image_shape else None}
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.config.model, self.data_info,
+                           make_generator(self.config.seed, "model.init")).to(self.device)
+
+    def n_examples(self) -> int:
+        return len(self.train_x)
+
+    def build_objective(self):
+        raise NotImplementedError
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator):
+        raise NotImplementedError
+
+    def proxy_loss(self, model: nn.Module, batch) -> Tensor:
+        """The loss the learning-rate range test records for ``batch``."""
+        raise NotImplementedError
+
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def probe(self, n: int):
+        """A fixed batch of ``n`` held-out examples (validation, else training data)."""
+        raise NotImplementedError
+
+    def write_figures(self, run: RunDir, model: nn.Module, history: list[dict]) -> None:
+        plots.save_curves(history, run.file("curves.png"), CURVE_GROUPS, title=run.path.name)
+
+
+class RBMTask(Task):
+    """Restricted Boltzmann machines trained by CD-k or PCD-k."""
+
+    summary_keys = ("loss", "train_recon_error", "val_pseudo_log_likelihood", "val_log_likelihood",
+                    "val_ais_log_likelihood", "free_energy_gap", "seconds")
+    proxy_name = "negative pseudo-log-likelihood"
+    range_test_iterations = 300  # an RBM's proxy only moves after a few hundred updates
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        super().__init__(config, data, device)
+        self.monitor_train, self.monitor_val = _monitor_sets(
+            data, config.train.metrics_examples, config.seed, device)
+        self.base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        model.init_from_data(self.data.train.mean(dim=0).to(self.device))
+        return model
+
+    def build_objective(self):
+        cfg = self.config.train
+        generator = make_generator(self.config.seed, "train.sampler", self.device)
+        if cfg.method == "cd":
+            return ContrastiveDivergence(cfg.k, generator)
+        return PersistentContrastiveDivergence(cfg.k, cfg.n_chains or cfg.batch_size, generator)
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
+        return self.data.binarize_batch(self.train_x[rows], data_rng)
+
+    def proxy_loss(self, model: nn.Module, batch: Tensor) -> Tensor:
+        """Negative pseudo-log-likelihood per example (the CD surrogate's value is no loss to
+        minimise). At most 64 units per example are drawn, the same ones every call, which
+        makes the estimate unbiased, cheap on MNIST and free of call-to-call noise."""
+        units = min(64, batch.shape[1])
+        generator = torch.Generator(device=batch.device).manual_seed(0)
+        return -pseudo_log_likelihood(model, batch, n_units=units, generator=generator).mean()
+
+    def probe(self, n: int) -> Tensor:
+        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
+
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics = rbm_metrics(model, self.monitor_train, self.monitor_val)
+        evaluation = self.config.eval
+        if evaluation.every and epoch % evaluation.every == 0:
+            quick = evaluation.quick_ais
+            metrics.update(likelihood_metrics(
+                model, self.base_bias, self.monitor_train, self.monitor_val, quick.runs, quick.betas,
+                evaluation.exact_max_units,
+                make_generator(self.config.seed, f"eval.epoch{epoch}", self.device)))
+        return metrics
+
+    def write_figures(self, run: RunDir, model: nn.Module, history: list[dict]) -> None:
+        write_run_figures(run, model, self.data, history,
+                          make_generator(self.config.seed, "figures", self.device))
+
+
+class ClassifierTask(Task):
+    """Classifiers (``model.type: mlp``) trained by cross-entropy on labelled data."""
+
+    summary_keys = ("loss", "val_loss", "val_accuracy", "seconds")
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        super().__init__(config, data, device)
+        if data.train_labels is None:
+            raise DataError(
+                f"{data.source or data.name}: model.type {config.model.type!r} needs labels and this "
+                "data set has none (csv: set data.label_column; npz: add y or y_train)"
+            )
+        self.train_y = data.train_labels.to(device)
+        n = config.train.metrics_examples
+        self.monitor = {
+            "train": (self.train_x[:n], self.train_y[:n]),
+            "val": (data.validation.to(device), data.validation_labels.to(device)),
+        }
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        labels = [self.data.train_labels, self.data.validation_labels, self.data.test_labels]
+        n_classes = int(max(int(t.max()) for t in labels if t is not None and len(t))) + 1
+        return {**super().data_info, "n_classes": n_classes}
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        cfg = self.config.model
+        if cfg.pretrained:
+            from .run_dir import load_run_model
+
+            source = load_run_model(cfg.pretrained).model
+            if not hasattr(source, "weight") or not hasattr(source, "hidden"):
+                raise DataError(f"{cfg.pretrained}: model.pretrained must be an RBM run")
+            try:
+                model.load_pretrained_layer(source.weight.detach().T, source.hidden.bias.detach(),
+                                            freeze=cfg.freeze_pretrained)
+            except ValueError as err:
+                raise DataError(f"{cfg.pretrained}: {err}") from None
+        return model
+
+    def build_objective(self):
+        return CrossEntropy()
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.train_x[rows], self.train_y[rows]
+
+    def proxy_loss(self, model: nn.Module, batch) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    def probe(self, n: int) -> tuple[Tensor, Tensor]:
+        x, y = self.monitor["val"] if len(self.monitor["val"][0]) else self.monitor["train"]
+        return x[:n], y[:n]
+
+    @torch.no_grad()
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics = {}
+        for name, (x, y) in self.monitor.items():
+            if len(x) == 0:
+                continue
+            logits = torch.cat([model(chunk) for chunk in x.split(4096)])
+            metrics[f"{name}_loss_eval" if name == "train" else "val_loss"] = F.cross_entropy(
+                logits, y).item()
+            metrics[f"{name}_accuracy"] = (logits.argmax(dim=1) == y).float().mean().item()
+        return metrics
+
+    def write_figures(self, run: RunDir, model: nn.Module, history: list[dict]) -> None:
+        plots.save_curves(history, run.file("curves.png"), {
+            "loss": ["loss", "train_loss_eval", "val_loss"],
+            "accuracy": ["train_accuracy", "val_accuracy"],
+            "learning rate": ["lr"],
+        }, title=run.path.name)
+        if self.data.image_shape is not None:
+            weights = model.first_linear().weight.detach()[:100].cpu().numpy()
+            plots.save_image_grid(weights, self.data.image_shape, run.file("filters.png"),
+                                  normalize=True, title="first-layer weights")
+
+
+TASKS = {"rbm": RBMTask, "mlp": ClassifierTask}
+
+
+def make_task(config, data: Dataset, device: torch.device) -> Task:
+    return TASKS[config.model.type](config, data, device)
+
+
+def _monitor_sets(
+    data: Dataset, n: int, seed: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Fixed subsets of train and validation data for the per-epoch metrics, binarized
+    once (seeded) where they are not binary: likelihoods are defined on binary vectors."""
+    generator = make_generator(seed, "metrics.subsets")
+    train, val = (binary_view(t, generator).to(device) for t in (data.train[:n], data.validation[:n]))
+    return train, val
