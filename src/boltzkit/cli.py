@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--out", help="PNG file (default runs/<name>-schedule.png)")
     schedule.set_defaults(handler=_schedule)
 
+    tune = commands.add_parser("tune", help="hyperparameter search over tune.space (Optuna)")
+    _config_arguments(tune)
+    tune.add_argument("--out", help="study directory (default runs/<name>-tune); again to resume")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db "
+                      "(default: tune.storage, else OUT/study.db)")
+    tune.add_argument("--n-trials", type=int, help="total trials of the study (sets tune.n_trials)")
+    tune.add_argument("--report", metavar="DIR", help="only rebuild the reports of the study in DIR")
+    tune.set_defaults(handler=_tune)
+
     config = commands.add_parser("config", help="print the resolved config as YAML")
     _config_arguments(config)
     config.set_defaults(handler=_show_config)
@@ -259,6 +269,25 @@ def _schedule(args: argparse.Namespace) -> int:
     marks = sorted({0, len(rates) // 4, len(rates) // 2, 3 * len(rates) // 4, len(rates) - 1})
     print("  ".join(f"step {t}: {rates[t]:.3g}" for t in marks))
     print(f"wrote {out}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    try:
+        from .tune import study as tuning
+    except ImportError as err:
+        raise BoltzkitError(f"boltzkit tune needs Optuna: pip install 'boltzkit[tune]' ({err})") from None
+    if args.report:
+        tuning.report(args.report, args.storage)
+        return 0
+    overrides = _shortcuts(args) + ([f"tune.n_trials={args.n_trials}"] if args.n_trials else [])
+    config = load_config(args.config, overrides)
+    _set_threads(config.threads)
+    _seed_globally(config.seed)
+    out = Path(args.out or f"runs/{config.name}-tune")
+    tuning.run(config, out, workers=args.workers, storage=args.storage)
     return 0
 
 

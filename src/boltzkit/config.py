@@ -167,6 +167,58 @@ class EvalConfig(Section):
     """Also compute exact log Z when the smaller layer has at most this many units."""
 
 
+class SpaceEntry(Section):
+    """One dimension of a search space: a range (``low``, ``high``, optional ``log``,
+    ``step``, ``type: int``), ``choices`` (categorical) or ``values`` (an explicit grid)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    type: Literal["float", "int"] = "float"
+    choices: list[Any] | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpaceEntry:
+        lists = [name for name in ("choices", "values") if getattr(self, name) is not None]
+        has_range = self.low is not None or self.high is not None
+        if len(lists) > 1 or (lists and has_range):
+            raise ValueError("give either low/high, choices or values, not several")
+        if lists:
+            if not getattr(self, lists[0]):
+                raise ValueError(f"{lists[0]} must not be empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices / values)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) must be <= high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low={self.low:g}")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"type: int needs integer low and high, got {self.low:g} and {self.high:g}")
+        return self
+
+
+class TuneConfig(Section):
+    method: Literal["grid", "random", "qmc", "tpe", "gp", "cmaes"] = "tpe"
+    pruner: Literal["none", "median", "successive-halving", "hyperband"] = "hyperband"
+    metric: str = "val_pseudo_log_likelihood"
+    direction: Literal["maximize", "minimize"] | None = None
+    """Default: from the metric's name (likelihoods and accuracies are maximized)."""
+    n_trials: int = Field(50, ge=1)
+    """Total trials of the study, counting those of earlier and parallel runs."""
+    timeout: float | None = Field(None, gt=0)
+    storage: str | None = None
+    """An Optuna storage URL; default: sqlite file study.db in the output directory."""
+    study_name: str | None = None
+    space: dict[str, SpaceEntry] = Field(default_factory=dict)
+
+
 class RunConfig(Section):
     name: str = "run"
     seed: int = Field(0, ge=0)
@@ -177,6 +229,7 @@ class RunConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @field_validator("device")
     @classmethod
@@ -184,6 +237,22 @@ class RunConfig(Section):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
             raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
         return value
+
+    @model_validator(mode="after")
+    def _space_keys_exist(self) -> RunConfig:
+        base = self.model_dump(mode="json")
+        base.pop("tune")
+        for key, entry in self.tune.space.items():
+            if key.split(".")[0] == "tune":
+                raise ValueError(f"tune.space cannot tune the tune section itself ({key!r})")
+            sample = entry.low if entry.low is not None else (entry.choices or entry.values)[0]
+            if entry.type == "int" and sample is not None:
+                sample = int(sample)
+            try:
+                validate(apply_overrides(base, [f"{key}={yaml.safe_dump(sample, default_flow_style=True).strip()}"]))
+            except ConfigError as err:
+                raise ValueError(f"tune.space key {key!r}: {err}") from None
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -1,0 +1,289 @@
+"""``boltzkit tune``: hyperparameter search on Optuna around the normal trainer.
+
+A trial turns ``tune.space`` into config overrides, trains a run in
+``OUT/trials/trial-NNNN`` and reports ``tune.metric`` after every epoch, so pruners
+(median, successive halving, Hyperband) can stop unpromising trials early. A diverged
+trial (NaN loss) is pruned with the reason recorded; a crashed trial is recorded as
+failed with its error, and the study goes on. The study lives in an SQLite file in the
+output directory by default (running again resumes it) or in any Optuna storage URL,
+such as PostgreSQL shared by workers on many machines.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from ..config import RunConfig, apply_overrides, validate
+from ..data import load_dataset
+from ..errors import BoltzkitError, ConfigError, DivergenceError
+from ..metrics import metric_direction
+from .space import grid, suggest
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+CONFIG_FILE = "tune-config.yaml"
+
+
+class MetricMissing(BoltzkitError):
+    """The tuned metric is not among those the trainer logs: a config mistake."""
+
+
+class TrialCrashed(Exception):
+    """A trial raised: Optuna records it as failed and the study goes on."""
+
+
+def direction(config: RunConfig) -> str:
+    return config.tune.direction or metric_direction(config.tune.metric)
+
+
+def storage_url(config: RunConfig, out: Path, storage: str | None = None) -> str:
+    return storage or config.tune.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage; SQLite waits for locks held by other worker processes, and a
+    heartbeat lets trials of a killed worker be marked failed instead of running forever."""
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60,
+                                          grace_period=180)
+
+
+def make_sampler(config: RunConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``tune.method`` names, seeded from the run seed (and the worker index)."""
+    seed = config.seed + 1000 * worker
+    method = config.tune.method
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if method == "grid":
+            try:
+                return optuna.samplers.GridSampler(grid(config.tune.space), seed=seed)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        if method == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if method == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        if method == "gp":
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        if method == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def make_pruner(config: RunConfig) -> optuna.pruners.BasePruner:
+    name = config.tune.pruner
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.train.epochs,
+                                              reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: RunConfig, out: Path, storage: str | None = None, worker: int = 0) -> optuna.Study:
+    name = config.tune.study_name or config.name
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by _announce
+    try:
+        return optuna.create_study(
+            study_name=name, storage=make_storage(storage_url(config, out, storage)),
+            sampler=make_sampler(config, worker), pruner=make_pruner(config),
+            direction=direction(config), load_if_exists=True)
+    except ValueError as err:
+        raise ConfigError(f"study {name!r}: {err}") from None
+
+
+def trial_config(config: RunConfig, params: dict[str, Any], number: int | None = None) -> RunConfig:
+    """The base config with a trial's parameters applied and the tune section reset."""
+    raw = config.to_dict()
+    raw.pop("tune")
+    overrides = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+                 for key, value in params.items()]
+    result = validate(apply_overrides(raw, overrides))
+    if number is not None:
+        result.name = f"{config.name}-trial-{number:04d}"
+    return result
+
+
+def objective(config: RunConfig, out: Path, dataset=None):
+    """The Optuna objective: train one trial's config, report the metric every epoch."""
+    from ..train.trainer import train
+
+    metric = config.tune.metric
+
+    def run_trial(trial: optuna.Trial) -> float:
+        params = suggest(trial, config.tune.space)
+        run_dir = out / "trials" / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", os.getpid())
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            if metric not in metrics:
+                raise MetricMissing(
+                    f"tune.metric {metric!r} is not logged by this run; logged metrics: "
+                    f"{', '.join(sorted(metrics))} (likelihoods need eval.every >= 1)")
+            trial.report(metrics[metric], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {metric} {metrics[metric]:.5g}")
+
+        try:
+            run = trial_config(config, params, trial.number)  # a bad combination fails the trial
+            result = train(run, run_dir, progress=False, on_epoch_end=report, dataset=dataset)
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("pruned_reason", str(pruned))
+            raise
+        except DivergenceError as err:
+            trial.set_user_attr("pruned_reason", f"diverged: {err}")
+            raise optuna.TrialPruned(f"diverged: {err}") from None
+        except MetricMissing:
+            raise
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}"
+            trial.set_user_attr("error", message)
+            raise TrialCrashed(message) from err
+        return result.history[-1][metric]
+
+    return run_trial
+
+
+def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: int = 0,
+             progress: bool = True) -> optuna.Study:
+    """Run trials in this process until the study holds ``tune.n_trials`` finished trials."""
+    study = open_study(config, out, storage, worker)
+    shared = not any(key.startswith("data.") or key == "seed" for key in config.tune.space)
+    dataset = load_dataset(config.data, config.seed, unit_interval=_unit_interval(config)) if shared else None
+    remaining = config.tune.n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    if remaining <= 0:
+        return study
+    callbacks = [MaxTrialsCallback(config.tune.n_trials, states=FINISHED)]
+    if progress:
+        callbacks.append(_announce(config.tune.metric))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            objective(config, out, dataset),
+            n_trials=remaining,
+            timeout=config.tune.timeout,
+            catch=(TrialCrashed,),
+            callbacks=callbacks,
+            gc_after_trial=True,
+        )
+    return study
+
+
+def _announce(metric: str):
+    """A callback printing one line per finished trial."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in trial.params.items())
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"{metric} {trial.value:.5g}"
+        else:
+            reason = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("error", "")
+            outcome = f"{trial.state.name.lower()}: {reason[:120]}"
+        print(f"trial {trial.number:4d} ({len(trial.intermediate_values)} epochs): {outcome} [{params}]",
+              flush=True)
+
+    return callback
+
+
+def _unit_interval(config: RunConfig) -> bool:
+    from ..train.tasks import needs_unit_interval
+
+    return needs_unit_interval(config)
+
+
+def _worker(raw: dict, out: str, storage: str | None, worker: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(validate(raw).seed + worker)
+    optimize(validate(raw), Path(out), storage, worker, progress=False)
+
+
+def run(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    storage: str | None = None,
+    progress: bool = True,
+) -> optuna.Study:
+    """Run (or resume) the study ``config.tune`` describes; returns the Optuna study.
+
+    Args:
+        config: the run config with its ``tune`` section.
+        out: output directory: ``study.db`` (default storage), ``trials/``, reports.
+        workers: processes on this machine sharing the study.
+        storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) instead of
+            ``tune.storage`` or the SQLite default.
+    """
+    from .report import write_report
+
+    out = Path(out)
+    if not config.tune.space:
+        raise ConfigError("tune.space is empty: give at least one config key to tune, e.g. "
+                          "--set 'tune.space={train.optimizer.lr: {low: 1.0e-4, high: 1.0, log: true}}'")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    _check_resume(config, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(config.to_yaml())
+    open_study(config, out, storage)  # create it once, before workers race to
+    if workers == 1:
+        optimize(config, out, storage, 0, progress)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_worker, args=(config.to_dict(), str(out), storage, w, threads))
+                     for w in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        failed = [p.exitcode for p in processes if p.exitcode]
+        if failed:
+            raise BoltzkitError(f"{len(failed)} worker process(es) exited with an error "
+                                f"(exit codes {failed}); the study holds what finished")
+    study = open_study(config, out, storage)
+    write_report(study, config, out, storage_url(config, out, storage), echo=progress)
+    return study
+
+
+def report(out: str | Path, storage: str | None = None) -> optuna.Study:
+    """Rebuild ``best.yaml``, ``trials.csv`` and the figures of the study in ``out``."""
+    from ..errors import CheckpointError
+    from .report import write_report
+
+    out = Path(out)
+    saved = out / CONFIG_FILE
+    if not saved.is_file():
+        raise CheckpointError(f"{out}: no study here (no {CONFIG_FILE}); give the --out of a boltzkit tune run")
+    config = validate(yaml.safe_load(saved.read_text()))
+    study = open_study(config, out, storage)
+    write_report(study, config, out, storage_url(config, out, storage))
+    return study
+
+
+def _check_resume(config: RunConfig, out: Path) -> None:
+    saved_path = out / CONFIG_FILE
+    if not saved_path.is_file():
+        return
+    saved = validate(yaml.safe_load(saved_path.read_text()))
+    for key in ("space", "method", "metric", "direction"):
+        if getattr(saved.tune, key) != getattr(config.tune, key):
+            raise ConfigError(
+                f"{out} holds a study with a different tune.{key}; resume it with the same tune "
+                f"section (only n_trials and timeout may change) or choose another --out")
