@@ -9,11 +9,7 @@ from boltzkit.estimate.ais import (
     default_betas,
     reverse_ais_log_likelihood,
 )
-from boltzkit.estimate.exact import (
-    binary_states,
-    exact_log_likelihood,
-    exact_log_partition,
-)
+from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
 from boltzkit.models import RBM
 from helpers import all_binary, brute_log_z, random_rbm
 
@@ -57,12 +53,17 @@ def test_exact_chunks_agree(monkeypatch):
     assert exact_log_partition(model) == pytest.approx(full, abs=1e-10)
 
 
-def test_binary_states_are_the_codes():
-    assert binary_states(3, 0, 8).tolist()[5] == [1.0, 0.0, 1.0]
+def test_enumerated_states_are_the_codes():
+    from boltzkit.units import BernoulliUnits, CategoricalUnits
+
+    assert BernoulliUnits(3).all_states(0, 8).tolist()[5] == [1.0, 0.0, 1.0]
+    states = CategoricalUnits(6, k=3).all_states(0, 9)
+    assert states.tolist()[5] == [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]  # 5 = 1*3 + 2
+    assert len({tuple(s) for s in states.tolist()}) == 9
 
 
 def test_exact_refuses_large_models():
-    with pytest.raises(ValueError, match="smaller layer must have at most 25 units"):
+    with pytest.raises(ValueError, match="must have at most 2\\^25 states \\(1.07e\\+09 states here"):
         exact_log_partition(RBM(30, 40))
 
 

@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--high", type=float, default=1.0, help="last rate (default 1)")
     lr_find.add_argument("--iterations", type=int,
                          help="updates (default 100; 300 for RBMs, whose proxy moves slowly)")
-    lr_find.add_argument("--rule", default="valley", choices=["valley", "steepest", "minimum"],
-                         help="suggestion rule (default valley)")
+    lr_find.add_argument("--rule", default="steepest", choices=["steepest", "valley", "minimum"],
+                         help="suggestion rule (default steepest)")
     lr_find.add_argument("--probe", type=int, default=512,
                          help="held-out examples whose loss is recorded (0: the training batch)")
     lr_find.add_argument("--apply", action="store_true",

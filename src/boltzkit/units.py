@@ -1,19 +1,26 @@
 """Unit families: the per-layer maths that free energies and conditionals are built from.
 
-A layer of units ``x`` (shape ``(B, n)``) with bias ``b`` receives an *input* ``a``
-(shape ``(B, n)``) from the layer it is connected to, e.g. ``a = v @ W`` for the hidden
-layer of an RBM. A family defines
+A layer of units ``x`` (shape ``(..., n)``) with bias ``b`` is seen by the weights as
+``scaled(x)`` (``x`` itself, or ``x / sigma`` for Gaussian units) and receives an
+*input* ``a`` (shape ``(..., n)``) from the layer it is connected to, e.g.
+``a = scaled(v) @ W`` for the hidden layer of an RBM. A family defines
 
-- ``self_energy(x)``: the energy terms that involve this layer alone, shape ``(B,)``;
-- ``log_partition(a)``: ``log sum_x exp(-self_energy(x) + x . a)`` summed over units,
-  shape ``(B,)``: what marginalising the layer out of ``exp(-E)`` contributes;
-- ``mean(a)`` and ``sample(a, generator)``: the conditional ``p(x | a)``.
+- ``self_energy(x)``: the energy terms of this layer alone, shape ``(...,)``;
+- ``log_partition(a) = log integral_x exp(-self_energy(x) + scaled(x) . a)``, summed over
+  units, shape ``(...,)``: what summing the layer out of ``exp(-E)`` contributes;
+- ``mean(a, beta)`` and ``sample(a, generator, beta)``: the conditional ``p(x | a)``, or at
+  inverse temperature ``beta`` the distribution proportional to
+  ``exp(beta (-self_energy(x) + scaled(x) . a))`` (parallel tempering);
+- ``absorb_input(delta)``: change the bias so that ``p(x | a)`` becomes ``p(x | a + delta)``
+  (the re-parametrisation centering needs).
 
-so that, for any pair of families, an RBM's free energy is
-``F(v) = visible.self_energy(v) - hidden.log_partition(v @ W)``.
+For any pair of families an RBM's free energy is
+``F(v) = visible.self_energy(v) - hidden.log_partition(scaled(v) @ W)``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +31,7 @@ class Units(nn.Module):
     """Base class of a layer of ``n`` units with a learnable bias (``self.bias``, ``(n,)``)."""
 
     name: str = ""
+    discrete = True
 
     def __init__(self, n: int):
         super().__init__()
@@ -32,16 +40,38 @@ class Units(nn.Module):
         self.n = n
         self.bias = nn.Parameter(torch.zeros(n))
 
+    def scaled(self, x: Tensor) -> Tensor:
+        """``x`` as the weights see it."""
+        return x
+
     def self_energy(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """``-x . b`` for the families whose energy is linear in the states."""
+        return -(x @ self.bias)
 
     def log_partition(self, a: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def mean(self, a: Tensor) -> Tensor:
+    def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, a: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, a: Tensor, generator: torch.Generator | None = None,
+               beta: float | Tensor = 1.0) -> Tensor:
+        raise NotImplementedError
+
+    def absorb_input(self, delta: Tensor) -> None:
+        with torch.no_grad():
+            self.bias.add_(delta)
+
+    def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
+        raise NotImplementedError
+
+    @property
+    def configurations(self) -> float:
+        """How many states the layer has (``inf`` for continuous units)."""
+        raise NotImplementedError
+
+    def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
+        """States ``start .. stop - 1`` of the layer in a fixed order, ``(stop - start, n)``."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -51,23 +81,21 @@ class Units(nn.Module):
 class BernoulliUnits(Units):
     """Binary units ``x_i in {0, 1}``.
 
-    ``self_energy(x) = -x . b``;  ``p(x_i = 1 | a) = sigmoid(b_i + a_i)``;
+    ``self_energy(x) = -x . b``;  ``p(x_i = 1 | a) = sigmoid(beta (b_i + a_i))``;
     ``log_partition(a) = sum_i softplus(b_i + a_i)``.
     """
 
     name = "bernoulli"
 
-    def self_energy(self, x: Tensor) -> Tensor:
-        return -(x @ self.bias)
-
     def log_partition(self, a: Tensor) -> Tensor:
         return F.softplus(a + self.bias).sum(dim=-1)
 
-    def mean(self, a: Tensor) -> Tensor:
-        return torch.sigmoid(a + self.bias)
+    def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
+        return torch.sigmoid(beta * (a + self.bias)) if _tempered(beta) else torch.sigmoid(a + self.bias)
 
-    def sample(self, a: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return bernoulli(self.mean(a), generator)
+    def sample(self, a: Tensor, generator: torch.Generator | None = None,
+               beta: float | Tensor = 1.0) -> Tensor:
+        return bernoulli(self.mean(a, beta), generator)
 
     def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
         """Set ``b_i = log(p_i / (1 - p_i))`` from data means ``p`` clipped to [eps, 1-eps].
@@ -78,6 +106,132 @@ class BernoulliUnits(Units):
         p = mean.detach().to(self.bias).clamp(eps, 1.0 - eps)
         with torch.no_grad():
             self.bias.copy_(torch.log(p) - torch.log1p(-p))
+
+    @property
+    def configurations(self) -> float:
+        return 2.0**self.n
+
+    def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
+        codes = torch.arange(start, stop, device=device, dtype=torch.int64)
+        bits = torch.arange(self.n - 1, -1, -1, device=device, dtype=torch.int64)
+        return ((codes[:, None] >> bits) & 1).to(dtype)
+
+
+class CategoricalUnits(Units):
+    """Groups of ``k`` one-hot units (softmax units): each of ``n / k`` groups takes one of
+    ``k`` states, e.g. one letter of a sequence over a ``k``-letter alphabet.
+
+    ``self_energy(x) = -x . b``;  ``p(x_g = e_j | a) = softmax_j(beta (b_g + a_g))``;
+    ``log_partition(a) = sum_g logsumexp_j(b_gj + a_gj)``.
+    """
+
+    name = "categorical"
+
+    def __init__(self, n: int, k: int = 2):
+        if k < 2 or n % k:
+            raise ValueError(f"Invalid categorical layer: {n} units do not split into groups of k={k} "
+                             "(need k >= 2 dividing the number of units)")
+        super().__init__(n)
+        self.k = k
+        self.groups = n // k
+
+    def _grouped(self, t: Tensor) -> Tensor:
+        return t.reshape(*t.shape[:-1], self.groups, self.k)
+
+    def log_partition(self, a: Tensor) -> Tensor:
+        return torch.logsumexp(self._grouped(a + self.bias), dim=-1).sum(dim=-1)
+
+    def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
+        logits = self._grouped(beta * (a + self.bias) if _tempered(beta) else a + self.bias)
+        return torch.softmax(logits, dim=-1).reshape(a.shape)
+
+    def sample(self, a: Tensor, generator: torch.Generator | None = None,
+               beta: float | Tensor = 1.0) -> Tensor:
+        p = self._grouped(self.mean(a, beta))
+        u = torch.rand(p.shape[:-1] + (1,), generator=generator, device=p.device, dtype=p.dtype)
+        # the first state whose cumulative probability passes u (clamped for rounding)
+        index = (p.cumsum(dim=-1) < u).sum(dim=-1, keepdim=True).clamp(max=self.k - 1)
+        return torch.zeros_like(p).scatter_(-1, index, 1.0).reshape(a.shape)
+
+    def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
+        """``b_gj = log p_gj`` from the data's state frequencies (clipped at ``eps``)."""
+        with torch.no_grad():
+            self.bias.copy_(torch.log(mean.detach().to(self.bias).clamp_min(eps)))
+
+    @property
+    def configurations(self) -> float:
+        return float(self.k) ** self.groups
+
+    def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
+        codes = torch.arange(start, stop, device=device, dtype=torch.int64)
+        powers = self.k ** torch.arange(self.groups - 1, -1, -1, device=device, dtype=torch.int64)
+        digits = (codes[:, None] // powers) % self.k  # (S, groups)
+        return F.one_hot(digits, self.k).reshape(len(codes), self.n).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, k={self.k}"
+
+
+class GaussianUnits(Units):
+    """Real-valued units with mean ``b`` and a learned per-unit standard deviation.
+
+    ``sigma = exp(log_sigma)`` (a stable parametrisation, kept above ``min_sigma``); the
+    weights see ``x / sigma`` (Hinton, 2010; the "GRBM" of Cho et al., 2011, in this
+    scaling):  ``self_energy(x) = sum_i (x_i - b_i)^2 / (2 sigma_i^2)``,
+    ``p(x_i | a) = N(b_i + sigma_i a_i, sigma_i^2 / beta)``,
+    ``log_partition(a) = sum_i [b_i a_i / sigma_i + a_i^2 / 2 + log(sigma_i sqrt(2 pi))]``.
+    """
+
+    name = "gaussian"
+    discrete = False
+
+    def __init__(self, n: int, learn_variance: bool = True, min_sigma: float = 1e-2):
+        super().__init__(n)
+        self.log_sigma = nn.Parameter(torch.zeros(n), requires_grad=learn_variance)
+        self.min_log_sigma = math.log(min_sigma)
+
+    @property
+    def sigma(self) -> Tensor:
+        return torch.exp(self.log_sigma.clamp_min(self.min_log_sigma))
+
+    def scaled(self, x: Tensor) -> Tensor:
+        return x / self.sigma
+
+    def self_energy(self, x: Tensor) -> Tensor:
+        return (((x - self.bias) / self.sigma) ** 2).sum(dim=-1) / 2
+
+    def log_partition(self, a: Tensor) -> Tensor:
+        sigma = self.sigma
+        terms = self.bias * a / sigma + a**2 / 2 + torch.log(sigma) + 0.5 * math.log(2 * math.pi)
+        return terms.sum(dim=-1)
+
+    def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
+        return self.bias + self.sigma * a
+
+    def sample(self, a: Tensor, generator: torch.Generator | None = None,
+               beta: float | Tensor = 1.0) -> Tensor:
+        noise = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+        scale = self.sigma / torch.sqrt(torch.as_tensor(beta, dtype=a.dtype, device=a.device))
+        return self.mean(a) + scale * noise
+
+    def absorb_input(self, delta: Tensor) -> None:
+        with torch.no_grad():
+            self.bias.add_(self.sigma * delta)
+
+    def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
+        with torch.no_grad():
+            self.bias.copy_(mean.detach().to(self.bias))
+
+    @property
+    def configurations(self) -> float:
+        return math.inf
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, learn_variance={self.log_sigma.requires_grad}"
+
+
+def _tempered(beta: float | Tensor) -> bool:
+    return isinstance(beta, Tensor) or beta != 1.0
 
 
 def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -97,16 +251,21 @@ def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
 _TWO_24 = float(2**24)
 
+UNIT_FAMILIES: dict[str, type[Units]] = {
+    "bernoulli": BernoulliUnits,
+    "categorical": CategoricalUnits,
+    "gaussian": GaussianUnits,
+}
 
-UNIT_FAMILIES: dict[str, type[Units]] = {"bernoulli": BernoulliUnits}
 
-
-def make_units(kind: str, n: int) -> Units:
-    """Build a layer of ``n`` units of the family named ``kind``."""
+def make_units(kind: str, n: int, **options) -> Units:
+    """Build a layer of ``n`` units of the family named ``kind`` (``options``: ``k`` for
+    categorical, ``learn_variance`` for Gaussian units)."""
     try:
         cls = UNIT_FAMILIES[kind]
     except KeyError:
         raise ValueError(
             f"Unknown unit family {kind!r}; accepted: {', '.join(sorted(UNIT_FAMILIES))}"
         ) from None
-    return cls(n)
+    return cls(n, **options)
+

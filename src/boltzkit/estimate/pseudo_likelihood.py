@@ -37,8 +37,11 @@ def pseudo_log_likelihood(
             units per example (without replacement) and scales the sum by ``D / m``.
         generator: random source for the drawn units.
     """
+    if model.visible.name == "categorical":
+        return _categorical_pseudo_log_likelihood(model, v)
     if model.visible.name != "bernoulli":
-        raise ValueError("pseudo-likelihood is defined here for Bernoulli visible units")
+        raise ValueError("pseudo-likelihood is defined for discrete (Bernoulli or categorical) "
+                         "visible units")
     batch, width = v.shape
     hidden_input = model.hidden_input(v)
     base = model.hidden.log_partition(hidden_input)  # (B,)
@@ -57,8 +60,32 @@ def pseudo_log_likelihood(
         s = sign.gather(1, idx)  # (B, u)
         flipped_input = hidden_input.unsqueeze(1) + s.unsqueeze(2) * model.weight[idx]
         gap = s * model.visible.bias[idx] + model.hidden.log_partition(flipped_input) - base[:, None]
+        if model.centered:  # F(v) has the term a . lambda, and a moves by s W_i
+            gap = gap - s * (model.weight[idx] @ model.hidden_offset)
         total -= F.softplus(gap).sum(dim=1)
     return total if n_units is None else total * (width / n_units)
+
+
+@torch.no_grad()
+def _categorical_pseudo_log_likelihood(model: RBM, v: Tensor) -> Tensor:
+    """``sum_g log p(x_g | x_-g)`` over the groups of a categorical visible layer: each
+    group's current state against all ``k`` states, the rest held fixed."""
+    units = model.visible
+    batch = len(v)
+    hidden_input = model.hidden_input(v)  # (B, H)
+    w = model.weight.reshape(units.groups, units.k, -1)  # (G, K, H)
+    onehot = v.reshape(batch, units.groups, units.k)  # (B, G, K)
+    current_row = torch.einsum("bgk,gkh->bgh", onehot, w)  # x_g W_g: the active state's row
+    bias = units.bias.reshape(units.groups, units.k)
+    total = torch.zeros(batch, dtype=hidden_input.dtype, device=v.device)
+    for g in range(units.groups):
+        # hidden input with group g in each of its k states: (B, K, H)
+        alternative = hidden_input[:, None, :] - current_row[:, g, None, :] + w[g][None]
+        neg_f = bias[g][None] + model.hidden.log_partition(alternative)  # -F up to shared terms
+        if model.centered:
+            neg_f = neg_f - alternative @ model.hidden_offset
+        total += (onehot[:, g] * neg_f).sum(dim=1) - torch.logsumexp(neg_f, dim=1)
+    return total
 
 
 @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -9,23 +11,32 @@ from ..units import Units, make_units
 
 
 class RBM(nn.Module):
-    """A restricted Boltzmann machine.
+    """A restricted Boltzmann machine, optionally centered.
 
-    Energy of a joint state ``v`` (``(B, D)``) and ``h`` (``(B, H)``)::
+    Energy of a joint state ``v`` (``(B, D)``) and ``h`` (``(B, H)``), with ``s(x)`` each
+    family's scaled view of its states (``x``, or ``x / sigma`` for Gaussian units)::
 
-        E(v, h) = visible.self_energy(v) + hidden.self_energy(h) - v W h
+        E(v, h) = visible.self_energy(v) + hidden.self_energy(h) - (s(v) - mu) W (s(h) - lambda)
 
-    with ``W`` of shape ``(D, H)``; for Bernoulli units the self energies are
-    ``-b . v`` and ``-c . h``. The hidden layer is summed out in the free energy::
+    ``W`` has shape ``(D, H)``. Without centering the offsets ``mu``, ``lambda`` are 0 and
+    for Bernoulli units ``E = -b.v - c.h - v W h``. Summing out the hidden layer::
 
-        F(v) = -log sum_h exp(-E(v, h)) = visible.self_energy(v) - hidden.log_partition(v W)
+        F(v) = -log sum_h exp(-E(v, h))
+             = visible.self_energy(v) + a . lambda - hidden.log_partition(a),  a = (s(v) - mu) W
+
+    Centering (Melchior, Fischer & Wiskott, JMLR 2016) keeps ``mu`` and ``lambda`` near the
+    mean of ``s(v)`` and of ``E[h | v]`` on the data: the gradient of the centered energy
+    is better conditioned. :meth:`update_offsets` moves them and shifts the biases so that
+    the distribution is unchanged.
 
     Args:
-        n_visible: number of visible units ``D``.
-        n_hidden: number of hidden units ``H``.
+        n_visible, n_hidden: layer sizes ``D`` and ``H``.
         visible, hidden: unit family names (see :mod:`boltzkit.units`).
         init_std: standard deviation of the Gaussian initial weights.
         generator: random source for the initial weights.
+        centered: use offsets ``mu``, ``lambda`` (buffers, saved with the weights).
+        visible_options, hidden_options: keyword options of the families (``k`` for
+            categorical units, ``learn_variance`` for Gaussian units).
     """
 
     def __init__(
@@ -36,13 +47,19 @@ class RBM(nn.Module):
         hidden: str = "bernoulli",
         init_std: float = 0.01,
         generator: torch.Generator | None = None,
+        centered: bool = False,
+        visible_options: dict[str, Any] | None = None,
+        hidden_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         if init_std < 0:
             raise ValueError(f"Invalid init_std: {init_std} (expected >= 0)")
-        self.visible: Units = make_units(visible, n_visible)
-        self.hidden: Units = make_units(hidden, n_hidden)
+        self.visible: Units = make_units(visible, n_visible, **(visible_options or {}))
+        self.hidden: Units = make_units(hidden, n_hidden, **(hidden_options or {}))
         self.weight = nn.Parameter(torch.randn(n_visible, n_hidden, generator=generator) * init_std)
+        self.centered = centered
+        self.register_buffer("visible_offset", torch.zeros(n_visible))
+        self.register_buffer("hidden_offset", torch.full((n_hidden,), 0.5 if centered else 0.0))
 
     @property
     def n_visible(self) -> int:
@@ -53,32 +70,40 @@ class RBM(nn.Module):
         return self.hidden.n
 
     def hidden_input(self, v: Tensor) -> Tensor:
-        """``v W``: what the hidden layer receives, ``(B, D) -> (B, H)``."""
-        return v @ self.weight
+        """``(s(v) - mu) W``: what the hidden layer receives, ``(B, D) -> (B, H)``."""
+        x = self.visible.scaled(v)
+        return (x - self.visible_offset if self.centered else x) @ self.weight
 
     def visible_input(self, h: Tensor) -> Tensor:
-        """``h W^T``: what the visible layer receives, ``(B, H) -> (B, D)``."""
-        return h @ self.weight.T
+        """``(s(h) - lambda) W^T``: what the visible layer receives, ``(B, H) -> (B, D)``."""
+        x = self.hidden.scaled(h)
+        return (x - self.hidden_offset if self.centered else x) @ self.weight.T
 
     def energy(self, v: Tensor, h: Tensor) -> Tensor:
         """``E(v, h)``, shape ``(B,)``."""
-        interaction = (self.hidden_input(v) * h).sum(dim=-1)
+        y = self.hidden.scaled(h)
+        if self.centered:
+            y = y - self.hidden_offset
+        interaction = (self.hidden_input(v) * y).sum(dim=-1)
         return self.visible.self_energy(v) + self.hidden.self_energy(h) - interaction
 
     def free_energy(self, v: Tensor, hidden_input: Tensor | None = None) -> Tensor:
-        """``F(v) = visible.self_energy(v) - hidden.log_partition(v W)``, shape ``(B,)``.
+        """``F(v) = visible.self_energy(v) + a . lambda - hidden.log_partition(a)``, ``(B,)``.
 
-        ``hidden_input`` may pass a ``v W`` already computed (for sampling) so the
-        matrix product is not done twice; gradients flow through it either way.
+        ``hidden_input`` may pass an ``a = (s(v) - mu) W`` already computed (for sampling)
+        so the matrix product is not done twice; gradients flow through it either way.
         """
         if hidden_input is None:
             hidden_input = self.hidden_input(v)
-        return self.visible.self_energy(v) - self.hidden.log_partition(hidden_input)
+        f = self.visible.self_energy(v) - self.hidden.log_partition(hidden_input)
+        return f + hidden_input @ self.hidden_offset if self.centered else f
 
     def hidden_free_energy(self, h: Tensor) -> Tensor:
-        """``F(h) = -log sum_v exp(-E(v, h)) = hidden.self_energy(h) - visible.log_partition(h W^T)``,
-        shape ``(B,)``: the visible layer summed out (used to enumerate the smaller layer)."""
-        return self.hidden.self_energy(h) - self.visible.log_partition(self.visible_input(h))
+        """``F(h) = -log integral_v exp(-E(v, h))``, shape ``(B,)``: the visible layer summed
+        out (used to enumerate the hidden layer when it is the smaller one)."""
+        a = self.visible_input(h)
+        f = self.hidden.self_energy(h) - self.visible.log_partition(a)
+        return f + a @ self.visible_offset if self.centered else f
 
     def hidden_mean(self, v: Tensor) -> Tensor:
         """``E[h | v]``, ``(B, D) -> (B, H)``."""
@@ -101,8 +126,32 @@ class RBM(nn.Module):
         return self.visible_mean(self.hidden_mean(v))
 
     def init_from_data(self, data_mean: Tensor) -> None:
-        """Set visible biases from the training data's per-unit means (clipped log-odds)."""
+        """Visible biases from the training data's per-unit means (clipped log-odds for
+        Bernoulli units); with centering, ``mu`` starts at the data's scaled mean."""
         self.visible.init_bias_from_mean(data_mean)
+        if self.centered:
+            with torch.no_grad():
+                self.visible_offset.copy_(self.visible.scaled(data_mean.to(self.weight)))
+
+    @torch.no_grad()
+    def update_offsets(self, v: Tensor, rate: float) -> None:
+        """Move ``mu`` and ``lambda`` a fraction ``rate`` toward the batch's mean of ``s(v)``
+        and of ``s(E[h | v])``, re-parametrising the biases so that ``p(v, h)`` is unchanged.
+
+        The energy's terms linear in a layer are ``s(v) . W lambda`` and ``mu W . s(h)``;
+        moving ``lambda`` by ``d`` is undone by giving the visible layer the extra input
+        ``W d`` (and likewise for ``mu``): :meth:`Units.absorb_input`.
+        """
+        if not self.centered:
+            return
+        target_mu = self.visible.scaled(v).mean(dim=0)
+        target_lambda = self.hidden.scaled(self.hidden_mean(v)).mean(dim=0)
+        d_mu = rate * (target_mu - self.visible_offset)
+        d_lambda = rate * (target_lambda - self.hidden_offset)
+        self.visible.absorb_input(self.weight @ d_lambda)
+        self.hidden.absorb_input(d_mu @ self.weight)
+        self.visible_offset.add_(d_mu)
+        self.hidden_offset.add_(d_lambda)
 
     def extra_repr(self) -> str:
-        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, centered={self.centered}"

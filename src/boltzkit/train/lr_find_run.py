@@ -20,7 +20,7 @@ def find_lr(
     low: float = 1e-6,
     high: float = 1.0,
     iterations: int | None = None,
-    rule: str = "valley",
+    rule: str = "steepest",
     probe: int = 512,
     apply: bool = False,
     progress: bool = True,
@@ -59,6 +59,7 @@ def find_lr(
         high=high,
         iterations=iterations,
         rule=rule,
+        beta=0.9 if probe else 0.98,  # a probe has no batch-to-batch noise: smooth lightly
         stateful=[setup.schedule, setup.objective, setup.data_rng],
         clip=lambda: clip_gradients(setup.model, config.train),
         loss_name=f"{task.proxy_name} ({'probe of ' + str(probe) if probe else 'training batch'})",

@@ -9,11 +9,14 @@ restored exactly, so the test can run in the middle of training.
 
 Suggestion rules, applied to the smoothed curve (``r`` = rate, ``L`` = smoothed loss):
 
-- ``valley`` (default): the descent is where ``L`` falls from 5 % to 95 % of its drop
+- ``steepest`` (default): the rate where ``dL / d log r`` is most negative;
+- ``valley``: the descent is where ``L`` falls from 5 % to 95 % of its drop
   from its highest point (after the first tenth of the curve, the moving average's
   warm-up) to its minimum; suggest its middle, ``sqrt(r_start * r_end)``;
-- ``steepest``: the rate where ``dL / d log r`` is most negative;
 - ``minimum``: the rate of the lowest ``L``, divided by 10.
+
+``steepest`` is the default because it came closest to the best rate of a 13-point grid
+across four tasks in ``benchmarks/lr_finder_quality.py`` (see docs/RESULTS.md).
 
 Confidence: the spread of the three suggestions in decades (``log10 max - log10 min``)
 and the curve's noise (median ``|loss - L|`` over the range of ``L``); ``high`` when they
@@ -36,7 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 RULES = ("valley", "steepest", "minimum")
-DEFAULT_RULE = "valley"
+DEFAULT_RULE = "steepest"
 
 
 @dataclass
