@@ -63,14 +63,13 @@ def search(method: str, pruner: str, space: str, n_trials: int, seed: int, out: 
 def best_within(study, budget: float | None):
     """The best finished trial among those started before the cumulative epochs passed
     ``budget`` (all trials if None), and the epochs consumed up to it."""
-    used, best, best_used = 0, None, 0
+    used, best = 0, None
     for trial in sorted(study.trials, key=lambda t: t.number):
         if budget is not None and used >= budget:
             break
         used += len(trial.intermediate_values)
-        if trial.value is not None and trial.state.name == "COMPLETE":
-            if best is None or trial.value > best.value:
-                best, best_used = trial, used
+        if trial.state.name == "COMPLETE" and (best is None or trial.value > best.value):
+            best = trial
     return best, used
 
 

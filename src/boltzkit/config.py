@@ -249,7 +249,8 @@ class RunConfig(Section):
             if entry.type == "int" and sample is not None:
                 sample = int(sample)
             try:
-                validate(apply_overrides(base, [f"{key}={yaml.safe_dump(sample, default_flow_style=True).strip()}"]))
+                value = yaml.safe_dump(sample, default_flow_style=True).strip()
+                validate(apply_overrides(base, [f"{key}={value}"]))
             except ConfigError as err:
                 raise ValueError(f"tune.space key {key!r}: {err}") from None
         return self

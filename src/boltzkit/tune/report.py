@@ -30,8 +30,9 @@ def write_report(study: optuna.Study, config: RunConfig, out: Path, url: str | N
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(trials, out / "trials.csv")
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    lines = [f"study {study.study_name}: {len(trials)} trials "
-             f"({', '.join(f'{sum(t.state == s for t in trials)} {s.name.lower()}' for s in TrialState if any(t.state == s for t in trials))}); "
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    tally = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    lines = [f"study {study.study_name}: {len(trials)} trials ({tally}); "
              f"{config.tune.metric} ({study.direction.name.lower()})"]
     if completed:
         best = study.best_trial

@@ -270,7 +270,8 @@ def report(out: str | Path, storage: str | None = None) -> optuna.Study:
     out = Path(out)
     saved = out / CONFIG_FILE
     if not saved.is_file():
-        raise CheckpointError(f"{out}: no study here (no {CONFIG_FILE}); give the --out of a boltzkit tune run")
+        raise CheckpointError(
+            f"{out}: no study here (no {CONFIG_FILE}); give the --out of a boltzkit tune run")
     config = validate(yaml.safe_load(saved.read_text()))
     study = open_study(config, out, storage)
     write_report(study, config, out, storage_url(config, out, storage))
