@@ -39,7 +39,7 @@ def test_file_name_becomes_run_name(tmp_path):
     [
         (["train.foo=1"], "unknown config key 'train.foo'; accepted keys in train: method, k,"),
         (["colour=blue"], "unknown config key 'colour'; accepted keys in the top level: name, seed"),
-        (["train.method=xyz"], "config key 'train.method': invalid value 'xyz'; accepted: 'cd' or 'pcd'"),
+        (["train.method=xyz"], "config key 'train.method': invalid value 'xyz'; accepted: 'cd', 'pcd' or 'pt'"),
         (["train.epochs=0"], "config key 'train.epochs': invalid value 0; input should be greater than or equal to 1"),
         (["train.batch_size=ten"], "config key 'train.batch_size': invalid value 'ten'; input should be a valid integer"),
         (["train.optimizer.lr=-1"], "config key 'train.optimizer.lr': invalid value -1; input should be greater than 0"),
@@ -50,7 +50,7 @@ def test_file_name_becomes_run_name(tmp_path):
         (["data.name=imagenet"], "config key 'data.name': invalid value 'imagenet'; accepted: 'digits', 'mnist'"),
         (["data.validation=1.5"], "config key 'data.validation': invalid value 1.5; input should be less than 1"),
         (["data.name=npz"], "data.path is required for data.name='npz'"),
-        (["model.visible=gaussian"], "config key 'model.visible': invalid value 'gaussian'; accepted: 'bernoulli'"),
+        (["model.visible=binary"], "config key 'model.visible': invalid value 'binary'; accepted: 'bernoulli', 'gaussian' or 'categorical'"),
         (["device=gpu"], "config key 'device': device must be auto, cpu, cuda, cuda:N or mps"),
         (["seed=-3"], "config key 'seed': invalid value -3; input should be greater than or equal to 0"),
         (["train=3"], "config key 'train': invalid value 3; input should be a valid dictionary"),

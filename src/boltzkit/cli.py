@@ -158,11 +158,11 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     last = result.history[-1] if result.history else {}
     elapsed = time.perf_counter() - started
-    print(f"done in {elapsed:.1f} s: " + ", ".join(
-        f"{k} {last[k]:.4g}" for k in ("val_pseudo_log_likelihood", "val_recon_error") if k in last
-    ))
-    print(f"wrote {out}/: config.yaml, metrics.csv, model.safetensors, samples.png, "
-          "filters.png, curves.png, checkpoints/")
+    shown = ("val_log_likelihood", "val_ais_log_likelihood", "val_pseudo_log_likelihood",
+             "val_accuracy", "val_loss", "val_recon_error")
+    print(f"done in {elapsed:.1f} s: " + ", ".join(f"{k} {last[k]:.4g}" for k in shown if k in last))
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    print(f"wrote {out}/: {', '.join(files)}")
     return 0
 
 
@@ -172,13 +172,16 @@ def _sample(args: argparse.Namespace) -> int:
     from . import plots
     from .seeding import make_generator
     from .train.build import resolve_device
-    from .train.figures import draw_samples
+    from .train.figures import draw_samples, to_pixels
     from .train.run_dir import RunDir, load_run_model
 
     if args.n < 1 or args.steps < 1:
         raise BoltzkitError(f"--n and --steps must be >= 1, got --n {args.n} --steps {args.steps}")
     device = resolve_device(args.device or "auto")
     trained = load_run_model(args.run, device)
+    if trained.config.model.type != "rbm":
+        raise BoltzkitError(f"boltzkit sample draws from RBMs; {args.run} holds a "
+                            f"model.type {trained.config.model.type!r}")
     generator = make_generator(args.seed, "sample", device)
     states, means = draw_samples(trained.model, args.n, args.steps, generator)
     stem = Path(args.out) if args.out else RunDir(args.run).file(
@@ -186,7 +189,8 @@ def _sample(args: argparse.Namespace) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
-    plots.save_image_grid(means.cpu().numpy(), trained.image_shape, stem.with_suffix(".png"),
+    pixels = to_pixels(means.cpu(), trained.feature_mean, trained.feature_std)
+    plots.save_image_grid(pixels.numpy(), trained.image_shape, stem.with_suffix(".png"),
                           title=f"{args.n} samples after {args.steps} Gibbs sweeps (E[v|h])")
     print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
           "(arrays: samples = binary states, means = E[v|h])")

@@ -45,6 +45,9 @@ class DataConfig(Section):
     image_shape: list[int] | None = None
     """Height and width for figures, where the data do not say it."""
     binarize: Literal["none", "threshold", "stochastic", "dynamic"] = "none"
+    standardize: bool = False
+    """Scale each feature to zero mean and unit variance (training-set statistics), the
+    usual input of Gaussian visible units."""
     threshold: float = Field(0.5, gt=0, lt=1)
     validation: float = Field(0.1, ge=0, lt=1)
     limit: int | None = Field(None, ge=1)
@@ -55,6 +58,8 @@ class DataConfig(Section):
     def _file_sets_need_path(self) -> DataConfig:
         if self.name in ("npz", "csv") and not self.path:
             raise ValueError(f"data.path is required for data.name={self.name!r}")
+        if self.standardize and self.binarize != "none":
+            raise ValueError("data.standardize needs data.binarize: none (real values, not binary)")
         if self.image_shape is not None and (
             len(self.image_shape) != 2 or min(self.image_shape) < 1
         ):
@@ -63,12 +68,21 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    type: Literal["rbm", "mlp"] = "rbm"
+    type: Literal["rbm", "bm", "mlp"] = "rbm"
     # Boltzmann machines
     n_hidden: int = Field(64, ge=1)
-    visible: Literal["bernoulli"] = "bernoulli"
-    hidden: Literal["bernoulli"] = "bernoulli"
+    visible: Literal["bernoulli", "gaussian", "categorical"] = "bernoulli"
+    hidden: Literal["bernoulli", "gaussian", "categorical"] = "bernoulli"
     init_std: float = Field(0.01, ge=0)
+    categories: int = Field(2, ge=2)
+    """States per group of categorical units (the alphabet size)."""
+    learn_variance: bool = True
+    """Gaussian units: learn each unit's standard deviation (else it stays 1)."""
+    centered: bool = False
+    offset_rate: float = Field(0.01, gt=0, le=1)
+    """Centering: how fast the offsets follow the batch means (a sliding average)."""
+    connectivity: Literal["full", "bipartite"] = "full"
+    """General Boltzmann machines: which couplings exist (bipartite = an RBM's)."""
     # classifiers (type: mlp)
     hidden_layers: list[int] = Field(default_factory=lambda: [256])
     activation: Literal["relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"] = "relu"
@@ -126,9 +140,31 @@ class ScheduleConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class TemperingConfig(Section):
+    temperatures: int = Field(10, ge=2)
+    """Chains per ladder: inverse temperatures from 1 down to min_beta."""
+    min_beta: float = Field(0.1, gt=0, lt=1)
+    ladder: Literal["geometric", "linear"] = "geometric"
+    betas: list[float] | None = None
+    """An explicit ladder (decreasing from 1), instead of temperatures / min_beta / ladder."""
+
+    @field_validator("betas")
+    @classmethod
+    def _ladder(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) < 2 or value[0] != 1.0 or
+                                  any(b <= c for b, c in zip(value, value[1:], strict=False))
+                                  or value[-1] <= 0):
+            raise ValueError(f"betas must decrease strictly from 1.0 and stay > 0, got {value}")
+        return value
+
+
 class TrainConfig(Section):
-    method: Literal["cd", "pcd"] = "pcd"
+    method: Literal["cd", "pcd", "pt"] = "pcd"
     k: int = Field(1, ge=1)
+    pt: TemperingConfig = Field(default_factory=TemperingConfig)
+    positive: Literal["gibbs", "meanfield"] = "meanfield"
+    """General Boltzmann machines: how the hidden units are filled in for the data."""
+    positive_steps: int = Field(10, ge=1)
     n_chains: int | None = Field(None, ge=1)
     """Persistent chains for ``pcd`` (default: the batch size)."""
     epochs: int = Field(20, ge=1)

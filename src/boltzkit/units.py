@@ -175,7 +175,8 @@ class CategoricalUnits(Units):
 class GaussianUnits(Units):
     """Real-valued units with mean ``b`` and a learned per-unit standard deviation.
 
-    ``sigma = exp(log_sigma)`` (a stable parametrisation, kept above ``min_sigma``); the
+    ``sigma = exp(log_sigma)`` (a stable parametrisation, kept above ``min_sigma``, in the
+    units of standardized data); the
     weights see ``x / sigma`` (Hinton, 2010; the "GRBM" of Cho et al., 2011, in this
     scaling):  ``self_energy(x) = sum_i (x_i - b_i)^2 / (2 sigma_i^2)``,
     ``p(x_i | a) = N(b_i + sigma_i a_i, sigma_i^2 / beta)``,
@@ -185,7 +186,7 @@ class GaussianUnits(Units):
     name = "gaussian"
     discrete = False
 
-    def __init__(self, n: int, learn_variance: bool = True, min_sigma: float = 1e-2):
+    def __init__(self, n: int, learn_variance: bool = True, min_sigma: float = 0.05):
         super().__init__(n)
         self.log_sigma = nn.Parameter(torch.zeros(n), requires_grad=learn_variance)
         self.min_log_sigma = math.log(min_sigma)

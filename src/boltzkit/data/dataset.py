@@ -35,6 +35,10 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     dynamic: bool = False
     source: str = ""
+    feature_mean: Tensor | None = None
+    """With ``data.standardize``: the training means and standard deviations that were
+    removed (features = (raw - mean) / std); figures add them back."""
+    feature_std: Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -109,6 +113,15 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
         validation_t = bernoulli(validation_t, generator)
         test_t = bernoulli(test_t, generator) if test_t is not None else None
 
+    mean = std = None
+    if cfg.standardize:
+        mean, std = train_t.mean(dim=0), train_t.std(dim=0)
+        # features (nearly) constant in training, such as image borders, would blow up the
+        # rare held-out value that differs: floor their scale at a tenth of the typical one
+        std = std.clamp_min(max(1e-6, 0.1 * std.mean().item()))
+        train_t, validation_t = (train_t - mean) / std, (validation_t - mean) / std
+        test_t = (test_t - mean) / std if test_t is not None else None
+
     return Dataset(
         name=cfg.name,
         train=train_t,
@@ -120,6 +133,8 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
         image_shape=_image_shape(cfg, image_shape, train_t.shape[1]),
         dynamic=cfg.binarize == "dynamic",
         source=source,
+        feature_mean=mean,
+        feature_std=std,
     )
 
 

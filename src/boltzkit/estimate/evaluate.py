@@ -64,15 +64,25 @@ def evaluate_rbm(
     started = time.perf_counter()
     free_energy = model.free_energy(v).to(torch.float64)
     results["free_energy"] = free_energy.mean().item()
-    pl = torch.cat([pseudo_log_likelihood(model, chunk) for chunk in v.split(1000)])
-    results["pseudo_log_likelihood"] = pl.mean().item()
-    results["pseudo_log_likelihood_per_unit"] = pl.mean().item() / width
+    if model.visible.discrete:
+        pl = torch.cat([pseudo_log_likelihood(model, chunk) for chunk in v.split(1000)])
+        results["pseudo_log_likelihood"] = pl.mean().item()
+        results["pseudo_log_likelihood_per_unit"] = pl.mean().item() / width
     results["recon_error"] = reconstruction_error(model, v).mean().item()
     results["seconds_cheap_metrics"] = time.perf_counter() - started
+    mean_neg_f = -results["free_energy"]
+    binary = model.visible.name == "bernoulli" and model.hidden.name == "bernoulli"
+    if exact_max_units > 0 and enumerable(model, exact_max_units):
+        started = time.perf_counter()
+        log_z = exact_log_partition(model, exact_max_units)
+        results["log_z_exact"] = log_z
+        results["log_likelihood_exact"] = exact_log_likelihood(model, v, log_z).mean().item()
+        results["seconds_exact"] = time.perf_counter() - started
+    if not binary:  # AIS and reverse AIS are implemented for binary RBMs
+        return results
 
     base = base_rate_bias(train_data, pseudocount).to(device)
     ais = ais_log_partition(model, base, ais_betas, ais_runs, generator, progress=progress)
-    mean_neg_f = -results["free_energy"]
     results.update({
         "log_z_ais": ais.log_z,
         "log_z_ais_low": ais.log_z_low,
@@ -86,13 +96,6 @@ def evaluate_rbm(
         "log_likelihood_ais_low": mean_neg_f - ais.log_z_high,
         "log_likelihood_ais_high": mean_neg_f - ais.log_z_low,
     })
-
-    if exact_max_units > 0 and enumerable(model, exact_max_units):
-        started = time.perf_counter()
-        log_z = exact_log_partition(model, exact_max_units)
-        results["log_z_exact"] = log_z
-        results["log_likelihood_exact"] = exact_log_likelihood(model, v, log_z).mean().item()
-        results["seconds_exact"] = time.perf_counter() - started
 
     if reverse_examples > 0:
         subset = v[:reverse_examples]
@@ -121,13 +124,15 @@ def format_report(results: dict[str, Any], title: str) -> str:
     def interval(low: float, high: float) -> str:
         return f"[{low:.3f}, {high:.3f}]" if math.isfinite(low) else f"[-inf, {high:.3f}]"
 
-    add("log Z, AIS", f"{results['log_z_ais']:.3f}  +-3 sigma "
-        f"{interval(results['log_z_ais_low'], results['log_z_ais_high'])}  "
-        f"ESS {results['ais_ess']:.1f} of {results['ais_runs']} runs, {results['ais_betas']} betas")
+    if "log_z_ais" in results:
+        add("log Z, AIS", f"{results['log_z_ais']:.3f}  +-3 sigma "
+            f"{interval(results['log_z_ais_low'], results['log_z_ais_high'])}  "
+            f"ESS {results['ais_ess']:.1f} of {results['ais_runs']} runs, {results['ais_betas']} betas")
     if "log_z_exact" in results:
         add("log Z, exact", f"{results['log_z_exact']:.3f}")
-    add("log-likelihood, AIS", f"{results['log_likelihood_ais']:.3f}  "
-        f"{interval(results['log_likelihood_ais_low'], results['log_likelihood_ais_high'])}")
+    if "log_likelihood_ais" in results:
+        add("log-likelihood, AIS", f"{results['log_likelihood_ais']:.3f}  "
+            f"{interval(results['log_likelihood_ais_low'], results['log_likelihood_ais_high'])}")
     if "log_likelihood_exact" in results:
         add("log-likelihood, exact", f"{results['log_likelihood_exact']:.3f}")
     if "log_likelihood_reverse_ais" in results:
@@ -137,8 +142,9 @@ def format_report(results: dict[str, Any], title: str) -> str:
             f"{results['reverse_ais_examples']} examples x {results['reverse_ais_runs']} runs")
         if "log_likelihood_ais_same_examples" in results:
             add("  AIS on the same examples", f"{results['log_likelihood_ais_same_examples']:.3f}")
-    add("pseudo-log-likelihood", f"{results['pseudo_log_likelihood']:.3f} per example, "
-        f"{results['pseudo_log_likelihood_per_unit']:.4f} per unit")
+    if "pseudo_log_likelihood" in results:
+        add("pseudo-log-likelihood", f"{results['pseudo_log_likelihood']:.3f} per example, "
+            f"{results['pseudo_log_likelihood_per_unit']:.4f} per unit")
     add("reconstruction error", f"{results['recon_error']:.3f}")
     add("free energy", f"{results['free_energy']:.3f}")
     width = max(len(label) for label, _ in rows)

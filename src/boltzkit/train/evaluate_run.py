@@ -39,9 +39,14 @@ def evaluate_run(
     run_dir = RunDir(run)
     trained = load_run_model(run_dir.path, resolve_device(device or "auto"))
     config = trained.config
+    if config.model.type != "rbm":
+        from ..errors import BoltzkitError
+
+        raise BoltzkitError(f"boltzkit evaluate estimates RBM likelihoods; {run} holds a model.type "
+                            f"{config.model.type!r} (its metrics.csv has the per-epoch values)")
     if data_dir is not None:
         config.data.dir = data_dir
-    data = load_dataset(config.data, config.seed, unit_interval=True)
+    data = load_dataset(config.data, config.seed, unit_interval=config.model.visible != "gaussian")
     try:
         values = data.split(split)
     except ValueError as err:
@@ -50,9 +55,11 @@ def evaluate_run(
         raise DataError(f"{err}; choose another --split") from None
     evaluation = config.eval
     generator = make_generator(seed, "evaluate.binarize")
+    if config.model.visible == "bernoulli":
+        values = binary_view(values, generator)
     results = evaluate_rbm(
         trained.model,
-        binary_view(values, generator),
+        values,
         data.train,
         ais_runs=ais_runs or evaluation.ais.runs,
         ais_betas=ais_betas or evaluation.ais.betas,

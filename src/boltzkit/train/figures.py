@@ -38,6 +38,13 @@ def draw_samples(
     return sample_chains(model, v0, steps, generator)
 
 
+def to_pixels(x: Tensor, mean: Tensor | list | None, std: Tensor | list | None) -> Tensor:
+    """Undo ``data.standardize`` for display and clip to [0, 1]."""
+    if mean is not None:
+        x = x * torch.as_tensor(std, dtype=x.dtype) + torch.as_tensor(mean, dtype=x.dtype)
+    return x.clamp(0, 1)
+
+
 def write_run_figures(
     run: RunDir,
     model: RBM,
@@ -50,7 +57,8 @@ def write_run_figures(
     """``samples.png`` (Gibbs samples), ``filters.png`` (weights) and ``curves.png``."""
     shape = data.image_shape
     _, means = draw_samples(model, n_samples, steps, generator)
-    plots.save_image_grid(means.cpu().numpy(), shape, run.file("samples.png"),
+    means = to_pixels(means.cpu(), data.feature_mean, data.feature_std)
+    plots.save_image_grid(means.numpy(), shape, run.file("samples.png"),
                           title=f"{n_samples} samples after {steps} Gibbs sweeps (E[v|h])")
     weights = model.weight.detach().T[:100].cpu().numpy()  # one hidden unit per tile
     plots.save_image_grid(weights, shape, run.file("filters.png"), normalize=True,

@@ -103,6 +103,8 @@ class TrainedRun:
     model: nn.Module
     n_features: int
     image_shape: tuple[int, int] | None
+    feature_mean: list[float] | None = None
+    feature_std: list[float] | None = None
 
 
 def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
@@ -131,4 +133,4 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
     load_state_into(model, state, source)
     shape = info.get("image_shape")
     return TrainedRun(config, model.to(device), int(info["n_features"]),
-                      tuple(shape) if shape else None)
+                      tuple(shape) if shape else None, info.get("feature_mean"), info.get("feature_std"))

@@ -15,22 +15,29 @@ from torch import Tensor, nn
 
 from .. import plots
 from ..data import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..estimate.ais import base_rate_bias
 from ..estimate.evaluate import binary_view
+from ..estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from ..estimate.monitor import likelihood_metrics, rbm_metrics
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
+from ..sampling.tempering import temperature_ladder
 from ..seeding import make_generator
 from .build import build_model
 from .figures import CURVE_GROUPS, write_run_figures
-from .objectives import ContrastiveDivergence, PersistentContrastiveDivergence
+from .objectives import (
+    BoltzmannMachineLearning,
+    ContrastiveDivergence,
+    ParallelTemperingObjective,
+    PersistentContrastiveDivergence,
+)
 from .objectives_supervised import CrossEntropy
 from .run_dir import RunDir
 
 
 def needs_unit_interval(config) -> bool:
-    """Whether the data must lie in [0, 1] (Bernoulli visible units)."""
-    return config.model.type == "rbm" and config.model.visible == "bernoulli"
+    """Whether the data must lie in [0, 1] (binary or categorical visible units)."""
+    return config.model.type in ("rbm", "bm") and config.model.visible != "gaussian"
 
 
 class Task:
@@ -87,9 +94,20 @@ class RBMTask(Task):
 
     def __init__(self, config, data: Dataset, device: torch.device):
         super().__init__(config, data, device)
+        if config.model.visible == "categorical":
+            _check_one_hot(data, config.model.categories)
         self.monitor_train, self.monitor_val = _monitor_sets(
-            data, config.train.metrics_examples, config.seed, device)
+            data, config.train.metrics_examples, config.seed, device,
+            binarize=config.model.visible == "bernoulli")
         self.base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        info = super().data_info
+        if self.data.feature_mean is not None:
+            info["feature_mean"] = self.data.feature_mean.tolist()
+            info["feature_std"] = self.data.feature_std.tolist()
+        return info
 
     def build_model(self) -> nn.Module:
         model = super().build_model()
@@ -99,9 +117,15 @@ class RBMTask(Task):
     def build_objective(self):
         cfg = self.config.train
         generator = make_generator(self.config.seed, "train.sampler", self.device)
+        rate = self.config.model.offset_rate
         if cfg.method == "cd":
-            return ContrastiveDivergence(cfg.k, generator)
-        return PersistentContrastiveDivergence(cfg.k, cfg.n_chains or cfg.batch_size, generator)
+            return ContrastiveDivergence(cfg.k, generator, rate)
+        if cfg.method == "pt":
+            pt = cfg.pt
+            betas = (torch.tensor(pt.betas, dtype=torch.float64) if pt.betas is not None
+                     else temperature_ladder(pt.temperatures, pt.min_beta, pt.ladder))
+            return ParallelTemperingObjective(cfg.k, betas, cfg.n_chains or cfg.batch_size, generator, rate)
+        return PersistentContrastiveDivergence(cfg.k, cfg.n_chains or cfg.batch_size, generator, rate)
 
     def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
         return self.data.binarize_batch(self.train_x[rows], data_rng)
@@ -212,7 +236,57 @@ class ClassifierTask(Task):
                                   normalize=True, title="first-layer weights")
 
 
-TASKS = {"rbm": RBMTask, "mlp": ClassifierTask}
+class BoltzmannMachineTask(Task):
+    """General Boltzmann machines: exact log-likelihood per epoch when small enough."""
+
+    summary_keys = ("loss", "val_log_likelihood", "seconds")
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        super().__init__(config, data, device)
+        if config.model.visible != "bernoulli" or config.model.hidden != "bernoulli":
+            raise ConfigError("model.type bm has binary units: model.visible and model.hidden "
+                              "must be bernoulli")
+        if config.train.method not in ("pcd", "cd"):
+            raise ConfigError(f"model.type bm trains with persistent chains (train.method: pcd), "
+                              f"got {config.train.method!r}")
+        self.monitor_train, self.monitor_val = _monitor_sets(
+            data, config.train.metrics_examples, config.seed, device)
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        model.init_from_data(self.data.train.mean(dim=0).to(self.device))
+        return model
+
+    def build_objective(self):
+        cfg = self.config.train
+        return BoltzmannMachineLearning(cfg.k, cfg.n_chains or cfg.batch_size, cfg.positive,
+                                        cfg.positive_steps,
+                                        make_generator(self.config.seed, "train.sampler", self.device))
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
+        return self.data.binarize_batch(self.train_x[rows], data_rng)
+
+    def proxy_loss(self, model: nn.Module, batch: Tensor) -> Tensor:
+        """Negative exact log-likelihood (small machines only)."""
+        return -bm_log_likelihood(model, batch).mean()
+
+    def probe(self, n: int) -> Tensor:
+        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
+
+    @torch.no_grad()
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        limit = self.config.eval.exact_max_units
+        if limit and model.n_units <= limit:
+            log_z = bm_log_partition(model, limit)
+            metrics["exact_log_z"] = log_z
+            for name, v in (("train", self.monitor_train), ("val", self.monitor_val)):
+                if len(v):
+                    metrics[f"{name}_log_likelihood"] = bm_log_likelihood(model, v, log_z).mean().item()
+        return metrics
+
+
+TASKS = {"rbm": RBMTask, "bm": BoltzmannMachineTask, "mlp": ClassifierTask}
 
 
 def make_task(config, data: Dataset, device: torch.device) -> Task:
@@ -220,10 +294,29 @@ def make_task(config, data: Dataset, device: torch.device) -> Task:
 
 
 def _monitor_sets(
-    data: Dataset, n: int, seed: int, device: torch.device
+    data: Dataset, n: int, seed: int, device: torch.device, binarize: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """Fixed subsets of train and validation data for the per-epoch metrics, binarized
-    once (seeded) where they are not binary: likelihoods are defined on binary vectors."""
+    """Fixed subsets of train and validation data for the per-epoch metrics; for Bernoulli
+    visible units binarized once (seeded) where they are not binary: likelihoods are
+    defined on binary vectors."""
     generator = make_generator(seed, "metrics.subsets")
-    train, val = (binary_view(t, generator).to(device) for t in (data.train[:n], data.validation[:n]))
-    return train, val
+    subsets = (data.train[:n], data.validation[:n])
+    if binarize:
+        subsets = tuple(binary_view(t, generator) for t in subsets)
+    return subsets[0].to(device), subsets[1].to(device)
+
+
+def _check_one_hot(data: Dataset, k: int) -> None:
+    """Categorical visible units need one-hot groups of ``k``: every group sums to 1."""
+    for name in ("train", "validation", "test"):
+        x = getattr(data, name)
+        if x is None or not len(x):
+            continue
+        if x.shape[1] % k:
+            raise DataError(f"{data.source or data.name}: {x.shape[1]} features do not split into "
+                            f"groups of model.categories={k}")
+        groups = x.reshape(len(x), -1, k)
+        binary = bool(((x == 0) | (x == 1)).all())
+        if not binary or not bool((groups.sum(dim=-1) == 1).all()):
+            raise DataError(f"{data.source or data.name} ({name}): categorical visible units need "
+                            f"one-hot groups of {k} values (0/1, one 1 per group)")

@@ -217,6 +217,7 @@ def train(
                 "loss": pos.loss_sum / steps_per_epoch,
                 "seconds": pos.seconds,
                 **task.epoch_metrics(model, pos.epoch + 1),
+                **(objective.epoch_metrics() if hasattr(objective, "epoch_metrics") else {}),
             }
             history.append(metrics)
             run.write_metrics(history)

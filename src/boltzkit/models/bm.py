@@ -1,0 +1,107 @@
+"""General (fully connected) Boltzmann machine with binary visible and hidden units."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def coupling_mask(n_visible: int, n_hidden: int, connectivity: str = "full") -> Tensor:
+    """Which pairs of units are coupled, ``(n, n)`` bool, symmetric, no self-couplings.
+
+    ``full``: every pair; ``bipartite``: visible-hidden pairs only (an RBM).
+    """
+    n = n_visible + n_hidden
+    if connectivity == "full":
+        mask = torch.ones(n, n, dtype=torch.bool)
+    elif connectivity == "bipartite":
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask[:n_visible, n_visible:] = True
+        mask[n_visible:, :n_visible] = True
+    else:
+        raise ValueError(f"unknown connectivity {connectivity!r}; accepted: full, bipartite")
+    mask.fill_diagonal_(False)
+    return mask
+
+
+class BoltzmannMachine(nn.Module):
+    """``E(s) = -sum_{i<j} W_ij s_i s_j - b . s`` over ``s = [v, h]`` in {0, 1}^(D + H).
+
+    The couplings live in the upper triangle of ``weight`` (``(n, n)``), masked by a
+    symmetric ``mask`` buffer; ``couplings()`` returns the symmetric matrix ``W`` with a
+    zero diagonal. With a bipartite mask the machine is an RBM with weights
+    ``weight[:D, D:]``.
+
+    Args:
+        n_visible, n_hidden: unit counts ``D`` and ``H``.
+        mask: couplings that exist (default: all pairs, see :func:`coupling_mask`).
+        init_std: standard deviation of the initial couplings.
+        generator: random source for the initial couplings.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, mask: Tensor | None = None,
+                 init_std: float = 0.01, generator: torch.Generator | None = None):
+        super().__init__()
+        n = n_visible + n_hidden
+        if n_visible < 1 or n_hidden < 0:
+            raise ValueError(f"Invalid sizes: {n_visible} visible, {n_hidden} hidden units")
+        mask = coupling_mask(n_visible, n_hidden) if mask is None else mask.to(torch.bool)
+        if mask.shape != (n, n) or not torch.equal(mask, mask.T) or bool(mask.diagonal().any()):
+            raise ValueError(f"mask must be a symmetric ({n}, {n}) boolean matrix with a false diagonal")
+        self.n_visible, self.n_hidden = n_visible, n_hidden
+        self.register_buffer("mask", torch.triu(mask, diagonal=1))
+        self.weight = nn.Parameter(torch.randn(n, n, generator=generator) * init_std * self.mask)
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    @property
+    def n_units(self) -> int:
+        return self.n_visible + self.n_hidden
+
+    def couplings(self) -> Tensor:
+        """The symmetric coupling matrix ``W`` (``(n, n)``, zero diagonal)."""
+        upper = self.weight * self.mask
+        return upper + upper.T
+
+    def energy(self, s: Tensor) -> Tensor:
+        """``E(s)`` for joint states ``(B, n)``, shape ``(B,)``."""
+        upper = self.weight * self.mask
+        return -((s @ upper) * s).sum(dim=-1) - s @ self.bias
+
+    def unit_input(self, s: Tensor, i: int, couplings: Tensor) -> Tensor:
+        """``b_i + sum_j W_ij s_j``: the log-odds of unit ``i`` given the others, ``(B,)``."""
+        return self.bias[i] + s @ couplings[:, i]
+
+    @torch.no_grad()
+    def gibbs(self, s: Tensor, units: range, sweeps: int, generator: torch.Generator | None) -> Tensor:
+        """``sweeps`` sequential single-site Gibbs sweeps over ``units`` (others clamped)."""
+        from ..units import bernoulli
+
+        s = s.clone()
+        couplings = self.couplings()
+        for _ in range(sweeps):
+            for i in units:
+                s[:, i] = bernoulli(torch.sigmoid(self.unit_input(s, i, couplings)), generator)
+        return s
+
+    @torch.no_grad()
+    def mean_field(self, v: Tensor, steps: int, damping: float = 0.5) -> Tensor:
+        """Hidden means ``mu`` of the factorised approximation to ``p(h | v)``: iterate
+        ``mu <- (1 - damping) sigmoid(b_h + W_hv v + W_hh mu) + damping mu``; returns
+        ``[v, mu]`` (``(B, n)``)."""
+        couplings = self.couplings()
+        d = self.n_visible
+        mu = torch.full((len(v), self.n_hidden), 0.5, dtype=v.dtype, device=v.device)
+        for _ in range(steps):
+            update = torch.sigmoid(self.bias[d:] + v @ couplings[:d, d:] + mu @ couplings[d:, d:])
+            mu = (1 - damping) * update + damping * mu
+        return torch.cat([v, mu], dim=1)
+
+    def init_from_data(self, data_mean: Tensor, eps: float = 1e-3) -> None:
+        """Visible biases = clipped log-odds of the data means (as for RBMs)."""
+        p = data_mean.detach().to(self.bias).clamp(eps, 1 - eps)
+        with torch.no_grad():
+            self.bias[: self.n_visible] = torch.log(p) - torch.log1p(-p)
+
+    def extra_repr(self) -> str:
+        return (f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
+                f"couplings={int(self.mask.sum())}")
