@@ -209,6 +209,7 @@ class GaussianUnits(Units):
     def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
         return self.bias + self.sigma * a
 
+    @torch.no_grad()  # samples are data for the next step, never part of a gradient
     def sample(self, a: Tensor, generator: torch.Generator | None = None,
                beta: float | Tensor = 1.0) -> Tensor:
         noise = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
