@@ -25,6 +25,9 @@ def test_train_and_sample_end_to_end_on_digits(tmp_path, capsys):
     assert arrays["samples"].shape == (9, 64) and set(np.unique(arrays["samples"])) <= {0.0, 1.0}
     assert ((arrays["means"] >= 0) & (arrays["means"] <= 1)).all()
     assert (out / "samples-n9-k20-s3.png").is_file()
+    assert main(["sample", str(out), "--n", "4", "--steps", "5", "--pt", "3"]) == 0
+    assert np.load(out / "samples-n4-k5-s0-pt3.npz")["samples"].shape == (4, 64)
+    assert main(["sample", str(out), "--pt", "1"]) == 2
 
 
 def test_resume_extends_a_finished_run(tmp_path):

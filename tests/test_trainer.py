@@ -32,6 +32,7 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("variant", [
     ["train.method=pcd", "data.binarize=dynamic"],
     ["model.type=mlp", "model.dropout=0.3", "model.batch_norm=true", "data.binarize=none"],
+    ["train.method=pt", "train.pt={temperatures: 4, min_beta: 0.5}", "model.centered=true"],
     ["train.method=cd", "train.k=2", "data.binarize=stochastic",
      "train.schedule={name: exponential, unit: epoch, steps: 2}"],
 ])
@@ -178,3 +179,21 @@ def test_in_training_likelihood_is_logged(tmp_path):
                              "eval.quick_ais={runs: 8, betas: 200}"), tmp_path / "ais", progress=False)
     assert "ais_log_z" not in ais.history[0]
     assert {"ais_log_z", "ais_ess", "val_ais_log_likelihood"} <= ais.history[1].keys()
+
+
+def test_gaussian_rbm_trains_stably_on_standardized_digits(tmp_path):
+    config = load_config("grbm-digits", ["train.epochs=6", "train.metrics_examples=200"])
+    result = train(config, tmp_path / "run", progress=False)
+    errors = [row["val_recon_error"] for row in result.history]
+    assert all(torch.isfinite(torch.tensor(errors)))
+    assert errors[-1] < 0.9 * errors[0]  # standardized: about 64 would be "predict the mean"
+    sigma = result.model.visible.sigma
+    assert bool((sigma > 0.04).all()) and not torch.allclose(sigma, torch.ones_like(sigma))
+    assert (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_parallel_tempering_training_logs_swap_rates(tmp_path):
+    result = train(small_config("train.method=pt", "train.pt={temperatures: 5, min_beta: 0.3}"),
+                   tmp_path / "run", progress=False)
+    for row in result.history:
+        assert 0 <= row["pt_swap_rate_min"] <= row["pt_swap_rate_mean"] <= 1

@@ -11,13 +11,15 @@ Quick start::
 from .config import RunConfig, load_config
 from .data import Dataset, load_dataset
 from .errors import BoltzkitError, CheckpointError, ConfigError, DataError, DivergenceError
-from .models import RBM
+from .models import MLP, RBM, BoltzmannMachine
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLP",
     "RBM",
     "BoltzkitError",
+    "BoltzmannMachine",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=int, default=1000,
                         help="Gibbs sweeps per chain (default 1000)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--pt", type=int, default=0, metavar="M",
+                        help="sample with parallel tempering over M temperatures (default: plain Gibbs)")
+    sample.add_argument("--min-beta", type=float, default=0.5,
+                        help="coldest-to-hottest ratio of the tempering ladder (default 0.5)")
     sample.add_argument("--out", help="output file stem (default: RUN/samples-n<N>-k<K>-s<S>)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     sample.set_defaults(handler=_sample)
@@ -177,21 +181,26 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.n < 1 or args.steps < 1:
         raise BoltzkitError(f"--n and --steps must be >= 1, got --n {args.n} --steps {args.steps}")
+    if args.pt == 1 or args.pt < 0 or not 0 < args.min_beta < 1:
+        raise BoltzkitError(f"--pt needs at least 2 temperatures and 0 < --min-beta < 1, "
+                            f"got --pt {args.pt} --min-beta {args.min_beta}")
     device = resolve_device(args.device or "auto")
     trained = load_run_model(args.run, device)
     if trained.config.model.type != "rbm":
         raise BoltzkitError(f"boltzkit sample draws from RBMs; {args.run} holds a "
                             f"model.type {trained.config.model.type!r}")
     generator = make_generator(args.seed, "sample", device)
-    states, means = draw_samples(trained.model, args.n, args.steps, generator)
+    states, means = draw_samples(trained.model, args.n, args.steps, generator, args.pt, args.min_beta)
     stem = Path(args.out) if args.out else RunDir(args.run).file(
-        f"samples-n{args.n}-k{args.steps}-s{args.seed}")
+        f"samples-n{args.n}-k{args.steps}-s{args.seed}" + (f"-pt{args.pt}" if args.pt else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
     pixels = to_pixels(means.cpu(), trained.feature_mean, trained.feature_std)
     plots.save_image_grid(pixels.numpy(), trained.image_shape, stem.with_suffix(".png"),
-                          title=f"{args.n} samples after {args.steps} Gibbs sweeps (E[v|h])")
+                          title=f"{args.n} samples after {args.steps} "
+                                + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
+                                + " (E[v|h])")
     print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
           "(arrays: samples = binary states, means = E[v|h])")
     return 0

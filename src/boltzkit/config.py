@@ -29,8 +29,19 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class PottsConfig(Section):
+    """A synthetic Potts chain with a known distribution (``data.name: potts``)."""
+
+    length: int = Field(6, ge=2)
+    states: int = Field(3, ge=2)
+    coupling: float = 1.0
+    field: float = 0.5
+    examples: int = Field(5000, ge=10)
+    seed: int = Field(0, ge=0)
+
+
 class DataConfig(Section):
-    name: Literal["digits", "mnist", "fashion-mnist", "npz", "csv"] = "digits"
+    name: Literal["digits", "mnist", "fashion-mnist", "npz", "csv", "potts"] = "digits"
     dir: str | None = None
     """Folder holding MNIST / Fashion-MNIST files (else ``BOLTZKIT_DATA_DIR``)."""
     path: str | None = None
@@ -53,6 +64,7 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1)
     """Use only the first ``limit`` training examples (quick experiments)."""
     download: bool = False
+    potts: PottsConfig = Field(default_factory=PottsConfig)
 
     @model_validator(mode="after")
     def _file_sets_need_path(self) -> DataConfig:

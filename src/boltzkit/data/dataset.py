@@ -13,7 +13,14 @@ from ..errors import ConfigError
 from ..seeding import make_generator
 from ..units import bernoulli
 from .checks import as_features, check_same_width, check_unit_interval
-from .sources import IMAGE_SETS, RawData, load_digits_raw, load_image_set, load_user_file
+from .sources import (
+    IMAGE_SETS,
+    RawData,
+    load_digits_raw,
+    load_image_set,
+    load_potts_raw,
+    load_user_file,
+)
 
 
 @dataclass
@@ -141,6 +148,9 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
 def _read(cfg, path: str | None = None) -> RawData:
     if cfg.name == "digits":
         return load_digits_raw()
+    if cfg.name == "potts":
+        p = cfg.potts
+        return load_potts_raw(p.length, p.states, p.coupling, p.field, p.examples, p.seed)
     if cfg.name in IMAGE_SETS:
         return load_image_set(cfg.name, cfg.dir, cfg.download)
     return load_user_file(path or cfg.path, cfg.name, cfg.key, cfg.columns, cfg.label_column)

@@ -48,6 +48,18 @@ def load_digits_raw() -> RawData:
                    source="scikit-learn digits")
 
 
+def load_potts_raw(length: int, states: int, coupling: float, field: float, examples: int,
+                   seed: int) -> RawData:
+    """Exact samples of a Potts chain (:mod:`boltzkit.data.potts`), one-hot encoded; the test
+    set (a fifth of ``examples``) is drawn with another seed."""
+    from .potts import PottsChain, one_hot
+
+    chain = PottsChain(length, states, coupling, field)
+    train = one_hot(chain.sample(examples, seed), states).numpy()
+    test = one_hot(chain.sample(max(1, examples // 5), seed + 1), states).numpy()
+    return RawData(train, test, source=f"Potts chain (L={length}, k={states}, J={coupling}, h={field})")
+
+
 # --------------------------------------------------------------------------- MNIST-like
 
 IDX_FILES = {

@@ -1,5 +1,7 @@
-"""Samplers: Gibbs chains and persistent chains that own their state and generator."""
+"""Samplers: Gibbs chains, persistent chains and parallel tempering, each owning its state
+and generator."""
 
 from .gibbs import PersistentChains, gibbs_hvh, sample_chains
+from .tempering import ParallelTempering, temperature_ladder
 
-__all__ = ["PersistentChains", "gibbs_hvh", "sample_chains"]
+__all__ = ["ParallelTempering", "PersistentChains", "gibbs_hvh", "sample_chains", "temperature_ladder"]

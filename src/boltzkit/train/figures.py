@@ -11,6 +11,7 @@ from .. import plots
 from ..data import Dataset
 from ..models.rbm import RBM
 from ..sampling.gibbs import sample_chains
+from ..sampling.tempering import ParallelTempering, temperature_ladder
 from .run_dir import RunDir
 
 CURVE_GROUPS = {
@@ -27,15 +28,23 @@ CURVE_GROUPS = {
 
 @torch.no_grad()
 def draw_samples(
-    model: RBM, n: int, steps: int, generator: torch.Generator
+    model: RBM, n: int, steps: int, generator: torch.Generator, temperatures: int = 0,
+    min_beta: float = 0.5,
 ) -> tuple[Tensor, Tensor]:
-    """``n`` Gibbs chains run for ``steps`` sweeps from the visible biases' base rates.
+    """``n`` chains run for ``steps`` sweeps from the visible biases' base rates: plain
+    Gibbs, or with ``temperatures >= 2`` parallel tempering down to ``min_beta`` (the
+    ``beta = 1`` replicas are returned).
 
-    Returns the final binary states and their means ``E[v | h]``, each ``(n, D)``.
+    Returns the final states and their means ``E[v | h]``, each ``(n, D)``.
     """
-    no_input = torch.zeros(n, model.n_visible, device=model.weight.device)
+    no_input = torch.zeros(n, model.n_visible, device=model.weight.device, dtype=model.weight.dtype)
     v0 = model.visible.sample(no_input, generator)  # p(v) from the visible biases alone
-    return sample_chains(model, v0, steps, generator)
+    if temperatures < 2:
+        return sample_chains(model, v0, steps, generator)
+    sampler = ParallelTempering(temperature_ladder(temperatures, min_beta), n, generator)
+    sampler.start(model, v0)
+    v = sampler.step(model, steps)
+    return v, model.visible_mean(sampler.hidden[0])
 
 
 def to_pixels(x: Tensor, mean: Tensor | list | None, std: Tensor | list | None) -> Tensor:
