@@ -44,7 +44,8 @@ COMMON = [
 VARIANTS = {
     "pcd5": ["train.method=pcd", "train.k=5"],
     "pcd1": ["train.method=pcd", "train.k=1"],
-    "cd25": ["train.method=cd", "train.k=25", "train.optimizer={name: sgd, lr: 0.05, momentum: 0.5, weight_decay: 0.0001}"],
+    "cd25": ["train.method=cd", "train.k=25",
+             "train.optimizer={name: sgd, lr: 0.05, momentum: 0.5, weight_decay: 0.0001}"],
     "centered-pcd5": ["train.method=pcd", "train.k=5", "model.centered=true"],
     "pt": ["train.method=pt", "train.k=1", "train.pt={temperatures: 10, min_beta: 0.5}"],
     "grbm": ["model.visible=gaussian", "data.binarize=none", "data.standardize=true", "train.method=pcd",
@@ -108,7 +109,8 @@ def main() -> None:
     print(evaluation.pop("report"))
     RESULTS.mkdir(exist_ok=True)
     record = {
-        "command": (f"python benchmarks/mnist_rbm.py --mnist ../shared/data/mnist.npz --variant {args.variant} "
+        "command": ("python benchmarks/mnist_rbm.py --mnist ../shared/data/mnist.npz "
+                    f"--variant {args.variant} "
                     + (f"--epochs {args.epochs}" if args.epochs else f"--minutes {args.minutes:g}")
                     + "".join(f" --set {e}" for e in args.extra)),
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),

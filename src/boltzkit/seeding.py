@@ -23,3 +23,17 @@ def make_generator(seed: int, purpose: str, device: str | torch.device = "cpu") 
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, purpose))
     return generator
+
+
+def global_rng_state() -> dict:
+    """PyTorch's global generators (CPU, CUDA), which layers such as dropout draw from."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

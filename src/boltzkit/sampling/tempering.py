@@ -120,12 +120,12 @@ class ParallelTempering:
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        if not torch.equal(state["betas"].to(torch.float64), self.betas):
+        if not torch.equal(state["betas"].cpu().to(torch.float64), self.betas):
             raise ValueError("saved tempering ladder differs from the configured one")
         device = self.generator.device
         self.visible = None if state["visible"] is None else state["visible"].to(device)
         self.hidden = None if state["hidden"] is None else state["hidden"].to(device)
         self.parity = int(state["parity"])
-        self.attempts = state["attempts"].clone()
-        self.accepts = state["accepts"].clone()
+        self.attempts = state["attempts"].detach().cpu().clone()  # counters live on the CPU
+        self.accepts = state["accepts"].detach().cpu().clone()
         self.generator.set_state(state["generator"])

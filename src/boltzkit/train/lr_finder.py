@@ -38,6 +38,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..seeding import global_rng_state, set_global_rng_state
+
 RULES = ("valley", "steepest", "minimum")
 DEFAULT_RULE = "steepest"
 
@@ -212,20 +214,6 @@ def _restore(model, optimizer, stateful, snapshot) -> None:
             obj.load_state_dict(state)
     model.train(snapshot["training"])
     set_global_rng_state(snapshot["global_rng"])
-
-
-def global_rng_state() -> dict[str, Any]:
-    """PyTorch's global generators (CPU, CUDA), which layers such as dropout use."""
-    state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def plot_range_test(result: LRFindResult, path: str | Path, title: str = "") -> Path:

@@ -84,8 +84,29 @@ class Task:
         plots.save_curves(history, run.file("curves.png"), CURVE_GROUPS, title=run.path.name)
 
 
-class RBMTask(Task):
-    """Restricted Boltzmann machines trained by CD-k or PCD-k."""
+class GenerativeTask(Task):
+    """Boltzmann machines: biases from the data, binarized batches, fixed monitoring sets."""
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        super().__init__(config, data, device)
+        self.monitor_train, self.monitor_val = _monitor_sets(
+            data, config.train.metrics_examples, config.seed, device,
+            binarize=config.model.visible == "bernoulli")
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        model.init_from_data(self.data.train.mean(dim=0).to(self.device))
+        return model
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
+        return self.data.binarize_batch(self.train_x[rows], data_rng)
+
+    def probe(self, n: int) -> Tensor:
+        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
+
+
+class RBMTask(GenerativeTask):
+    """Restricted Boltzmann machines trained by CD-k, PCD-k or PT-k."""
 
     summary_keys = ("loss", "train_recon_error", "val_pseudo_log_likelihood", "val_log_likelihood",
                     "val_ais_log_likelihood", "free_energy_gap", "seconds")
@@ -93,12 +114,9 @@ class RBMTask(Task):
     range_test_iterations = 300  # an RBM's proxy only moves after a few hundred updates
 
     def __init__(self, config, data: Dataset, device: torch.device):
-        super().__init__(config, data, device)
         if config.model.visible == "categorical":
             _check_one_hot(data, config.model.categories)
-        self.monitor_train, self.monitor_val = _monitor_sets(
-            data, config.train.metrics_examples, config.seed, device,
-            binarize=config.model.visible == "bernoulli")
+        super().__init__(config, data, device)
         self.base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
 
     @property
@@ -108,11 +126,6 @@ class RBMTask(Task):
             info["feature_mean"] = self.data.feature_mean.tolist()
             info["feature_std"] = self.data.feature_std.tolist()
         return info
-
-    def build_model(self) -> nn.Module:
-        model = super().build_model()
-        model.init_from_data(self.data.train.mean(dim=0).to(self.device))
-        return model
 
     def build_objective(self):
         cfg = self.config.train
@@ -127,9 +140,6 @@ class RBMTask(Task):
             return ParallelTemperingObjective(cfg.k, betas, cfg.n_chains or cfg.batch_size, generator, rate)
         return PersistentContrastiveDivergence(cfg.k, cfg.n_chains or cfg.batch_size, generator, rate)
 
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
-
     def proxy_loss(self, model: nn.Module, batch: Tensor) -> Tensor:
         """Negative pseudo-log-likelihood per example (the CD surrogate's value is no loss to
         minimise). At most 64 units per example are drawn, the same ones every call, which
@@ -137,9 +147,6 @@ class RBMTask(Task):
         units = min(64, batch.shape[1])
         generator = torch.Generator(device=batch.device).manual_seed(0)
         return -pseudo_log_likelihood(model, batch, n_units=units, generator=generator).mean()
-
-    def probe(self, n: int) -> Tensor:
-        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
 
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
         metrics = rbm_metrics(model, self.monitor_train, self.monitor_val)
@@ -236,7 +243,7 @@ class ClassifierTask(Task):
                                   normalize=True, title="first-layer weights")
 
 
-class BoltzmannMachineTask(Task):
+class BoltzmannMachineTask(GenerativeTask):
     """General Boltzmann machines: exact log-likelihood per epoch when small enough."""
 
     summary_keys = ("loss", "val_log_likelihood", "seconds")
@@ -249,13 +256,6 @@ class BoltzmannMachineTask(Task):
         if config.train.method not in ("pcd", "cd"):
             raise ConfigError(f"model.type bm trains with persistent chains (train.method: pcd), "
                               f"got {config.train.method!r}")
-        self.monitor_train, self.monitor_val = _monitor_sets(
-            data, config.train.metrics_examples, config.seed, device)
-
-    def build_model(self) -> nn.Module:
-        model = super().build_model()
-        model.init_from_data(self.data.train.mean(dim=0).to(self.device))
-        return model
 
     def build_objective(self):
         cfg = self.config.train
@@ -263,15 +263,9 @@ class BoltzmannMachineTask(Task):
                                         cfg.positive_steps,
                                         make_generator(self.config.seed, "train.sampler", self.device))
 
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
-
     def proxy_loss(self, model: nn.Module, batch: Tensor) -> Tensor:
         """Negative exact log-likelihood (small machines only)."""
         return -bm_log_likelihood(model, batch).mean()
-
-    def probe(self, n: int) -> Tensor:
-        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
 
     @torch.no_grad()
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:

@@ -24,10 +24,9 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..seeding import make_generator
+from ..seeding import global_rng_state, make_generator, set_global_rng_state
 from .build import resolve_device
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint, save_weights
-from .lr_finder import global_rng_state, set_global_rng_state
 from .optim import clip_gradients, make_optimizer
 from .run_dir import RunDir
 from .schedules import Schedule
