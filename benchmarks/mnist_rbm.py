@@ -112,7 +112,8 @@ def main() -> None:
         "command": ("python benchmarks/mnist_rbm.py --mnist ../shared/data/mnist.npz "
                     f"--variant {args.variant} "
                     + (f"--epochs {args.epochs}" if args.epochs else f"--minutes {args.minutes:g}")
-                    + "".join(f" --set {e}" for e in args.extra)),
+                    + "".join(f" --set {e}" for e in args.extra)
+                    + (f" --out {args.out}" if args.out else "")),
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "variant": args.variant, "overrides": VARIANTS[args.variant] + args.extra, "epochs": epochs,
@@ -120,7 +121,7 @@ def main() -> None:
         "run_dir": str(out), "last_epoch": result.history[-1], "evaluation": evaluation,
         "target_log_likelihood": -86.34,
     }
-    path = RESULTS / f"mnist_rbm-{args.variant}.json"
+    path = RESULTS / f"{out.name}.json"
     path.write_text(json.dumps(record, indent=2, default=float))
     print(f"wrote {path}")
 
