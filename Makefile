@@ -27,9 +27,13 @@ test-all: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
+MNIST ?= ../shared/data/mnist.npz
+
+# The quick benchmarks (a few minutes); docs/RESULTS.md lists the long ones and their commands.
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz
+	$(BIN)/python benchmarks/rbm_speed.py --mnist $(MNIST)
+	$(BIN)/python benchmarks/ais_speed.py --mnist $(MNIST)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
