@@ -78,13 +78,13 @@ def _figures(study: optuna.Study, out: Path) -> None:
     for name, function in FIGURES.items():
         path = out / name
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # experimental-API and layout warnings
                 warnings.simplefilter("ignore")
                 axes = getattr(vis, function)(study)
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-            figure.set_size_inches(8, 5)
-            figure.tight_layout()
-            figure.savefig(path, dpi=100)
+                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+                figure.set_size_inches(8, 5)
+                figure.tight_layout()
+                figure.savefig(path, dpi=100)
         except Exception as err:  # too few trials for this figure: say so in an empty one
             figure = plt.figure(figsize=(6, 2))
             figure.text(0.02, 0.5, f"{name[:-4]}: not available yet ({type(err).__name__}: {err})"[:150],
