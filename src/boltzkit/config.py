@@ -260,6 +260,8 @@ class TuneConfig(Section):
     """Default: from the metric's name (likelihoods and accuracies are maximized)."""
     n_trials: int = Field(50, ge=1)
     """Total trials of the study, counting those of earlier and parallel runs."""
+    startup_trials: int = Field(10, ge=1)
+    """Random trials before a model-based sampler (tpe, gp, cmaes) takes over."""
     timeout: float | None = Field(None, gt=0)
     storage: str | None = None
     """An Optuna storage URL; default: sqlite file study.db in the output directory."""

@@ -73,11 +73,14 @@ def make_sampler(config: RunConfig, worker: int = 0) -> optuna.samplers.BaseSamp
             return optuna.samplers.RandomSampler(seed=seed)
         if method == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        startup = config.tune.startup_trials
         if method == "gp":
-            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup,
+                                             warn_independent_sampling=False)
         if method == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup,
+                                                warn_independent_sampling=False)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
 
 
 def make_pruner(config: RunConfig) -> optuna.pruners.BasePruner:
