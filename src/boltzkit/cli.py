@@ -20,11 +20,9 @@ EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
 
 
-def _config_arguments(parser: argparse.ArgumentParser, config_help: str | None = None) -> None:
-    parser.add_argument(
-        "config", nargs="?", default=None,
-        help=config_help or "YAML file or preset name (default: rbm-digits)",
-    )
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML file or preset name (default: rbm-digits)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 (repeatable; values are YAML)",
@@ -68,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--pt", type=int, default=0, metavar="M",
                         help="sample with parallel tempering over M temperatures (default: plain Gibbs)")
     sample.add_argument("--min-beta", type=float, default=0.5,
-                        help="coldest-to-hottest ratio of the tempering ladder (default 0.5)")
+                        help="inverse temperature of the hottest replica (default 0.5)")
     sample.add_argument("--out", help="output file stem (default: RUN/samples-n<N>-k<K>-s<S>)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     sample.set_defaults(handler=_sample)
