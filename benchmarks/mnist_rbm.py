@@ -103,9 +103,8 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     print(f"trained {epochs} epochs in {train_seconds / 60:.1f} minutes", flush=True)
 
-    discrete = config.model.visible != "gaussian"
     evaluation = evaluate_run(out, "test", ais_runs=args.ais_runs, ais_betas=args.ais_betas,
-                              reverse_examples=args.reverse_examples if discrete else 0, progress=False)
+                              reverse_examples=args.reverse_examples, progress=False)
     print(evaluation.pop("report"))
     RESULTS.mkdir(exist_ok=True)
     record = {

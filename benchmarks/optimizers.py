@@ -133,7 +133,7 @@ def main() -> None:
             ax.plot([c[1] for c in run["curve"]], [c[2] for c in run["curve"]], color=f"C{index}",
                     label=optimizer)
         ax.set_yscale("log")
-        ax.set_xlabel("training seconds (2 CPU cores)")
+        ax.set_xlabel(f"training seconds ({torch.get_num_threads()} CPU thread(s))")
         ax.set_title(f"{schedule} rate, seed 0", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("validation loss")

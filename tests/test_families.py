@@ -168,6 +168,22 @@ def test_centered_free_energy_and_gradient():
                           _pl_brute(centered, v[:10]), atol=1e-10)
 
 
+def test_without_offsets_is_the_same_distribution():
+    """The plain copy of a centered model: free energies differ by one constant, the same
+    conditionals, offsets zero; the centered model itself is left untouched."""
+    _, centered = centered_pair(2)
+    before = {k: v.clone() for k, v in centered.state_dict().items()}
+    plain = centered.without_offsets()
+    v = all_binary(6)
+    gap = centered.free_energy(v) - plain.free_energy(v)
+    assert torch.allclose(gap, gap[0].expand_as(gap), atol=1e-10)
+    assert not plain.centered and not plain.hidden_offset.any() and not plain.visible_offset.any()
+    assert torch.allclose(plain.hidden_mean(v), centered.hidden_mean(v), atol=1e-12)
+    h = all_binary(4)
+    assert torch.allclose(plain.visible_mean(h), centered.visible_mean(h), atol=1e-12)
+    assert all(torch.equal(before[k], t) for k, t in centered.state_dict().items())
+
+
 def _pl_brute(model, v):
     total = torch.zeros(len(v), dtype=v.dtype)
     for i in range(v.shape[1]):

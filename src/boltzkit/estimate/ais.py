@@ -1,4 +1,4 @@
-"""Annealed importance sampling (AIS) and reverse AIS for binary RBMs.
+"""Annealed importance sampling (AIS) and reverse AIS for RBMs of every unit family.
 
 Forward AIS (Neal, 2001; for RBMs Salakhutdinov & Murray, 2008) estimates ``log Z``.
 The intermediate distributions interpolate the energies of a base-rate model ``A`` (no
@@ -23,6 +23,13 @@ is an unbiased estimate of the annealing model's likelihood ``q(v)`` (``T_k`` is
 reversible), so its log is a stochastic *lower* bound: a conservative estimate. The two
 estimates bracket the test log-likelihood from either side.
 
+Other unit families (Gaussian or categorical visible units, categorical hidden units) use
+a second path that anneals the weights only: ``E_k(v, h) = self energies - beta_k s(v) W s(h)``,
+so ``log f_k(v) = -visible.self_energy(v) + hidden.log_partition(beta_k s(v) W)`` and the
+base ``k = 0`` is the two layers decoupled, whose ``log Z_0`` each family gives in closed
+form. Centered models are first re-parametrised into the plain model with the same
+distribution; their free energy differs from its by a constant, added back to ``log Z``.
+
 Sampling runs in the model's dtype (float32 for trained models). Forward AIS computes each
 step's ``log f_k - log f_{k-1}`` in a form free of cancellation and accumulates it in
 float64; reverse AIS, whose differences are between two states, computes ``f`` in float64.
@@ -41,7 +48,7 @@ from tqdm.auto import tqdm
 
 from ..models.rbm import RBM
 from ..units import bernoulli
-from .exact import log_mean_exp
+from .exact import as_float64, log_mean_exp
 
 DEFAULT_BETAS = 14501
 # Salakhutdinov & Murray (2008): steps of 1e-3 on [0, 0.5), 1e-4 on [0.5, 0.9), 1e-5 on [0.9, 1].
@@ -120,12 +127,43 @@ class ReverseAISResult:
             "examples": len(self.per_example)}
 
 
-class _Path:
+def is_binary(model: RBM) -> bool:
+    """Whether ``model`` has Bernoulli visible and hidden units (the base-rate path applies)."""
+    return model.visible.name == "bernoulli" and model.hidden.name == "bernoulli"
+
+
+def ais_base(model: RBM, train_data: Tensor, pseudocount: float = 1.0) -> Tensor | None:
+    """The base model AIS should start from: the base-rate biases of ``train_data`` for a
+    Bernoulli-Bernoulli RBM, ``None`` (the decoupled layers) for other families."""
+    return base_rate_bias(train_data, pseudocount) if is_binary(model) else None
+
+
+def _path(model: RBM, base_bias: Tensor | None) -> _BaseRatePath | _DecoupledPath:
+    """The annealing path for ``model``, with ``log_z_shift`` set for centered models."""
+    plain, shift = model, 0.0
+    if model.centered:
+        plain = model.without_offsets()
+        zero = torch.zeros(1, model.n_visible, dtype=torch.float64, device=model.weight.device)
+        # F_model(v) = F_plain(v) + C for every v, so log Z_model = log Z_plain - C
+        shift = -(as_float64(model).free_energy(zero) - as_float64(plain).free_energy(zero)).item()
+    if is_binary(plain):
+        path = _BaseRatePath(plain, plain.visible.bias.detach() if base_bias is None else base_bias)
+    elif base_bias is not None:
+        raise ValueError("AIS from a base-rate model (base_bias) needs Bernoulli visible and hidden "
+                         f"units; this RBM has {model.visible.name} visible and {model.hidden.name} "
+                         "hidden units: pass base_bias=None (the decoupled base model)")
+    else:
+        path = _DecoupledPath(plain)
+    path.log_z_shift = shift
+    return path
+
+
+class _BaseRatePath:
     """The annealing path between the base rate and a Bernoulli-Bernoulli RBM."""
 
+    log_z_shift = 0.0
+
     def __init__(self, model: RBM, base_bias: Tensor):
-        if model.visible.name != "bernoulli" or model.hidden.name != "bernoulli":
-            raise ValueError("AIS is implemented for RBMs with Bernoulli visible and hidden units")
         self.weight = model.weight.detach()
         self.b = model.visible.bias.detach()
         self.c = model.hidden.bias.detach()
@@ -136,6 +174,10 @@ class _Path:
     def hidden_input(self, v: Tensor) -> Tensor:
         """``v W + c`` in the model's dtype."""
         return torch.addmm(self.c, v, self.weight)
+
+    def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
+        """What :meth:`log_f_step` and :meth:`sweep` share: the hidden means at ``beta``."""
+        return torch.sigmoid(beta * hidden_input)
 
     def log_f(self, v: Tensor, hidden_input: Tensor, beta: float) -> Tensor:
         """``log f_beta(v)`` in float64, shape ``(R,)``."""
@@ -171,6 +213,57 @@ class _Path:
         return v.to(torch.float64) @ b - F.softplus(b).sum()
 
 
+class _DecoupledPath:
+    """The path that anneals the weights of an RBM of any unit families (no offsets).
+
+    ``log f_beta(v) = -visible.self_energy(v) + hidden.log_partition(beta s(v) W)``; at
+    ``beta = 0`` the layers are independent: ``log Z_0 = visible.log_partition(0) +
+    hidden.log_partition(0)``.
+    """
+
+    log_z_shift = 0.0
+
+    def __init__(self, model: RBM):
+        self.weight = model.weight.detach()
+        self.visible, self.hidden = model.visible, model.hidden  # sampling, in the model's dtype
+        exact = as_float64(model)  # log f, in float64
+        self.visible64, self.hidden64 = exact.visible, exact.hidden
+        zero_v = torch.zeros(model.n_visible, dtype=torch.float64, device=self.weight.device)
+        zero_h = torch.zeros(model.n_hidden, dtype=torch.float64, device=self.weight.device)
+        self.log_z_visible = self.visible64.log_partition(zero_v).item()
+        self.log_z_base = self.log_z_visible + self.hidden64.log_partition(zero_h).item()
+
+    def hidden_input(self, v: Tensor) -> Tensor:
+        """``s(v) W`` in the model's dtype."""
+        return self.visible.scaled(v) @ self.weight
+
+    def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
+        """The hidden layer's input at ``beta``: ``beta s(v) W``."""
+        return beta * hidden_input
+
+    def log_f(self, v: Tensor, hidden_input: Tensor, beta: float) -> Tensor:
+        return (-self.visible64.self_energy(v.to(torch.float64))
+                + self.hidden64.log_partition(beta * hidden_input.to(torch.float64)))
+
+    def log_f_step(self, v: Tensor, hidden_input: Tensor, beta: float, previous: float,
+                   tempered: Tensor) -> Tensor:
+        """``log f_beta(v) - log f_previous(v)`` (the visible self energy cancels), float64."""
+        a = hidden_input.to(torch.float64)
+        return self.hidden64.log_partition(beta * a) - self.hidden64.log_partition(previous * a)
+
+    def sweep(self, tempered: Tensor, beta: float, generator: torch.Generator) -> Tensor:
+        """``h ~ p_beta(h | v)`` from its input ``tempered``, then ``v ~ p_beta(v | h)``."""
+        h = self.hidden.sample(tempered, generator)
+        return self.visible.sample(beta * (self.hidden.scaled(h) @ self.weight.T), generator)
+
+    def base_sample(self, n: int, generator: torch.Generator) -> Tensor:
+        return self.visible.sample(self.weight.new_zeros(n, self.visible.n), generator)
+
+    def base_log_prob(self, v: Tensor) -> Tensor:
+        """``log p_0(v)`` of the decoupled visible layer, float64."""
+        return -self.visible64.self_energy(v.to(torch.float64)) - self.log_z_visible
+
+
 def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
     if generator is not None:
         return generator
@@ -189,17 +282,20 @@ def _schedule(betas: Tensor | int | None) -> list[float]:
 @torch.no_grad()
 def ais_log_partition(
     model: RBM,
-    base_bias: Tensor,
+    base_bias: Tensor | None = None,
     betas: Tensor | int | None = None,
     runs: int = 100,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> AISResult:
-    """Estimate ``log Z`` of ``model`` by forward AIS from the base-rate model.
+    """Estimate ``log Z`` of ``model`` by forward AIS.
 
     Args:
-        model: a Bernoulli-Bernoulli RBM (any device; runs where its weights are).
-        base_bias: visible biases of the base-rate model (:func:`base_rate_bias`).
+        model: an RBM of any unit families, centered or not (any device; runs where its
+            weights are).
+        base_bias: for Bernoulli-Bernoulli RBMs, the visible biases of the base-rate model
+            (:func:`base_rate_bias`; None: the model's own visible biases); must be None
+            for other families, which start from their decoupled layers (:func:`ais_base`).
         betas: inverse temperatures from 0 to 1, or their number (default 14,501).
         runs: independent AIS chains.
         generator: random source on the model's device (default: seeded with 0).
@@ -208,7 +304,7 @@ def ais_log_partition(
     if runs < 1:
         raise ValueError(f"Invalid number of AIS runs: {runs} (expected >= 1)")
     started = time.perf_counter()
-    path = _Path(model, base_bias)
+    path = _path(model, base_bias)
     generator = _generator(generator, path.weight.device)
     schedule = _schedule(betas)
     v = path.base_sample(runs, generator)
@@ -218,22 +314,23 @@ def ais_log_partition(
               mininterval=0.5) as bar:
         for k in range(1, last + 1):
             a = path.hidden_input(v)
-            mean = torch.sigmoid(schedule[k] * a)
-            log_w += path.log_f_step(v, a, schedule[k], schedule[k - 1], mean)
+            tempered = path.tempered(a, schedule[k])
+            log_w += path.log_f_step(v, a, schedule[k], schedule[k - 1], tempered)
             if k < last:
-                v = path.sweep(mean, schedule[k], generator)
+                v = path.sweep(tempered, schedule[k], generator)
             if k % 250 == 0:
                 bar.update(250)
-    return _ais_result(log_w, path.log_z_base, len(schedule), time.perf_counter() - started)
+    return _ais_result(log_w, path.log_z_base, path.log_z_shift, len(schedule),
+                       time.perf_counter() - started)
 
 
-def _ais_result(log_w: Tensor, log_z_base: float, n_betas: int, seconds: float) -> AISResult:
+def _ais_result(log_w: Tensor, log_z_base: float, shift: float, n_betas: int, seconds: float) -> AISResult:
     runs = len(log_w)
     top = log_w.max()
     ratios = torch.exp(log_w - top)
     mean = ratios.mean()
     spread = 3 * ratios.std() / math.sqrt(runs) if runs > 1 else torch.tensor(float("inf"))
-    offset = log_z_base + top.item()
+    offset = log_z_base + shift + top.item()
     low = mean - spread
     ess = torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)).item()
     return AISResult(
@@ -253,22 +350,23 @@ def _ais_result(log_w: Tensor, log_z_base: float, n_betas: int, seconds: float) 
 def reverse_ais_log_likelihood(
     model: RBM,
     data: Tensor,
-    base_bias: Tensor,
+    base_bias: Tensor | None = None,
     betas: Tensor | int | None = None,
     runs: int = 1,
     generator: torch.Generator | None = None,
     chunk_rows: int = 4096,
     progress: bool = False,
 ) -> ReverseAISResult:
-    """Conservative log-likelihood estimates of binary ``data`` (``(N, D)``) by reverse AIS.
+    """Conservative log-likelihood estimates of ``data`` (``(N, D)``) by reverse AIS.
 
-    Each example starts ``runs`` reverse chains; its estimate is ``log mean exp`` of their
-    log-weights. Rows are processed in chunks of ``chunk_rows`` chains.
+    ``model`` and ``base_bias`` as for :func:`ais_log_partition`. Each example starts
+    ``runs`` reverse chains; its estimate is ``log mean exp`` of their log-weights. Rows are
+    processed in chunks of ``chunk_rows`` chains.
     """
     if runs < 1:
         raise ValueError(f"Invalid number of reverse AIS runs: {runs} (expected >= 1)")
     started = time.perf_counter()
-    path = _Path(model, base_bias)
+    path = _path(model, base_bias)
     generator = _generator(generator, path.weight.device)
     schedule = _schedule(betas)
     x_all = data.to(path.weight).repeat_interleave(runs, dim=0)
@@ -283,7 +381,7 @@ def reverse_ais_log_likelihood(
             for k in range(len(schedule) - 2, 0, -1):  # K-1 down to 1
                 beta = schedule[k]
                 log_w += path.log_f(x, a, beta)  # f_k at x_{k+1}
-                x = path.sweep(torch.sigmoid(beta * a), beta, generator)
+                x = path.sweep(path.tempered(a, beta), beta, generator)
                 a = path.hidden_input(x)
                 log_w -= path.log_f(x, a, beta)  # f_k at x_k
                 if k % 250 == 0:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..models.rbm import RBM
 from ..units import bernoulli
-from .ais import ais_log_partition, base_rate_bias, reverse_ais_log_likelihood
+from .ais import ais_base, ais_log_partition, reverse_ais_log_likelihood
 from .exact import enumerable, exact_log_likelihood, exact_log_partition
 from .pseudo_likelihood import pseudo_log_likelihood, reconstruction_error
 
@@ -42,10 +42,12 @@ def evaluate_rbm(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Every estimate for binary ``data`` (``(N, D)``), as a flat JSON-ready dict.
+    """Every estimate for ``data`` (``(N, D)``; binary for Bernoulli visible units), as a
+    flat JSON-ready dict.
 
     - ``log_z_ais`` with its ``+-3 sigma`` interval and ESS (forward AIS from the base rate
-      of ``train_data``), and ``log_likelihood_ais = mean(-F(v)) - log_z_ais`` with the
+      of ``train_data`` for Bernoulli-Bernoulli RBMs, from the decoupled layers for other
+      unit families), and ``log_likelihood_ais = mean(-F(v)) - log_z_ais`` with the
       matching interval;
     - ``log_z_exact`` and ``log_likelihood_exact`` when the smaller layer has at most
       ``exact_max_units`` units;
@@ -53,7 +55,7 @@ def evaluate_rbm(
       ``reverse_examples`` examples (0: skipped), ``reverse_runs`` chains each;
     - pseudo-log-likelihood per example and per unit, reconstruction error, free energy.
 
-    Likelihoods are average nats per example.
+    Likelihoods are average nats per example (log densities for Gaussian visible units).
     """
     device = model.weight.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -71,17 +73,13 @@ def evaluate_rbm(
     results["recon_error"] = reconstruction_error(model, v).mean().item()
     results["seconds_cheap_metrics"] = time.perf_counter() - started
     mean_neg_f = -results["free_energy"]
-    binary = model.visible.name == "bernoulli" and model.hidden.name == "bernoulli"
     if exact_max_units > 0 and enumerable(model, exact_max_units):
         started = time.perf_counter()
         log_z = exact_log_partition(model, exact_max_units)
         results["log_z_exact"] = log_z
         results["log_likelihood_exact"] = exact_log_likelihood(model, v, log_z).mean().item()
         results["seconds_exact"] = time.perf_counter() - started
-    if not binary:  # AIS and reverse AIS are implemented for binary RBMs
-        return results
-
-    base = base_rate_bias(train_data, pseudocount).to(device)
+    base = ais_base(model, train_data.to(device), pseudocount)
     ais = ais_log_partition(model, base, ais_betas, ais_runs, generator, progress=progress)
     results.update({
         "log_z_ais": ais.log_z,

@@ -35,7 +35,7 @@ def rbm_metrics(model: RBM, train: Tensor, validation: Tensor) -> dict[str, floa
 @torch.no_grad()
 def likelihood_metrics(
     model: RBM,
-    base_bias: Tensor,
+    base_bias: Tensor | None,
     train: Tensor,
     validation: Tensor,
     ais_runs: int,
@@ -52,8 +52,6 @@ def likelihood_metrics(
     if exact_max_units > 0 and enumerable(model, exact_max_units):
         log_z, prefix, metrics = exact_log_partition(model, exact_max_units), "", {}
         metrics["exact_log_z"] = log_z
-    elif model.visible.name != "bernoulli" or model.hidden.name != "bernoulli":
-        return {}  # AIS is implemented for binary RBMs
     else:
         ais = ais_log_partition(model, base_bias, ais_betas, ais_runs, generator)
         log_z, prefix = ais.log_z, "ais_"

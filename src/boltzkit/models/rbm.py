@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -152,6 +153,25 @@ class RBM(nn.Module):
         self.hidden.absorb_input(d_mu @ self.weight)
         self.visible_offset.add_(d_mu)
         self.hidden_offset.add_(d_lambda)
+
+    @torch.no_grad()
+    def without_offsets(self) -> RBM:
+        """A plain (uncentered) copy with the same distribution ``p(v, h)``.
+
+        Expanding ``(s(v) - mu) W (s(h) - lambda)`` gives the plain interaction plus the
+        input ``-W lambda`` to the visible layer and ``-mu W`` to the hidden layer (absorbed
+        into the biases) and a constant; the copy's free energy differs from this model's
+        by that constant only. A model without centering is returned as is.
+        """
+        if not self.centered:
+            return self
+        plain = copy.deepcopy(self)
+        plain.centered = False
+        plain.visible.absorb_input(-(self.weight @ self.hidden_offset))
+        plain.hidden.absorb_input(-(self.visible_offset @ self.weight))
+        plain.visible_offset.zero_()
+        plain.hidden_offset.zero_()
+        return plain
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, centered={self.centered}"

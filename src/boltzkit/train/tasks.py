@@ -117,7 +117,11 @@ class RBMTask(GenerativeTask):
         if config.model.visible == "categorical":
             _check_one_hot(data, config.model.categories)
         super().__init__(config, data, device)
-        self.base_bias = base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
+        # quick AIS starts from the training data's base rate where the units are binary,
+        # from the decoupled layers otherwise (see boltzkit.estimate.ais)
+        binary = config.model.visible == "bernoulli" and config.model.hidden == "bernoulli"
+        self.base_bias = (base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
+                          if binary else None)
 
     @property
     def data_info(self) -> dict[str, Any]:
