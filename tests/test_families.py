@@ -184,6 +184,16 @@ def test_without_offsets_is_the_same_distribution():
     assert all(torch.equal(before[k], t) for k, t in centered.state_dict().items())
 
 
+@pytest.mark.parametrize("build", [lambda: centered_pair(3)[1],
+                                   lambda: randomize(RBM(5, 4, visible="gaussian").double(), 0.5, seed=5)])
+def test_hidden_affine_reproduces_the_hidden_means(build):
+    """What a pretrained feed-forward layer computes: sigmoid(v A + c) = E[h | v]."""
+    model = build()
+    v = model.visible.sample(torch.zeros(8, model.n_visible, dtype=torch.float64), torch.Generator().manual_seed(0))
+    weight, bias = model.hidden_affine()
+    assert torch.allclose(torch.sigmoid(v @ weight + bias), model.hidden_mean(v), atol=1e-12)
+
+
 def _pl_brute(model, v):
     total = torch.zeros(len(v), dtype=v.dtype)
     for i in range(v.shape[1]):

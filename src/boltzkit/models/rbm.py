@@ -173,5 +173,15 @@ class RBM(nn.Module):
         plain.hidden_offset.zero_()
         return plain
 
+    @torch.no_grad()
+    def hidden_affine(self) -> tuple[Tensor, Tensor]:
+        """``(A, c)`` with ``A`` ``(D, H)`` and ``c`` ``(H,)`` such that for Bernoulli hidden
+        units ``E[h | v] = sigmoid(v A + c)``: the offsets absorbed into ``c``, the Gaussian
+        scaling ``1 / sigma`` folded into ``A``. A feed-forward layer starts from these.
+        """
+        plain = self.without_offsets()
+        eye = torch.eye(self.n_visible, dtype=self.weight.dtype, device=self.weight.device)
+        return plain.visible.scaled(eye) @ plain.weight, plain.hidden.bias.detach().clone()
+
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, centered={self.centered}"

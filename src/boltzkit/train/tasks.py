@@ -203,8 +203,8 @@ class ClassifierTask(Task):
             if not hasattr(source, "weight") or not hasattr(source, "hidden"):
                 raise DataError(f"{cfg.pretrained}: model.pretrained must be an RBM run")
             try:
-                model.load_pretrained_layer(source.weight.detach().T, source.hidden.bias.detach(),
-                                            freeze=cfg.freeze_pretrained)
+                weight, bias = source.hidden_affine()  # centering and Gaussian scaling folded in
+                model.load_pretrained_layer(weight.T, bias, freeze=cfg.freeze_pretrained)
             except ValueError as err:
                 raise DataError(f"{cfg.pretrained}: {err}") from None
         return model
