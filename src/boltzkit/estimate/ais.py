@@ -23,7 +23,7 @@ is an unbiased estimate of the annealing model's likelihood ``q(v)`` (``T_k`` is
 reversible), so its log is a stochastic *lower* bound: a conservative estimate. The two
 estimates bracket the test log-likelihood from either side.
 
-Other unit families (Gaussian or categorical visible units, categorical hidden units) use
+Other unit families (Gaussian or categorical units on either layer) use
 a second path that anneals the weights only: ``E_k(v, h) = self energies - beta_k s(v) W s(h)``,
 so ``log f_k(v) = -visible.self_energy(v) + hidden.log_partition(beta_k s(v) W)`` and the
 base ``k = 0`` is the two layers decoupled, whose ``log Z_0`` each family gives in closed
