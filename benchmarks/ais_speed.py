@@ -30,6 +30,7 @@ def trained_model(mnist: Path, epochs: int):
     from boltzkit.train import train
 
     config = load_config("rbm-mnist", ["data.name=npz", f"data.path={mnist}", f"train.epochs={epochs}",
+                                       "model.centered=false", "train.k=1",
                                        "train.metrics_examples=100", "train.checkpoint_every=0"])
     with tempfile.TemporaryDirectory() as tmp:
         model = train(config, Path(tmp) / "run", progress=False).model
