@@ -36,7 +36,8 @@ from boltzkit.train.evaluate_run import evaluate_run
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "runs"
 COMMON = [  # every variant spells out what it uses, whatever the preset's defaults
-    "model.centered=false", "data.binarize=stochastic", "data.validation=0.0833", "model.n_hidden=500", "train.batch_size=100",
+    "model.centered=false", "data.binarize=stochastic", "data.validation=0.0833", "model.n_hidden=500",
+    "train.batch_size=100",
     "train.optimizer={name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0001}",
     "train.schedule={name: cosine, unit: step, min_factor: 0.0}", "train.metrics_examples=200",
     "train.checkpoint_every=50", "eval.every=100", "eval.quick_ais={runs: 32, betas: 2000}",

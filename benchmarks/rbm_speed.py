@@ -54,7 +54,8 @@ def boltzkit_epoch_seconds(mnist: Path, epochs: int, overrides: list[str]) -> li
     """Per-epoch training seconds reported by boltzkit's trainer on all 60,000 images."""
     config = load_config("rbm-mnist", [
         "data.name=npz", f"data.path={mnist}", "data.binarize=stochastic", "data.validation=0",
-        "model.centered=false", "train.method=cd", "train.k=1", f"train.epochs={epochs}", f"train.batch_size={BATCH}",
+        "model.centered=false", "train.method=cd", "train.k=1", f"train.epochs={epochs}",
+        f"train.batch_size={BATCH}",
         "train.optimizer={name: sgd, lr: 0.1}", "train.schedule={name: constant}",
         "train.checkpoint_every=0", "train.metrics_examples=100", *overrides,
     ])
