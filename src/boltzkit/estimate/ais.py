@@ -133,9 +133,12 @@ def is_binary(model: RBM) -> bool:
 
 
 def ais_base(model: RBM, train_data: Tensor, pseudocount: float = 1.0) -> Tensor | None:
-    """The base model AIS should start from: the base-rate biases of ``train_data`` for a
-    Bernoulli-Bernoulli RBM, ``None`` (the decoupled layers) for other families."""
-    return base_rate_bias(train_data, pseudocount) if is_binary(model) else None
+    """The base model AIS should start from: the base-rate biases of ``train_data`` (on
+    the model's device) for a Bernoulli-Bernoulli RBM, ``None`` (the decoupled layers) for
+    other families. The data stay where they are: only the ``(D,)`` biases move."""
+    if not is_binary(model):
+        return None
+    return base_rate_bias(train_data, pseudocount).to(model.weight.device)
 
 
 def _path(model: RBM, base_bias: Tensor | None) -> _BaseRatePath | _DecoupledPath:

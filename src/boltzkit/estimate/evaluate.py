@@ -79,7 +79,7 @@ def evaluate_rbm(
         results["log_z_exact"] = log_z
         results["log_likelihood_exact"] = exact_log_likelihood(model, v, log_z).mean().item()
         results["seconds_exact"] = time.perf_counter() - started
-    base = ais_base(model, train_data.to(device), pseudocount)
+    base = ais_base(model, train_data, pseudocount)
     ais = ais_log_partition(model, base, ais_betas, ais_runs, generator, progress=progress)
     results.update({
         "log_z_ais": ais.log_z,
