@@ -39,11 +39,11 @@ RESULTS = Path(__file__).parent / "results"
 
 def tasks(mnist: Path) -> dict[str, dict]:
     mnist_data = ["data.name=npz", f"data.path={mnist}", "data.binarize=none", "data.validation=0.0833"]
-    mlp = ["model.type=mlp", "model.hidden_layers=[256]", "train.batch_size=128", "train.epochs=2",
+    mlp = ["model={type: mlp}", "model.hidden_layers=[256]", "train.batch_size=128", "train.epochs=2",
            "train.metrics_examples=5000", *mnist_data]
     return {
         "digits logistic regression, SGD": {
-            "overrides": ["model.type=mlp", "model.hidden_layers=[]", "data.binarize=none",
+            "overrides": ["model={type: mlp}", "model.hidden_layers=[]", "data.binarize=none",
                           "train.batch_size=32", "train.epochs=10", "train.optimizer={name: sgd, lr: 0.1}"],
             "metric": "val_loss", "low": 1e-6, "high": 10.0},
         "MNIST MLP, SGD + momentum 0.9": {

@@ -44,7 +44,7 @@ SCHEDULES = {
 
 def one_run(mnist: Path, optimizer: str, schedule: str, seed: int, epochs: int, every: int) -> dict:
     overrides = [
-        "model.type=mlp", "model.hidden_layers=[256, 256]", "model.init=he",
+        "model={type: mlp}", "model.hidden_layers=[256, 256]", "model.init=he",
         "data.name=npz", f"data.path={mnist}", "data.binarize=none", "data.validation=0.0833",
         f"seed={seed}", f"train.epochs={epochs}", "train.batch_size=128",
         f"train.optimizer={RATES[optimizer]}", f"train.schedule={SCHEDULES[schedule]}",

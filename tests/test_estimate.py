@@ -4,13 +4,16 @@ import pytest
 import torch
 
 from boltzkit.estimate.ais import (
+    _ais_result,
     ais_log_partition,
     base_rate_bias,
     default_betas,
     reverse_ais_log_likelihood,
 )
+from boltzkit.estimate.evaluate import evaluate_rbm
 from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
 from boltzkit.models import RBM
+from boltzkit.seeding import make_generator
 from helpers import all_binary, brute_log_z, random_rbm
 
 
@@ -27,6 +30,22 @@ def rbm_784x15(seed=0):
 
 def sparse_data(n, width, p=0.2, seed=1):
     return (torch.rand(n, width, generator=torch.Generator().manual_seed(seed)) < p).float()
+
+
+def check_spread_from_log_weights(result):
+    """The interval and ESS that ``result`` reports, recomputed from its own log-weights:
+    ``log Z = log Z_0 + log mean w``, ``log(mean w +- 3 s.e.)`` and ``(sum w)^2 / sum w^2``."""
+    log_w = result.log_weights.to(torch.float64)
+    assert len(log_w) == result.runs
+    top = log_w.max()
+    w = torch.exp(log_w - top)
+    mean, se = w.mean().item(), w.std(unbiased=True).item() / math.sqrt(len(w))
+    offset = result.log_z - math.log(mean)  # log Z_0 (+ shift) + top
+    assert result.log_z == pytest.approx(
+        result.log_z_base + top.item() + math.log(mean), abs=1e-9)  # uncentered model: no shift
+    assert result.log_z_high == pytest.approx(offset + math.log(mean + 3 * se), abs=1e-9)
+    assert result.log_z_low == pytest.approx(offset + math.log(mean - 3 * se), abs=1e-9)
+    assert result.ess == pytest.approx((w.sum() ** 2 / (w**2).sum()).item(), rel=1e-9)
 
 
 # --------------------------------------------------------------------------- exact
@@ -97,9 +116,58 @@ def test_ais_of_an_uncoupled_model_is_exact():
     model = random_rbm(10, 6, scale=1.0)
     with torch.no_grad():
         model.weight.zero_()
-    result = ais_log_partition(model, model.visible.bias.detach(), betas=50, runs=10)
+    result = ais_log_partition(model, model.visible.bias.detach(), betas=50, runs=10,
+                               generator=torch.Generator().manual_seed(0))
     assert result.log_z == pytest.approx(exact_log_partition(model), abs=1e-9)
-    assert result.ess == pytest.approx(10.0)
+    assert result.ess == pytest.approx(10.0)  # identical weights: ESS = runs
+    # no spread: the +-3 sigma interval collapses onto the estimate
+    assert result.log_z_low == pytest.approx(result.log_z, abs=1e-9)
+    assert result.log_z_high == pytest.approx(result.log_z, abs=1e-9)
+
+
+@pytest.mark.parametrize("weights, low_is_finite", [([2.0, 3.0, 3.0, 4.0], True), ([1.0, 2.0, 3.0, 6.0], False)])
+def test_ais_interval_and_ess_by_hand(weights, low_is_finite):
+    """Hand-computed spread of four weights (mean 3), shifted far beyond exp's range."""
+    log_w = torch.tensor(weights, dtype=torch.float64).log() + 800.0
+    result = _ais_result(log_w, log_z_base=0.5, shift=-0.25, n_betas=7, seconds=0.0)
+    se = {True: math.sqrt(2 / 3) / 2, False: math.sqrt(14 / 3) / 2}[low_is_finite]  # sample s.d. / sqrt(4)
+    offset = 0.5 - 0.25 + 800.0
+    assert result.log_z == pytest.approx(offset + math.log(3.0), abs=1e-9)
+    assert result.log_z_high == pytest.approx(offset + math.log(3.0 + 3 * se), abs=1e-9)
+    if low_is_finite:
+        assert result.log_z_low == pytest.approx(offset + math.log(3.0 - 3 * se), abs=1e-9)
+    else:  # 3 - 3 s.e. < 0: no finite lower end
+        assert result.log_z_low == -math.inf
+    expected_ess = sum(weights) ** 2 / sum(w * w for w in weights)  # 144/38 and 144/50
+    assert result.ess == pytest.approx(expected_ess, rel=1e-12)
+    assert result.runs == 4 and result.n_betas == 7 and result.log_z_base == 0.5
+
+
+def test_ais_ess_of_one_dominant_weight_is_one():
+    log_w = torch.tensor([0.0] + [-60.0] * 99, dtype=torch.float64)
+    result = _ais_result(log_w, log_z_base=0.0, shift=0.0, n_betas=2, seconds=0.0)
+    assert result.ess == pytest.approx(1.0, abs=1e-20)
+    assert result.log_z == pytest.approx(math.log(1 / 100), abs=1e-12)
+
+
+def test_without_a_generator_ais_draws_from_the_global_generator():
+    """generator=None means PyTorch's global generator (not a hidden fixed seed)."""
+    model = random_rbm(8, 5, scale=0.5).float()
+    base = base_rate_bias(sparse_data(50, 8))
+    data = sparse_data(4, 8, seed=2)
+
+    def run(global_seed, generator=None):
+        torch.manual_seed(global_seed)
+        ais = ais_log_partition(model, base, betas=30, runs=6, generator=generator)
+        rev = reverse_ais_log_likelihood(model, data, base, betas=30, runs=2, generator=generator)
+        return ais.log_weights, rev.per_example
+
+    with torch.random.fork_rng(devices=[]):
+        a, b, c = run(5), run(5), run(6)
+        explicit = run(6, torch.Generator().manual_seed(5))  # the same stream, passed explicitly
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0]) and not torch.equal(a[1], c[1])
+    assert torch.equal(a[0], explicit[0]) and torch.equal(a[1], explicit[1])
 
 
 def test_ais_within_0_1_nats_random_784x15():
@@ -108,8 +176,9 @@ def test_ais_within_0_1_nats_random_784x15():
     result = ais_log_partition(model, base, runs=100, generator=torch.Generator().manual_seed(0))
     exact = exact_log_partition(model)
     assert abs(result.log_z - exact) < 0.1
-    assert result.log_z_low <= result.log_z <= result.log_z_high
-    assert result.n_betas == 14501 and result.runs == 100 and 1 <= result.ess <= 100
+    assert result.log_z_low < exact < result.log_z_high  # the estimator's own +-3 sigma covers it
+    assert result.n_betas == 14501 and result.runs == 100
+    check_spread_from_log_weights(result)
 
 
 def test_ais_within_0_1_nats_random_20x200():
@@ -117,6 +186,7 @@ def test_ais_within_0_1_nats_random_20x200():
     base = base_rate_bias(sparse_data(500, 20, p=0.4))
     result = ais_log_partition(model, base, runs=100, generator=torch.Generator().manual_seed(1))
     assert abs(result.log_z - exact_log_partition(model)) < 0.1
+    check_spread_from_log_weights(result)
 
 
 def test_ais_within_0_1_nats_trained_on_digits(tmp_path):
@@ -130,7 +200,8 @@ def test_ais_within_0_1_nats_trained_on_digits(tmp_path):
     from boltzkit.data import load_dataset
 
     data = load_dataset(config.data, config.seed)
-    ais = ais_log_partition(model, base_rate_bias(data.train), runs=100)
+    ais = ais_log_partition(model, base_rate_bias(data.train), runs=100,
+                            generator=torch.Generator().manual_seed(0))
     assert abs(ais.log_z - exact_log_partition(model)) < 0.1
 
 
@@ -146,7 +217,8 @@ def test_ais_within_0_1_nats_trained_784x15_on_mnist(tmp_path, mnist_path):
     from boltzkit.data import load_dataset
 
     data = load_dataset(config.data, config.seed)
-    ais = ais_log_partition(result.model, base_rate_bias(data.train), runs=100)
+    ais = ais_log_partition(result.model, base_rate_bias(data.train), runs=100,
+                            generator=torch.Generator().manual_seed(0))
     assert abs(ais.log_z - exact_log_partition(result.model)) < 0.1
 
 
@@ -161,8 +233,9 @@ def test_same_seed_same_numbers():
         rev = reverse_ais_log_likelihood(model, data, base, betas=300, runs=2, generator=g)
         return ais.log_z, rev.per_example
 
-    (a, ra), (b, rb), (c, _) = run(0), run(0), run(1)
-    assert a == b and torch.equal(ra, rb) and a != c
+    (a, ra), (b, rb), (c, rc) = run(0), run(0), run(1)
+    assert a == b and torch.equal(ra, rb)
+    assert a != c and not torch.equal(ra, rc)
 
 
 # --------------------------------------------------------------------------- reverse AIS
@@ -179,7 +252,11 @@ def test_reverse_ais_is_conservative_and_close_784x15():
     stderr = diff.std() / math.sqrt(len(diff))
     assert diff.mean() <= 3 * stderr  # never above the exact value beyond its error
     assert diff.mean() > -1.0  # and not uselessly low
-    assert reverse.runs == 2 and len(reverse.per_example) == 60
+    assert reverse.runs == 2 and len(reverse.per_example) == 60 and reverse.n_betas == 3001
+    # the summary is the mean of the per-example estimates and its standard error
+    per_example = reverse.per_example
+    assert reverse.mean == pytest.approx(per_example.mean().item(), abs=1e-12)
+    assert reverse.standard_error == pytest.approx(per_example.std().item() / math.sqrt(60), rel=1e-12)
 
 
 def test_reverse_ais_on_an_uncoupled_model_is_exact():
@@ -187,8 +264,44 @@ def test_reverse_ais_on_an_uncoupled_model_is_exact():
     with torch.no_grad():
         model.weight.zero_()
     data = all_binary(10)[::37]
-    reverse = reverse_ais_log_likelihood(model, data, model.visible.bias.detach(), betas=20)
+    reverse = reverse_ais_log_likelihood(model, data, model.visible.bias.detach(), betas=20,
+                                         generator=torch.Generator().manual_seed(0))
     assert torch.allclose(reverse.per_example, exact_log_likelihood(model, data), atol=1e-9)
+
+
+# --------------------------------------------------------------------------- evaluate_rbm
+
+
+def test_evaluate_rbm_uses_its_seeded_generator_and_the_estimators():
+    """Every number comes from the estimators, AIS and reverse AIS drawing (in that order)
+    from make_generator(seed, "evaluate"): the same seed gives the same numbers."""
+    model = random_rbm(10, 6, scale=0.5, seed=2)
+    data, train_data = all_binary(10)[::40], sparse_data(200, 10, p=0.4).double()
+    options = dict(ais_runs=8, ais_betas=200, reverse_examples=5, reverse_runs=2)
+    results = evaluate_rbm(model, data, train_data, seed=3, **options)
+
+    base = base_rate_bias(train_data)
+    g = make_generator(3, "evaluate")
+    ais = ais_log_partition(model, base, 200, 8, g)
+    reverse = reverse_ais_log_likelihood(model, data[:5], base, 200, 2, g)
+    mean_neg_f = -model.free_energy(data).mean().item()
+    assert results["log_z_ais"] == ais.log_z and results["ais_ess"] == ais.ess
+    assert results["log_z_ais_low"] == ais.log_z_low and results["log_z_ais_high"] == ais.log_z_high
+    assert results["log_likelihood_ais"] == pytest.approx(mean_neg_f - ais.log_z, abs=1e-12)
+    assert results["log_likelihood_ais_low"] == pytest.approx(mean_neg_f - ais.log_z_high, abs=1e-12)
+    assert results["log_likelihood_ais_high"] == pytest.approx(mean_neg_f - ais.log_z_low, abs=1e-12)
+    assert results["log_likelihood_reverse_ais"] == reverse.mean
+    assert results["log_likelihood_reverse_ais_stderr"] == reverse.standard_error
+    assert results["log_z_exact"] == pytest.approx(brute_log_z(model).item(), abs=1e-9)
+    assert results["log_likelihood_exact"] == pytest.approx(
+        exact_log_likelihood(model, data).mean().item(), abs=1e-12)
+
+    again, other = evaluate_rbm(model, data, train_data, seed=3, **options), evaluate_rbm(
+        model, data, train_data, seed=4, **options)
+    assert again["log_z_ais"] == results["log_z_ais"]
+    assert again["log_likelihood_reverse_ais"] == results["log_likelihood_reverse_ais"]
+    assert other["log_z_ais"] != results["log_z_ais"]
+    assert other["log_likelihood_reverse_ais"] != results["log_likelihood_reverse_ais"]
 
 
 def test_invalid_ais_arguments():
@@ -198,5 +311,11 @@ def test_invalid_ais_arguments():
         ais_log_partition(model, base, runs=0)
     with pytest.raises(ValueError, match="must increase strictly from 0 to 1"):
         ais_log_partition(model, base, betas=torch.tensor([0.0, 0.5, 0.4, 1.0]))
+    with pytest.raises(ValueError, match="Invalid number of reverse AIS runs: 0"):
+        reverse_ais_log_likelihood(model, torch.zeros(2, 5, dtype=torch.float64), base, runs=0)
+    gaussian = RBM(5, 3, visible="gaussian")
+    with pytest.raises(ValueError, match="needs Bernoulli visible and hidden units; this RBM has "
+                                         "gaussian visible and bernoulli hidden units"):
+        ais_log_partition(gaussian, base, betas=10)
     with pytest.raises(ValueError, match="Invalid pseudocount: 0"):
         base_rate_bias(torch.zeros(3, 5), pseudocount=0)

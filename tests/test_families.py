@@ -300,7 +300,7 @@ def test_training_a_tiny_bm_raises_its_exact_likelihood(tmp_path):
     np.savez(tmp_path / "d.npz", x=x)
     for positive in ("meanfield", "gibbs"):
         config = load_config(None, [
-            "model.type=bm", "model.n_hidden=3", "data.name=npz", f"data.path={tmp_path / 'd.npz'}",
+            "model={type: bm}", "model.n_hidden=3", "data.name=npz", f"data.path={tmp_path / 'd.npz'}",
             "train.epochs=15", "train.batch_size=20", "train.k=2", f"train.positive={positive}",
             "train.optimizer={name: sgd, lr: 0.05, momentum: 0.5}", "train.schedule={name: constant}",
             "data.validation=0.2"])

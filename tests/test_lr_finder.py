@@ -7,7 +7,7 @@ import torch
 
 from boltzkit.config import load_config
 from boltzkit.train.lr_find_run import find_lr
-from boltzkit.train.lr_finder import confidence, lr_range_test, smooth, suggest
+from boltzkit.optim.lr_finder import confidence, lr_range_test, smooth, suggest
 from boltzkit.train.trainer import prepare
 
 
@@ -79,7 +79,7 @@ def _equal(a, b):
 
 @pytest.mark.parametrize("overrides", [
     ["train.method=pcd", "train.schedule={name: cosine, unit: step}"],
-    ["model.type=mlp", "model.batch_norm=true", "model.dropout=0.1", "data.binarize=none",
+    ["model={type: mlp}", "model.batch_norm=true", "model.dropout=0.1", "data.binarize=none",
      "train.optimizer={name: adam, lr: 0.001}"],
 ])
 def test_range_test_restores_every_state_bit_for_bit(overrides):
@@ -114,7 +114,7 @@ def test_range_test_restores_every_state_bit_for_bit(overrides):
 
 
 def test_divergence_stops_the_test_early():
-    config = load_config(None, ["model.type=mlp", "data.binarize=none",
+    config = load_config(None, ["model={type: mlp}", "data.binarize=none",
                                 "train.optimizer={name: sgd, lr: 0.1}"])
     setup = prepare(config)
     result = lr_range_test(
@@ -125,7 +125,7 @@ def test_divergence_stops_the_test_early():
 
 
 def test_find_lr_writes_outputs_and_applies(tmp_path):
-    config = load_config(None, ["model.type=mlp", "data.binarize=none",
+    config = load_config(None, ["model={type: mlp}", "data.binarize=none",
                                 "train.optimizer={name: sgd, lr: 0.1, momentum: 0.9}"])
     result, applied = find_lr(config, tmp_path, iterations=60, apply=True, progress=False)
     assert (tmp_path / "lr_find.png").is_file() and (tmp_path / "lr_find.json").is_file()

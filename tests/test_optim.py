@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from boltzkit.train.optim import build_optimizer, optimizer_classes
+from boltzkit.optim.optimizers import build_optimizer, optimizer_classes
 
 
 def test_every_torch_optimizer_is_available_by_lowercase_name():
@@ -34,7 +34,7 @@ def test_invalid_optimizers(name, kwargs, message):
 
 def test_parameter_groups_exempt_biases_from_weight_decay():
     from boltzkit.models import RBM
-    from boltzkit.train.optim import parameter_groups
+    from boltzkit.optim.optimizers import parameter_groups
 
     model = RBM(5, 3)
     decay, no_decay = parameter_groups(model, 0.01)
@@ -50,7 +50,7 @@ def test_parameter_groups_exempt_biases_from_weight_decay():
 def test_make_optimizer_keeps_adamw_default_decay_on_weights():
     from boltzkit.config import load_config
     from boltzkit.models import RBM
-    from boltzkit.train.optim import make_optimizer
+    from boltzkit.optim.optimizers import make_optimizer
 
     config = load_config(None, ["train.optimizer={name: adamw, lr: 0.001}"])
     opt = make_optimizer(RBM(5, 3), config.train.optimizer)
@@ -60,7 +60,7 @@ def test_make_optimizer_keeps_adamw_default_decay_on_weights():
 def test_clip_by_value_and_norm():
     from types import SimpleNamespace
 
-    from boltzkit.train.optim import clip_gradients
+    from boltzkit.optim.optimizers import clip_gradients
 
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])

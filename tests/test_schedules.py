@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from boltzkit.train.schedules import Schedule, check_schedule, schedule_factors
+from boltzkit.optim.schedules import Schedule, check_schedule, schedule_factors
 
 
 def _optimizer(lr=0.1):
@@ -35,7 +35,7 @@ def _optimizer(lr=0.1):
     ],
 )
 def test_schedule_formula(name, params, t, total, expected):
-    from boltzkit.train.schedules import SCHEDULES
+    from boltzkit.optim.schedules import SCHEDULES
 
     assert SCHEDULES[name](t, total, **params) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
@@ -67,7 +67,7 @@ def test_plateau_reduces_on_a_stalled_metric():
 
 
 def test_factors_cover_the_run_and_reach_the_floor_at_its_end():
-    from boltzkit.train.schedules import cosine
+    from boltzkit.optim.schedules import cosine
 
     factors = schedule_factors("cosine", 11, min_factor=0.1)
     assert len(factors) == 11 and factors[0] == 1.0

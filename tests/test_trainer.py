@@ -31,7 +31,7 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("variant", [
     ["train.method=pcd", "data.binarize=dynamic"],
-    ["model.type=mlp", "model.dropout=0.3", "model.batch_norm=true", "data.binarize=none"],
+    ["model={type: mlp}", "model.dropout=0.3", "model.batch_norm=true", "data.binarize=none"],
     ["train.method=pt", "train.pt={temperatures: 4, min_beta: 0.5}", "model.centered=true"],
     ["train.method=cd", "train.k=2", "data.binarize=stochastic",
      "train.schedule={name: exponential, unit: epoch, steps: 2}"],

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser(
-        "evaluate", help="likelihood estimates (AIS, reverse AIS, exact when small) for a run")
+        "evaluate", help="evaluate a run: likelihoods (AIS, reverse AIS, exact when small) or accuracy")
     evaluate.add_argument("run", help="run directory written by boltzkit train")
     evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
     evaluate.add_argument("--ais-runs", type=int, help="AIS chains (default: eval.ais.runs)")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import apply_overrides, load_config, validate
+    from .config import load_config, parse_overrides
     from .train.run_dir import RunDir
     from .train.trainer import TrainingInterrupted, train
 
@@ -144,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
                 "(use --set to change keys such as train.epochs)"
             )
         saved = RunDir(args.out).read_config()
-        config = validate(apply_overrides(saved.to_dict(), _shortcuts(args)))
+        config = saved.with_overrides(parse_overrides(_shortcuts(args)))
         out = Path(args.out)
     else:
         config = load_config(args.config, _shortcuts(args))
@@ -172,9 +172,9 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import plots
+    from .families import family_names, get_family
     from .seeding import make_generator
-    from .train.build import resolve_device
-    from .train.figures import draw_samples, to_pixels
+    from .train.device import resolve_device
     from .train.run_dir import RunDir, load_run_model
 
     if args.n < 1 or args.steps < 1:
@@ -184,17 +184,19 @@ def _sample(args: argparse.Namespace) -> int:
                             f"got --pt {args.pt} --min-beta {args.min_beta}")
     device = resolve_device(args.device or "auto")
     trained = load_run_model(args.run, device)
-    if trained.config.model.type != "rbm":
-        raise BoltzkitError(f"boltzkit sample draws from RBMs; {args.run} holds a "
-                            f"model.type {trained.config.model.type!r}")
+    family = get_family(trained.config.model.type)
+    if not family.capabilities.sample:
+        able = [name for name in family_names() if get_family(name).capabilities.sample]
+        raise BoltzkitError(f"boltzkit sample: {args.run} holds a model.type {family.name!r}, which "
+                            f"cannot be sampled (families that can: {', '.join(able)})")
     generator = make_generator(args.seed, "sample", device)
-    states, means = draw_samples(trained.model, args.n, args.steps, generator, args.pt, args.min_beta)
+    states, means = family.sample(trained.model, args.n, args.steps, generator, args.pt, args.min_beta)
     stem = Path(args.out) if args.out else RunDir(args.run).file(
         f"samples-n{args.n}-k{args.steps}-s{args.seed}" + (f"-pt{args.pt}" if args.pt else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
-    pixels = to_pixels(means.cpu(), trained.feature_mean, trained.feature_std)
+    pixels = plots.to_pixels(means.cpu(), trained.feature_mean, trained.feature_std)
     plots.save_image_grid(pixels.numpy(), trained.image_shape, stem.with_suffix(".png"),
                           title=f"{args.n} samples after {args.steps} "
                                 + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
@@ -258,7 +260,8 @@ def _schedule(args: argparse.Namespace) -> int:
     import math
 
     from .config import load_config
-    from .train.schedules import plot_schedule
+    from .optim.schedules import learning_rates
+    from .plots import save_schedule
 
     config = load_config(args.config, _shortcuts(args))
     train = config.train
@@ -272,11 +275,14 @@ def _schedule(args: argparse.Namespace) -> int:
         raise BoltzkitError(f"--steps-per-epoch must be >= 1, got {steps}")
     out = Path(args.out or f"runs/{config.name}-schedule.png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    name, params = train.schedule.name, train.schedule.params()
     try:
-        rates = plot_schedule(train.schedule.name, train.schedule.params(), train.optimizer.lr,
-                              train.epochs, steps, train.schedule.unit, str(out))
+        rates = learning_rates(name, params, train.optimizer.lr, train.epochs, steps, train.schedule.unit)
     except ValueError as err:
         raise BoltzkitError(f"train.schedule: {err}") from None
+    detail = ", ".join(f"{k}={v}" for k, v in params.items())
+    save_schedule(rates, steps, out, f"{name} ({detail or 'default parameters'}), stepped per "
+                  f"{train.schedule.unit}; {train.epochs} epochs x {steps} updates")
     marks = sorted({0, len(rates) // 4, len(rates) // 2, 3 * len(rates) // 4, len(rates) - 1})
     print("  ".join(f"step {t}: {rates[t]:.3g}" for t in marks))
     print(f"wrote {out}")
@@ -311,8 +317,13 @@ def _show_config(args: argparse.Namespace) -> int:
 
 def _presets(args: argparse.Namespace) -> int:
     from .config import preset_names
+    from .families import family_names, get_family
 
-    print("\n".join(preset_names()))
+    owner = {preset: name for name in family_names() for preset in get_family(name).presets}
+    width = max(len(name) for name in preset_names())
+    for name in preset_names():
+        family = owner.get(name)
+        print(f"{name:<{width}}  {family + ': ' + get_family(family).description if family else ''}")
     return 0
 
 

@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .errors import ConfigError
+from .families import ModelSection, family_names, get_family
+from .sections import Section
+from .optim.optimizers import check_optimizer_kwargs
+from .optim.schedules import check_schedule
 
 PRESET_DIR = "presets"
 DEFAULT_PRESET = "rbm-digits"
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class PottsConfig(Section):
@@ -79,40 +77,6 @@ class DataConfig(Section):
         return self
 
 
-class ModelConfig(Section):
-    type: Literal["rbm", "bm", "mlp"] = "rbm"
-    # Boltzmann machines
-    n_hidden: int = Field(64, ge=1)
-    visible: Literal["bernoulli", "gaussian", "categorical"] = "bernoulli"
-    hidden: Literal["bernoulli", "gaussian", "categorical"] = "bernoulli"
-    init_std: float = Field(0.01, ge=0)
-    categories: int = Field(2, ge=2)
-    """States per group of categorical units (the alphabet size)."""
-    learn_variance: bool = True
-    """Gaussian units: learn each unit's standard deviation (else it stays 1)."""
-    centered: bool = False
-    offset_rate: float = Field(0.01, gt=0, le=1)
-    """Centering: how fast the offsets follow the batch means (a sliding average)."""
-    connectivity: Literal["full", "bipartite"] = "full"
-    """General Boltzmann machines: which couplings exist (bipartite = an RBM's)."""
-    # classifiers (type: mlp)
-    hidden_layers: list[int] = Field(default_factory=lambda: [256])
-    activation: Literal["relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"] = "relu"
-    init: Literal["he", "glorot", "lecun"] = "he"
-    batch_norm: bool = False
-    dropout: float = Field(0.0, ge=0, lt=1)
-    pretrained: str | None = None
-    """An RBM run directory whose weights initialise the first layer."""
-    freeze_pretrained: bool = False
-
-    @field_validator("hidden_layers")
-    @classmethod
-    def _positive_widths(cls, value: list[int]) -> list[int]:
-        if any(width < 1 for width in value):
-            raise ValueError(f"hidden layer widths must be >= 1, got {value}")
-        return value
-
-
 class OptimizerConfig(BaseModel):
     """``name`` picks a ``torch.optim`` class; the other keys are its keyword arguments."""
 
@@ -124,8 +88,6 @@ class OptimizerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_arguments(self) -> OptimizerConfig:
-        from .train.optim import check_optimizer_kwargs  # here: train/ imports config
-
         check_optimizer_kwargs(self.name, self.kwargs())
         return self
 
@@ -143,8 +105,6 @@ class ScheduleConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_parameters(self) -> ScheduleConfig:
-        from .train.schedules import check_schedule
-
         check_schedule(self.name, self.params())
         return self
 
@@ -175,7 +135,8 @@ class TrainConfig(Section):
     k: int = Field(1, ge=1)
     pt: TemperingConfig = Field(default_factory=TemperingConfig)
     positive: Literal["gibbs", "meanfield"] = "meanfield"
-    """General Boltzmann machines: how the hidden units are filled in for the data."""
+    """General Boltzmann machines (model.type bm): how the hidden units are filled in for
+    the data."""
     positive_steps: int = Field(10, ge=1)
     n_chains: int | None = Field(None, ge=1)
     """Persistent chains for ``pcd`` (default: the batch size)."""
@@ -257,7 +218,7 @@ class TuneConfig(Section):
     pruner: Literal["none", "median", "successive-halving", "hyperband"] = "hyperband"
     metric: str = "val_pseudo_log_likelihood"
     direction: Literal["maximize", "minimize"] | None = None
-    """Default: from the metric's name (likelihoods and accuracies are maximized)."""
+    """Default: the direction the model family declares for the metric."""
     n_trials: int = Field(50, ge=1)
     """Total trials of the study, counting those of earlier and parallel runs."""
     startup_trials: int = Field(10, ge=1)
@@ -270,13 +231,17 @@ class TuneConfig(Section):
 
 
 class RunConfig(Section):
+    """The whole run. ``model`` is the section of the family ``model.type`` names (each
+    family validates only its own keys): build one with :func:`validate`,
+    :func:`load_config` or :meth:`with_overrides`, which pick the family's subclass."""
+
     name: str = "run"
     seed: int = Field(0, ge=0)
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
     """CPU threads for PyTorch (default: PyTorch's choice)."""
     data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
@@ -300,13 +265,21 @@ class RunConfig(Section):
                 sample = int(sample)
             try:
                 value = yaml.safe_dump(sample, default_flow_style=True).strip()
-                validate(apply_overrides(base, [f"{key}={value}"]))
+                validate(apply_overrides(base, parse_overrides([f"{key}={value}"])))
             except ConfigError as err:
                 raise ValueError(f"tune.space key {key!r}: {err}") from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """A new validated config with ``{"a.b.c": value}`` applied (values as Python
+        objects; a mapping value replaces a whole section, ``model.type`` may change)."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            set_key(raw, key, value)
+        return validate(raw)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -348,18 +321,25 @@ def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
     return raw
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` strings; values are parsed as YAML (``1e-3``, ``[1, 2]``)."""
-    result = copy.deepcopy(dict(raw))
-    for item in overrides:
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1e-3", "c=[1, 2]"]`` -> ``{"a.b": 0.001, "c": [1, 2]}`` (values are YAML)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=10")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            parsed[key] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
-            value = text
+            parsed[key] = text
+    return parsed
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``raw`` with ``{"a.b.c": value}`` set."""
+    result = copy.deepcopy(dict(raw))
+    for key, value in overrides.items():
         set_key(result, key, value)
     return result
 
@@ -377,35 +357,72 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+DEFAULT_MODEL_TYPE = "rbm"
+
+
+def run_config_class(model_type: str) -> type[RunConfig]:
+    """:class:`RunConfig` with ``model`` typed as the section of the family ``model_type``
+    (built once per family from the registry)."""
+    family = get_family(model_type)
+    cached = _RUN_CONFIG_CLASSES.get(model_type)
+    if cached is None or cached[0] is not family.section:
+        cls = create_model(f"RunConfig_{model_type.replace('-', '_')}", __base__=RunConfig,
+                           model=(family.section, Field(default_factory=family.section)))
+        cls.__doc__ = RunConfig.__doc__
+        _RUN_CONFIG_CLASSES[model_type] = (family.section, cls)
+    return _RUN_CONFIG_CLASSES[model_type][1]
+
+
+_RUN_CONFIG_CLASSES: dict[str, tuple[type, type[RunConfig]]] = {}
+
+
 def validate(raw: Mapping[str, Any]) -> RunConfig:
-    """Validate a raw mapping into a :class:`RunConfig` or raise a one-line ConfigError."""
+    """Validate a raw mapping into a :class:`RunConfig` or raise a one-line ConfigError.
+
+    ``model.type`` picks the family (see :mod:`boltzkit.families`); its section then
+    validates the rest of ``model``."""
+    model = raw.get("model") if isinstance(raw, Mapping) else None
+    model_type = model.get("type", DEFAULT_MODEL_TYPE) if isinstance(model, Mapping) else DEFAULT_MODEL_TYPE
+    if model is not None and not isinstance(model, Mapping):
+        raise ConfigError(f"config key 'model': expected a section (a mapping of keys), got {model!r}")
+    if not isinstance(model_type, str) or model_type not in family_names():
+        raise ConfigError(f"config key 'model.type': invalid value {model_type!r}; accepted: "
+                          + ", ".join(repr(name) for name in family_names()))
+    cls = run_config_class(model_type)
     try:
-        return RunConfig.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, raw)) from None
+        raise ConfigError(format_validation_error(err, cls)) from None
 
 
 def load_config(
-    source: str | Path | None = None, overrides: Iterable[str] = ()
+    source: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()
 ) -> RunConfig:
-    """Preset or YAML file, then ``--set`` overrides, validated. ``name`` defaults to the
-    preset's or file's name."""
+    """Preset or YAML file, then overrides (``["a.b=1"]`` strings as on the command line,
+    or a ``{"a.b": 1}`` mapping), validated. ``name`` defaults to the preset's or file's
+    name."""
     raw, name = read_source(source)
     raw.setdefault("name", name)
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
     return validate(apply_overrides(raw, overrides))
 
 
-def format_validation_error(err: ValidationError, raw: Mapping[str, Any]) -> str:
+def format_validation_error(err: ValidationError, config_class: type[BaseModel]) -> str:
     """The first pydantic error as ``config key 'a.b': <problem> (got <value>)``."""
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"]]
     key = ".".join(loc)
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        section_model = _section_model(loc[:-1])
+        section_model = _section_model(config_class, loc[:-1])
         accepted = ", ".join(section_model.model_fields) if section_model else "?"
         where = ".".join(loc[:-1]) or "the top level"
-        return f"unknown config key {key!r}; accepted keys in {where}: {accepted}"
+        hint = ""
+        if loc[0] == "model" and len(loc) == 2:
+            hint = (f" (model.type {raw_type(config_class)!r} takes only these; to switch families, "
+                    "replace the whole section, e.g. --set 'model={type: mlp}')")
+        return f"unknown config key {key!r}; accepted keys in {where}: {accepted}{hint}"
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         return f"config key {key or 'config'!r}: {message}" if key else message
@@ -415,8 +432,13 @@ def format_validation_error(err: ValidationError, raw: Mapping[str, Any]) -> str
     return f"config key {key!r}: invalid value {value!r}; {message[0].lower()}{message[1:]}"
 
 
-def _section_model(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = RunConfig
+def raw_type(config_class: type[BaseModel]) -> str:
+    """The ``model.type`` a family's config class validates."""
+    return config_class.model_fields["model"].annotation.model_fields["type"].default
+
+
+def _section_model(config_class: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    model = config_class
     for part in loc:
         field = model.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type):

@@ -104,3 +104,53 @@ def save_curves(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_range_test(result, path: str | Path, title: str = "") -> Path:
+    """``lr_find.png``: raw and smoothed loss of a :class:`~boltzkit.optim.lr_finder.LRFindResult`
+    against the rate, one vertical line per suggestion rule."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(result.lrs, result.losses, color="0.75", linewidth=1, label="loss per batch")
+    ax.plot(result.lrs, result.smoothed, color="C0", linewidth=2, label="smoothed")
+    for index, (name, lr) in enumerate(result.suggestions.items()):
+        style = "-" if name == result.rule else ":"
+        ax.axvline(lr, color=f"C{index + 1}", linestyle=style,
+                   label=f"{name}: {lr:.2e}" + (" (suggested)" if name == result.rule else ""))
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(result.loss_name)
+    smooth_values = np.asarray(result.smoothed)
+    top = smooth_values[0] + 0.5 * (smooth_values.max() - smooth_values.min())
+    ax.set_ylim(smooth_values.min() - 0.1 * (top - smooth_values.min()), max(top, smooth_values[0] * 1.02))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"learning-rate range test: confidence {result.confidence} "
+                 f"(spread {result.spread_decades:.2f} decades, noise {result.noise:.2f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_schedule(rates: Sequence[float], steps_per_epoch: int, path: str | Path, title: str) -> Path:
+    """The learning rate at every update (``rates``) against the epoch."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot([t / steps_per_epoch for t in range(len(rates))], rates, color="C0")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def to_pixels(x, mean=None, std=None):
+    """Undo ``data.standardize`` (``x * std + mean``) for display and clip to [0, 1];
+    ``x`` is a ``(N, D)`` tensor."""
+    import torch
+
+    if mean is not None:
+        x = x * torch.as_tensor(std, dtype=x.dtype) + torch.as_tensor(mean, dtype=x.dtype)
+    return x.clamp(0, 1)

@@ -26,10 +26,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
                                      "train.k=1", "train.pt.temperatures=4"]),
     "grbm-digits": ("grbm-digits", ["train.epochs=2", "data.limit=400"]),
     "rbm-potts": ("rbm-potts", ["train.epochs=2", "data.potts.examples=600"]),
-    "bm-digits": ("rbm-digits", ["model.type=bm", "model.n_hidden=3", "train.epochs=1",
+    "bm-digits": ("rbm-digits", ["model={type: bm, n_hidden: 3}", "train.epochs=1",
                                  "data.limit=96", "train.k=1", "train.positive_steps=3"]),
-    "mlp-digits": ("rbm-digits", ["model.type=mlp", "model.hidden_layers=[32, 16]",
-                                  "model.batch_norm=true", "model.dropout=0.1", "train.epochs=2",
+    "mlp-digits": ("rbm-digits", ["model={type: mlp, hidden_layers: [32, 16], batch_norm: true, "
+                                  "dropout: 0.1}", "train.epochs=2",
                                   "data.limit=400", "data.binarize=none",
                                   "train.optimizer={name: adam, lr: 0.001}"]),
     "rbm-mnist": ("rbm-mnist", ["train.epochs=1", "data.limit=300", "model.n_hidden=50",

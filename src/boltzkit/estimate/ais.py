@@ -200,14 +200,14 @@ class _BaseRatePath:
         gap = -torch.log1p(hidden_mean * torch.expm1(-(beta - previous) * hidden_input)).sum(dim=1)
         return (linear + gap).to(torch.float64)
 
-    def sweep(self, hidden_mean: Tensor, beta: float, generator: torch.Generator) -> Tensor:
+    def sweep(self, hidden_mean: Tensor, beta: float, generator: torch.Generator | None) -> Tensor:
         """One Gibbs sweep ``v -> h -> v'`` at ``beta``, given ``hidden_mean = sigmoid(beta (v W + c))``."""
         h = bernoulli(hidden_mean, generator)
         # (1 - beta) b_A + beta (b + h W^T): the interpolated visible input
         bias = self.b_base + beta * (self.b - self.b_base)
         return bernoulli(torch.sigmoid(torch.addmm(bias, h, self.weight.T, alpha=beta)), generator)
 
-    def base_sample(self, n: int, generator: torch.Generator) -> Tensor:
+    def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return bernoulli(torch.sigmoid(self.b_base).expand(n, -1), generator)
 
     def base_log_prob(self, v: Tensor) -> Tensor:
@@ -254,23 +254,17 @@ class _DecoupledPath:
         a = hidden_input.to(torch.float64)
         return self.hidden64.log_partition(beta * a) - self.hidden64.log_partition(previous * a)
 
-    def sweep(self, tempered: Tensor, beta: float, generator: torch.Generator) -> Tensor:
+    def sweep(self, tempered: Tensor, beta: float, generator: torch.Generator | None) -> Tensor:
         """``h ~ p_beta(h | v)`` from its input ``tempered``, then ``v ~ p_beta(v | h)``."""
         h = self.hidden.sample(tempered, generator)
         return self.visible.sample(beta * (self.hidden.scaled(h) @ self.weight.T), generator)
 
-    def base_sample(self, n: int, generator: torch.Generator) -> Tensor:
+    def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self.visible.sample(self.weight.new_zeros(n, self.visible.n), generator)
 
     def base_log_prob(self, v: Tensor) -> Tensor:
         """``log p_0(v)`` of the decoupled visible layer, float64."""
         return -self.visible64.self_energy(v.to(torch.float64)) - self.log_z_visible
-
-
-def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    return torch.Generator(device=device).manual_seed(0)
 
 
 def _schedule(betas: Tensor | int | None) -> list[float]:
@@ -280,6 +274,41 @@ def _schedule(betas: Tensor | int | None) -> list[float]:
     if values[0] != 0.0 or values[-1] != 1.0 or any(a >= b for a, b in zip(values, values[1:], strict=False)):
         raise ValueError("AIS inverse temperatures must increase strictly from 0 to 1")
     return values
+
+
+@dataclass
+class _Annealing:
+    """What forward and reverse AIS share: the annealing path, its inverse temperatures,
+    the random source for the Gibbs sweeps and the start time."""
+
+    path: _BaseRatePath | _DecoupledPath
+    betas: list[float]
+    generator: torch.Generator | None
+    started: float
+
+    def zero_log_weights(self, n: int) -> Tensor:
+        """``n`` float64 log-weight accumulators on the model's device."""
+        return torch.zeros(n, dtype=torch.float64, device=self.path.weight.device)
+
+    def progress_bar(self, total: int, desc: str, enabled: bool) -> tqdm:
+        return tqdm(total=total, disable=not enabled, desc=desc, unit="beta", leave=False, mininterval=0.5)
+
+    def seconds(self) -> float:
+        """Wall-clock seconds since the set-up."""
+        return time.perf_counter() - self.started
+
+
+def _annealing(model: RBM, base_bias: Tensor | None, betas: Tensor | int | None, runs: int,
+               generator: torch.Generator | None, what: str) -> _Annealing:
+    """Validate the arguments shared by forward and reverse AIS and set up the annealing.
+
+    ``generator`` is passed through unchanged (``None``: PyTorch's global generator of the
+    model's device); the set-up draws no random numbers.
+    """
+    if runs < 1:
+        raise ValueError(f"Invalid number of {what} runs: {runs} (expected >= 1)")
+    started = time.perf_counter()
+    return _Annealing(_path(model, base_bias), _schedule(betas), generator, started)
 
 
 @torch.no_grad()
@@ -301,30 +330,26 @@ def ais_log_partition(
             for other families, which start from their decoupled layers (:func:`ais_base`).
         betas: inverse temperatures from 0 to 1, or their number (default 14,501).
         runs: independent AIS chains.
-        generator: random source on the model's device (default: seeded with 0).
+        generator: random source on the model's device. ``None`` draws from PyTorch's
+            global generator for that device (as ``torch.rand`` does): the estimate is then
+            reproducible only if the caller seeds it. The library always passes one.
         progress: show a progress bar.
     """
-    if runs < 1:
-        raise ValueError(f"Invalid number of AIS runs: {runs} (expected >= 1)")
-    started = time.perf_counter()
-    path = _path(model, base_bias)
-    generator = _generator(generator, path.weight.device)
-    schedule = _schedule(betas)
-    v = path.base_sample(runs, generator)
-    log_w = torch.zeros(runs, dtype=torch.float64, device=v.device)
+    run = _annealing(model, base_bias, betas, runs, generator, "AIS")
+    path, schedule = run.path, run.betas
+    v = path.base_sample(runs, run.generator)
+    log_w = run.zero_log_weights(runs)
     last = len(schedule) - 1
-    with tqdm(total=last, disable=not progress, desc="AIS", unit="beta", leave=False,
-              mininterval=0.5) as bar:
+    with run.progress_bar(last, "AIS", progress) as bar:
         for k in range(1, last + 1):
             a = path.hidden_input(v)
             tempered = path.tempered(a, schedule[k])
             log_w += path.log_f_step(v, a, schedule[k], schedule[k - 1], tempered)
             if k < last:
-                v = path.sweep(tempered, schedule[k], generator)
+                v = path.sweep(tempered, schedule[k], run.generator)
             if k % 250 == 0:
                 bar.update(250)
-    return _ais_result(log_w, path.log_z_base, path.log_z_shift, len(schedule),
-                       time.perf_counter() - started)
+    return _ais_result(log_w, path.log_z_base, path.log_z_shift, len(schedule), run.seconds())
 
 
 def _ais_result(log_w: Tensor, log_z_base: float, shift: float, n_betas: int, seconds: float) -> AISResult:
@@ -362,29 +387,25 @@ def reverse_ais_log_likelihood(
 ) -> ReverseAISResult:
     """Conservative log-likelihood estimates of ``data`` (``(N, D)``) by reverse AIS.
 
-    ``model`` and ``base_bias`` as for :func:`ais_log_partition`. Each example starts
+    ``model``, ``base_bias``, ``betas`` and ``generator`` (``None``: PyTorch's global
+    generator of the model's device) as for :func:`ais_log_partition`. Each example starts
     ``runs`` reverse chains; its estimate is ``log mean exp`` of their log-weights. Rows are
     processed in chunks of ``chunk_rows`` chains.
     """
-    if runs < 1:
-        raise ValueError(f"Invalid number of reverse AIS runs: {runs} (expected >= 1)")
-    started = time.perf_counter()
-    path = _path(model, base_bias)
-    generator = _generator(generator, path.weight.device)
-    schedule = _schedule(betas)
+    run = _annealing(model, base_bias, betas, runs, generator, "reverse AIS")
+    path, schedule = run.path, run.betas
     x_all = data.to(path.weight).repeat_interleave(runs, dim=0)
     estimates = []
     steps = (len(schedule) - 2) * math.ceil(len(x_all) / chunk_rows)
-    with tqdm(total=steps, disable=not progress, desc="reverse AIS", unit="beta", leave=False,
-              mininterval=0.5) as bar:
+    with run.progress_bar(steps, "reverse AIS", progress) as bar:
         for start in range(0, len(x_all), chunk_rows):
             x = x_all[start : start + chunk_rows]
             a = path.hidden_input(x)
-            log_w = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+            log_w = run.zero_log_weights(len(x))
             for k in range(len(schedule) - 2, 0, -1):  # K-1 down to 1
                 beta = schedule[k]
                 log_w += path.log_f(x, a, beta)  # f_k at x_{k+1}
-                x = path.sweep(path.tempered(a, beta), beta, generator)
+                x = path.sweep(path.tempered(a, beta), beta, run.generator)
                 a = path.hidden_input(x)
                 log_w -= path.log_f(x, a, beta)  # f_k at x_k
                 if k % 250 == 0:
@@ -395,4 +416,4 @@ def reverse_ais_log_likelihood(
     n = len(per_example)
     stderr = (per_example.std() / math.sqrt(n)).item() if n > 1 else math.inf
     return ReverseAISResult(per_example, per_example.mean().item(), stderr, runs, len(schedule),
-                            time.perf_counter() - started)
+                            run.seconds())

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
+from ..seeding import make_generator
 from ..units import bernoulli
 from .ais import ais_base, ais_log_partition, reverse_ais_log_likelihood
 from .exact import enumerable, exact_log_likelihood, exact_log_partition
@@ -56,9 +57,11 @@ def evaluate_rbm(
     - pseudo-log-likelihood per example and per unit, reconstruction error, free energy.
 
     Likelihoods are average nats per example (log densities for Gaussian visible units).
+    The AIS and reverse AIS chains draw from ``make_generator(seed, "evaluate", device)``,
+    so the same ``seed`` gives the same numbers.
     """
     device = model.weight.device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = make_generator(seed, "evaluate", device)
     v = data.to(device)
     n, width = v.shape
     results: dict[str, Any] = {"examples": n, "visible_units": width, "hidden_units": model.n_hidden}

@@ -71,31 +71,6 @@ class BoltzmannMachine(nn.Module):
         """``b_i + sum_j W_ij s_j``: the log-odds of unit ``i`` given the others, ``(B,)``."""
         return self.bias[i] + s @ couplings[:, i]
 
-    @torch.no_grad()
-    def gibbs(self, s: Tensor, units: range, sweeps: int, generator: torch.Generator | None) -> Tensor:
-        """``sweeps`` sequential single-site Gibbs sweeps over ``units`` (others clamped)."""
-        from ..units import bernoulli
-
-        s = s.clone()
-        couplings = self.couplings()
-        for _ in range(sweeps):
-            for i in units:
-                s[:, i] = bernoulli(torch.sigmoid(self.unit_input(s, i, couplings)), generator)
-        return s
-
-    @torch.no_grad()
-    def mean_field(self, v: Tensor, steps: int, damping: float = 0.5) -> Tensor:
-        """Hidden means ``mu`` of the factorised approximation to ``p(h | v)``: iterate
-        ``mu <- (1 - damping) sigmoid(b_h + W_hv v + W_hh mu) + damping mu``; returns
-        ``[v, mu]`` (``(B, n)``)."""
-        couplings = self.couplings()
-        d = self.n_visible
-        mu = torch.full((len(v), self.n_hidden), 0.5, dtype=v.dtype, device=v.device)
-        for _ in range(steps):
-            update = torch.sigmoid(self.bias[d:] + v @ couplings[:d, d:] + mu @ couplings[d:, d:])
-            mu = (1 - damping) * update + damping * mu
-        return torch.cat([v, mu], dim=1)
-
     def init_from_data(self, data_mean: Tensor, eps: float = 1e-3) -> None:
         """Visible biases = clipped log-odds of the data means (as for RBMs)."""
         p = data_mean.detach().to(self.bias).clamp(eps, 1 - eps)

@@ -31,8 +31,12 @@ ACTIVATIONS = {
 INITS = ("he", "glorot", "lecun")
 
 
-def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str, generator: torch.Generator) -> None:
-    """Initialise ``layer.weight`` by ``scheme`` (``he``, ``glorot``, ``lecun``); bias = 0."""
+def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str,
+                generator: torch.Generator | None) -> None:
+    """Initialise ``layer.weight`` by ``scheme`` (``he``, ``glorot``, ``lecun``); bias = 0.
+
+    ``generator`` draws the weights; ``None`` draws them from PyTorch's global generator.
+    """
     fan_out, fan_in = layer.weight.shape
     gain = nn.init.calculate_gain(nonlinearity, 0.01) if nonlinearity == "leaky_relu" else (
         nn.init.calculate_gain(nonlinearity))
@@ -60,7 +64,9 @@ class MLP(nn.Module):
         init: ``he``, ``glorot`` or ``lecun``.
         batch_norm: add ``BatchNorm1d`` after each hidden linear layer.
         dropout: dropout probability after each hidden activation.
-        generator: random source for the initial weights.
+        generator: random source for the initial weights. ``None`` draws them from
+            PyTorch's global generator, as ``nn.Linear`` does: reproducible only under
+            ``torch.manual_seed``. The library always passes one (from the run's seed).
     """
 
     def __init__(
@@ -80,7 +86,6 @@ class MLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Invalid dropout: {dropout} (expected 0 <= dropout < 1)")
         make_activation, nonlinearity = ACTIVATIONS[activation]
-        generator = generator or torch.Generator().manual_seed(0)
         blocks: list[nn.Module] = []
         width = n_inputs
         for size in hidden:

@@ -1,7 +1,10 @@
 """Samplers: Gibbs chains, persistent chains and parallel tempering, each owning its state
-and generator."""
+and generator; Gibbs sweeps and mean field for general Boltzmann machines."""
 
-from .gibbs import PersistentChains, gibbs_hvh, sample_chains
+from .boltzmann import gibbs_sweeps, mean_field
+from .gibbs import ContrastiveChains, PersistentChains, gibbs_hvh, sample_chains
+from .negative import NegativeSampler
 from .tempering import ParallelTempering, temperature_ladder
 
-__all__ = ["ParallelTempering", "PersistentChains", "gibbs_hvh", "sample_chains", "temperature_ladder"]
+__all__ = ["ContrastiveChains", "NegativeSampler", "ParallelTempering", "PersistentChains", "gibbs_hvh",
+           "gibbs_sweeps", "mean_field", "sample_chains", "temperature_ladder"]

@@ -1,4 +1,5 @@
-"""Block Gibbs sampling for RBMs: free-running chains and persistent chains."""
+"""Block Gibbs sampling for RBMs: free-running chains, chains restarted at the data (CD)
+and persistent chains (PCD)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
+from .negative import NegativeSampler
 
 
 @torch.no_grad()
@@ -34,7 +36,34 @@ def sample_chains(
     return v, v_mean
 
 
-class PersistentChains:
+class ContrastiveChains(NegativeSampler):
+    """CD-k's negative phase (Hinton, 2002): ``k`` Gibbs sweeps started at the data batch.
+
+    Args:
+        steps: Gibbs sweeps per update (``k >= 1``).
+        generator: random source, owned by this object and saved in its state.
+    """
+
+    uses_data_input = True
+
+    def __init__(self, steps: int, generator: torch.Generator):
+        self.steps = _check_steps(steps)
+        self.generator = generator
+
+    @torch.no_grad()
+    def negatives(self, model: RBM, v_data: Tensor, data_input: Tensor | None) -> Tensor:
+        h = model.hidden.sample(data_input, self.generator)
+        h = gibbs_hvh(model, h, self.steps - 1, self.generator)
+        return model.sample_visible(h, self.generator)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class PersistentChains(NegativeSampler):
     """Persistent Gibbs chains (Tieleman, 2008) that live across parameter updates.
 
     The state is the hidden sample of each chain, ``(n_chains, H)``: a step draws
@@ -45,14 +74,27 @@ class PersistentChains:
     Args:
         n_chains: number of chains.
         generator: random source, owned by this object and saved in its state.
+        steps: Gibbs sweeps per update when used as a negative phase (PCD-k).
     """
 
-    def __init__(self, n_chains: int, generator: torch.Generator):
+    uses_model_input = True
+
+    def __init__(self, n_chains: int, generator: torch.Generator, steps: int = 1):
         if n_chains < 1:
             raise ValueError(f"Invalid number of chains: {n_chains} (expected >= 1)")
         self.n_chains = n_chains
         self.generator = generator
+        self.steps = _check_steps(steps)
         self.hidden: Tensor | None = None
+
+    def negatives(self, model: RBM, v_data: Tensor, data_input: Tensor | None) -> Tensor:
+        """PCD-k: chains started at the first batch, advanced ``steps`` sweeps per update."""
+        if self.hidden is None:
+            self.start(model, v_data)
+        return self.visible_sample(model, self.steps)
+
+    def observe(self, model: RBM, model_input: Tensor) -> None:
+        self.advance(model, model_input)
 
     def start(self, model: RBM, data: Tensor) -> None:
         """Start the chains at ``h ~ p(h | v)`` for training vectors drawn with replacement."""
@@ -83,3 +125,9 @@ class PersistentChains:
             )
         self.hidden = None if hidden is None else hidden.to(self.generator.device)
         self.generator.set_state(state["generator"])
+
+
+def _check_steps(steps: int) -> int:
+    if steps < 1:
+        raise ValueError(f"Invalid number of Gibbs steps k: {steps} (expected >= 1)")
+    return steps

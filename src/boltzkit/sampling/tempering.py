@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
+from .negative import NegativeSampler
 
 
 def temperature_ladder(count: int, min_beta: float, kind: str = "geometric") -> Tensor:
@@ -35,16 +36,20 @@ def temperature_ladder(count: int, min_beta: float, kind: str = "geometric") -> 
     raise ValueError(f"unknown ladder {kind!r}; accepted: geometric, linear")
 
 
-class ParallelTempering:
+class ParallelTempering(NegativeSampler):
     """Persistent replicas at several temperatures, with neighbour swaps.
 
     Args:
         betas: inverse temperatures, decreasing from 1 (``(M,)``).
         n_chains: chains per temperature.
         generator: random source, owned by this object and saved in its state.
+        rounds: sweep-and-swap rounds per update when used as a negative phase (PT-k).
     """
 
-    def __init__(self, betas: Tensor, n_chains: int, generator: torch.Generator):
+    def __init__(self, betas: Tensor, n_chains: int, generator: torch.Generator, rounds: int = 1):
+        if rounds < 1:
+            raise ValueError(f"Invalid number of Gibbs steps k: {rounds} (expected >= 1)")
+        self.rounds = rounds
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas[0] != 1 or not bool((betas[1:] < betas[:-1]).all()) or betas[-1] <= 0:
             raise ValueError("inverse temperatures must decrease strictly from 1 and stay > 0")
@@ -105,6 +110,17 @@ class ParallelTempering:
             self.sweep(model)
             self.swap(model)
         return self.visible[0]
+
+    def negatives(self, model: RBM, v_data: Tensor, data_input: Tensor | None) -> Tensor:
+        """PT-k: the ``beta = 1`` replicas after ``rounds`` rounds (started at the first batch)."""
+        if self.visible is None:
+            self.start(model, v_data)
+        return self.step(model, self.rounds)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Swap acceptance over the epoch: mean and lowest over neighbour pairs."""
+        rates = self.acceptance_rates(reset=True)
+        return {"pt_swap_rate_mean": rates.mean().item(), "pt_swap_rate_min": rates.min().item()}
 
     def acceptance_rates(self, reset: bool = False) -> Tensor:
         """Fraction of accepted swaps per neighbour pair since the last reset (``(M-1,)``)."""

@@ -1,18 +1,6 @@
-"""Training: objectives, optimizer and schedule registries, the loop, checkpoints."""
+"""Training: the ``fit()`` core and the run-directory trainer with checkpoints."""
 
-from .objectives import ContrastiveDivergence, PersistentContrastiveDivergence
-from .optim import build_optimizer, optimizer_classes
-from .schedules import SCHEDULES, Schedule
+from .fit import Fit, FitResult, TrainState, fit
 from .trainer import TrainingInterrupted, TrainResult, train
 
-__all__ = [
-    "SCHEDULES",
-    "ContrastiveDivergence",
-    "PersistentContrastiveDivergence",
-    "Schedule",
-    "TrainResult",
-    "TrainingInterrupted",
-    "build_optimizer",
-    "optimizer_classes",
-    "train",
-]
+__all__ = ["Fit", "FitResult", "TrainResult", "TrainState", "TrainingInterrupted", "fit", "train"]

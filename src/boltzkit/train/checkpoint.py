@@ -1,8 +1,9 @@
 """Checkpoints and exported weights, written atomically and loaded without running code.
 
-A checkpoint is a ``torch.save`` file of plain containers and tensors (model, optimizer,
-schedule, sampler chains, generator states, config, position in the run), read back
-with ``torch.load(weights_only=True)``. Final weights are also exported as
+A checkpoint is a ``torch.save`` file of plain containers and tensors (the model's
+weights, the training state of :class:`~boltzkit.train.fit.Fit`: optimizers, schedules,
+sampler chains, generator states, position in the run; the config), read back with
+``torch.load(weights_only=True)``. Final weights are also exported as
 ``model.safetensors`` with the config in its metadata.
 """
 
@@ -22,7 +23,10 @@ from torch import nn
 from ..errors import CheckpointError
 
 FORMAT = "boltzkit-checkpoint"
-VERSION = 1
+VERSION = 2
+WEIGHTS_READABLE = (1, 2)
+"""Versions whose ``model`` weights and ``data_info`` we read (version 1 came before the
+model-family trainer; its training state cannot be resumed)."""
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -47,8 +51,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, on the CPU."""
+def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, on the CPU; ``resumable``
+    demands the current version (older ones still give their weights)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -59,11 +64,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable boltzkit checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a boltzkit checkpoint (no '{FORMAT}' marker)")
-    if payload.get("version") != VERSION:
+    version = payload.get("version")
+    if version not in WEIGHTS_READABLE:
         raise CheckpointError(
-            f"{path}: checkpoint version {payload.get('version')} is not supported "
+            f"{path}: checkpoint version {version} is not supported "
             f"(this boltzkit reads version {VERSION})"
         )
+    if resumable and version != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} was written by an earlier boltzkit; "
+                              f"its weights load (evaluate, sample) but training resumes only from "
+                              f"version {VERSION}")
     return payload
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, apply_overrides, validate
-from .lr_finder import LRFindResult, lr_range_test, plot_range_test
-from .optim import clip_gradients
-from .trainer import prepare
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..families import GradientStep
+from ..optim.lr_finder import LRFindResult, lr_range_test
+from .fit import Fit
 
 
 def find_lr(
@@ -30,14 +31,21 @@ def find_lr(
     suggestion. Returns the result and the path of that config (or ``None``).
     ``iterations`` defaults to the task's (100; 300 for RBMs).
 
-    The curve records the task's loss (for RBMs, the reconstruction error) on a fixed
-    probe batch of ``probe`` held-out examples before each update, which removes the
-    batch-to-batch noise of recording training batches; ``probe=0`` records the
-    training batch instead, as in Smith's original test.
+    The curve records the task's proxy loss (for RBMs, the negative pseudo-log-likelihood;
+    for classifiers, the cross-entropy) on a fixed probe batch of ``probe`` held-out
+    examples before each update, which removes the batch-to-batch noise of recording
+    training batches; ``probe=0`` records the training batch instead, as in Smith's
+    original test.
     """
-    setup = prepare(config)
-    task, model = setup.task, setup.model
+    from ..plots import save_range_test
+
+    session = Fit(config)
+    task, model, step = session.task, session.model, session.train_step()
+    if not session.family.capabilities.lr_find or not isinstance(step, GradientStep):
+        raise ConfigError(f"lr-find needs a family trained by one optimizer; model.type "
+                          f"{config.model.type!r} takes over its updates")
     iterations = iterations or task.range_test_iterations
+    probe_batch = task.probe(probe) if probe else None
 
     def record(batch, loss) -> float:
         if probe == 0:
@@ -48,20 +56,20 @@ def find_lr(
         model.train()
         return value
 
-    probe_batch = task.probe(probe) if probe else None
+    batches = (task.batch(rows, session.data_rng) for rows in session.batches.endless())
     result = lr_range_test(
-        setup.model,
-        setup.optimizer,
-        setup.batches(config.train.batch_size),
-        step_loss=lambda batch: setup.objective.loss(setup.model, batch),
+        model,
+        step.optimizer,
+        batches,
+        step_loss=lambda batch: step.objective.loss(model, batch),
         record=record,
         low=low,
         high=high,
         iterations=iterations,
         rule=rule,
         beta=0.9 if probe else 0.98,  # a probe has no batch-to-batch noise: smooth lightly
-        stateful=[setup.schedule, setup.objective, setup.data_rng],
-        clip=lambda: clip_gradients(setup.model, config.train),
+        stateful=[step.schedule, step.objective, session.data_rng, session.batches],
+        clip=lambda: step.clip(model),
         loss_name=f"{task.proxy_name} ({'probe of ' + str(probe) if probe else 'training batch'})",
         progress=progress,
     )
@@ -70,10 +78,10 @@ def find_lr(
     (out / "lr_find.json").write_text(json.dumps(
         {"config": config.to_dict(), "low": low, "high": high, "iterations": iterations, "probe": probe,
          **result.to_dict()}, indent=2))
-    plot_range_test(result, out / "lr_find.png")
+    save_range_test(result, out / "lr_find.png")
     applied = None
     if apply:
         applied = out / "config-lr.yaml"
-        raw = apply_overrides(config.to_dict(), [f"train.optimizer.lr={result.suggestion:.6g}"])
-        applied.write_text(validate(raw).to_yaml())
+        applied.write_text(config.with_overrides({"train.optimizer.lr": float(f"{result.suggestion:.6g}")})
+                           .to_yaml())
     return result, applied

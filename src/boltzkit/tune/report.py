@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from ..config import RunConfig
 from ..plots import plt
+from .space import trial_config
 
 FIGURES = {
     "optimization_history.png": "plot_optimization_history",
@@ -24,8 +25,6 @@ FIGURES = {
 def write_report(study: optuna.Study, config: RunConfig, out: Path, url: str | None = None,
                  echo: bool = True) -> str:
     """Write ``best.yaml``, ``trials.csv`` and the figures; return (and print) a summary."""
-    from .study import trial_config
-
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(trials, out / "trials.csv")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from ..config import SpaceEntry
+from ..config import RunConfig, SpaceEntry, TuneConfig
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, SpaceEntry]) -> dict[str, Any]:
@@ -59,3 +59,12 @@ def grid(space: Mapping[str, SpaceEntry]) -> dict[str, list[Any]]:
 
 def grid_size(space: Mapping[str, SpaceEntry]) -> int:
     return math.prod(len(v) for v in grid(space).values())
+
+
+def trial_config(config: RunConfig, params: Mapping[str, Any], number: int | None = None) -> RunConfig:
+    """The base config with a trial's parameters applied and the tune section reset
+    (``name`` gets ``-trial-NNNN`` when ``number`` is given)."""
+    result = config.with_overrides({**params, "tune": TuneConfig().model_dump(mode="json")})
+    if number is not None:
+        result.name = f"{config.name}-trial-{number:04d}"
+    return result

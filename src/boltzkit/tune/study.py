@@ -22,11 +22,12 @@ import yaml
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from ..config import RunConfig, apply_overrides, validate
+from ..config import RunConfig, validate
 from ..data import load_dataset
 from ..errors import BoltzkitError, ConfigError, DivergenceError
-from ..metrics import metric_direction
-from .space import grid, suggest
+from ..families import get_family
+from .report import write_report
+from .space import grid, suggest, trial_config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_FILE = "tune-config.yaml"
@@ -41,7 +42,18 @@ class TrialCrashed(Exception):
 
 
 def direction(config: RunConfig) -> str:
-    return config.tune.direction or metric_direction(config.tune.metric)
+    """``tune.direction``, else the direction the model family declares for ``tune.metric``."""
+    if config.tune.direction:
+        return config.tune.direction
+    family = get_family(config.model.type)
+    declared = family.direction(config.tune.metric)
+    if declared is None:
+        known = sorted(m for m in {**family.metrics} if family.direction(m))
+        what = ("is informative only" if family.logs(config.tune.metric)
+                else f"is not a metric of model.type {family.name!r}")
+        raise ConfigError(f"tune.metric {config.tune.metric!r} {what}; choose one of {', '.join(known)} "
+                          "or set tune.direction: maximize | minimize")
+    return declared
 
 
 def storage_url(config: RunConfig, out: Path, storage: str | None = None) -> str:
@@ -107,18 +119,6 @@ def open_study(config: RunConfig, out: Path, storage: str | None = None, worker:
         raise ConfigError(f"study {name!r}: {err}") from None
 
 
-def trial_config(config: RunConfig, params: dict[str, Any], number: int | None = None) -> RunConfig:
-    """The base config with a trial's parameters applied and the tune section reset."""
-    raw = config.to_dict()
-    raw.pop("tune")
-    overrides = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
-                 for key, value in params.items()]
-    result = validate(apply_overrides(raw, overrides))
-    if number is not None:
-        result.name = f"{config.name}-trial-{number:04d}"
-    return result
-
-
 def objective(config: RunConfig, out: Path, dataset=None):
     """The Optuna objective: train one trial's config, report the metric every epoch."""
     from ..train.trainer import train
@@ -165,7 +165,8 @@ def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: i
     """Run trials in this process until the study holds ``tune.n_trials`` finished trials."""
     study = open_study(config, out, storage, worker)
     shared = not any(key.startswith("data.") or key == "seed" for key in config.tune.space)
-    dataset = load_dataset(config.data, config.seed, unit_interval=_unit_interval(config)) if shared else None
+    unit_interval = get_family(config.model.type).unit_interval(config.model)
+    dataset = load_dataset(config.data, config.seed, unit_interval=unit_interval) if shared else None
     remaining = config.tune.n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if remaining <= 0:
         return study
@@ -202,12 +203,6 @@ def _announce(metric: str):
     return callback
 
 
-def _unit_interval(config: RunConfig) -> bool:
-    from ..train.tasks import needs_unit_interval
-
-    return needs_unit_interval(config)
-
-
 def _worker(raw: dict, out: str, storage: str | None, worker: int, threads: int) -> None:
     import torch
 
@@ -233,8 +228,6 @@ def run(
         storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) instead of
             ``tune.storage`` or the SQLite default.
     """
-    from .report import write_report
-
     out = Path(out)
     if not config.tune.space:
         raise ConfigError("tune.space is empty: give at least one config key to tune, e.g. "
@@ -268,7 +261,6 @@ def run(
 def report(out: str | Path, storage: str | None = None) -> optuna.Study:
     """Rebuild ``best.yaml``, ``trials.csv`` and the figures of the study in ``out``."""
     from ..errors import CheckpointError
-    from .report import write_report
 
     out = Path(out)
     saved = out / CONFIG_FILE

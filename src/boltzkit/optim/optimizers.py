@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .keywords import check_keywords
+
 
 def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
     """Map lowercase names (``sgd``, ``adam``, ``adamw``, ``nadam``, ...) to classes."""
@@ -42,14 +44,9 @@ def optimizer_arguments(name: str) -> list[str]:
 
 def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first keyword the optimizer does not take."""
-    accepted = optimizer_arguments(name)
-    for key in kwargs:
-        if key not in accepted:
-            raise ValueError(
-                f"{key!r} is not an argument of torch.optim.{optimizer_class(name).__name__}; "
-                f"accepted: {', '.join(accepted)}. To switch optimizers, set the whole "
-                f"section, e.g. --set 'train.optimizer={{name: {name}, lr: 0.001}}'"
-            )
+    check_keywords(kwargs, optimizer_arguments(name), f"torch.optim.{optimizer_class(name).__name__}",
+                   hint=". To switch optimizers, set the whole section, e.g. "
+                        f"--set 'train.optimizer={{name: {name}, lr: 0.001}}'")
 
 
 NO_DECAY_MARKERS = ("bias", "log_sigma", "log_scale")

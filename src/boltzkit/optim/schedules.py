@@ -3,9 +3,11 @@
 Each schedule is a pure function ``factor(t, total, **params)`` giving the multiplier of
 the optimizer's initial learning rate at step ``t`` of ``total`` (steps are batches or
 epochs, as ``unit`` says), so a schedule can be plotted, tested against its formula
-and restored from a checkpoint by restoring ``t`` alone. ``plateau`` is the exception:
-it reacts to a metric (``metric``, default ``val_loss``; ``mode`` follows the metric's
-direction) and wraps :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
+and restored from a checkpoint by restoring ``t`` alone. Schedules that react to the
+run instead of the clock are classes in :data:`REACTIVE`: ``plateau`` watches a metric
+(``metric``, default ``val_loss``; ``mode`` from the metric's direction, which the
+trainer knows) and wraps :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
+:func:`make_schedule` builds either kind behind one interface, :class:`Schedule`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..metrics import metric_direction
+from .keywords import check_keywords
 
 
 def constant(t: int, total: int) -> float:
@@ -51,7 +53,7 @@ def cosine(t: int, total: int, *, warmup: float = 0.0, min_factor: float = 0.0) 
     from 1 down to ``min_factor`` at ``t = total`` (Loshchilov & Hutter, 2017)."""
     warm = warmup * total
     if t < warm:
-        return (t + 1) / warm
+        return warming_up(t, warm)
     progress = min(1.0, (t - warm) / max(1.0, total - warm))
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -101,7 +103,7 @@ def wsd(
     ``cosine`` or ``sqrt`` (``1 - sqrt(progress)``, Hägele et al., 2024)."""
     warm, start = warmup * total, (1 - decay) * total
     if t < warm:
-        return (t + 1) / warm
+        return warming_up(t, warm)
     if t < start:
         return 1.0
     progress = min(1.0, (t - start) / max(1.0, total - start))
@@ -112,6 +114,12 @@ def wsd(
     else:
         fall = 1 - progress
     return min_factor + (1 - min_factor) * fall
+
+
+def warming_up(t: int, warm: float) -> float:
+    """The linear warm-up shared by ``cosine`` and ``wsd``: ``(t + 1) / warm`` for ``t < warm``
+    (the first step already trains, at ``1 / warm`` of the rate)."""
+    return (t + 1) / warm
 
 
 def _cos_interp(start: float, end: float, x: float) -> float:
@@ -133,10 +141,107 @@ SCHEDULE_NAMES = (*SCHEDULES, "plateau")
 UNITS = ("epoch", "step")
 
 
+UNITS = ("epoch", "step")
+PLATEAU_ARGUMENTS = ("metric", "factor", "patience", "threshold", "cooldown", "min_lr", "mode")
+
+
+class Schedule:
+    """Drives an optimizer's learning rates; built by :func:`make_schedule`.
+
+    Call :meth:`step` once per ``unit`` (batch or epoch), with the epoch's metrics where
+    the trainer has them. The state (the step counter, and what a reactive schedule
+    keeps) round-trips through :meth:`state_dict`.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int = 1, unit: str = "epoch"):
+        if unit not in UNITS:
+            raise ValueError(f"unknown schedule unit {unit!r}; accepted: {', '.join(UNITS)}")
+        self.optimizer, self.total, self.unit = optimizer, total, unit
+        self.t = 0
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self, metrics: Mapping[str, float] | None = None) -> None:
+        raise NotImplementedError
+
+    @property
+    def lrs(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.t = int(state["t"])
+        self.base_lrs = list(state["base_lrs"])
+
+
+class FactorSchedule(Schedule):
+    """A pure schedule: ``lr = base_lr * SCHEDULES[name](t, total, **params)``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, name: str, total: int = 1,
+                 unit: str = "epoch", **params: Any):
+        super().__init__(optimizer, total, unit)
+        self.name, self.params = name, params
+        self._apply()
+
+    def _apply(self) -> None:
+        factor = SCHEDULES[self.name](self.t, self.total, **self.params)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+
+    def step(self, metrics: Mapping[str, float] | None = None) -> None:
+        self.t += 1
+        self._apply()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._apply()
+
+
+class PlateauSchedule(Schedule):
+    """Divide the rate by ``1 / factor`` when ``metric`` stops improving for ``patience``
+    epochs (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`). ``mode`` defaults to
+    the metric's direction as ``direction(metric)`` tells (``maximize`` -> ``max``)."""
+
+    arguments = PLATEAU_ARGUMENTS
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int = 1, unit: str = "epoch",
+                 direction: Callable[[str], str] | None = None, **params: Any):
+        super().__init__(optimizer, total, unit)
+        options = {k: v for k, v in params.items() if k != "metric"}
+        self.metric = params.get("metric", "val_loss")
+        if "mode" not in options:
+            maximize = direction is not None and direction(self.metric) == "maximize"
+            options["mode"] = "max" if maximize else "min"
+        self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **options)
+
+    def step(self, metrics: Mapping[str, float] | None = None) -> None:
+        self.t += 1
+        if metrics is None or self.metric not in metrics:
+            available = ", ".join(sorted(metrics or {}))
+            raise ValueError(
+                f"plateau schedule watches metric {self.metric!r}, which this run does not "
+                f"log; logged metrics: {available}"
+            )
+        self._plateau.step(metrics[self.metric])
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "plateau": self._plateau.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._plateau.load_state_dict(state["plateau"])
+
+
+REACTIVE: dict[str, type[Schedule]] = {"plateau": PlateauSchedule}
+"""Schedules that react to the run's metrics: no formula, nothing to plot in advance."""
+SCHEDULE_NAMES = (*SCHEDULES, *REACTIVE)
+
+
 def schedule_arguments(name: str) -> list[str]:
     """Keyword parameters the named schedule accepts."""
-    if name == "plateau":
-        return list(PLATEAU_ARGUMENTS)
+    if name in REACTIVE:
+        return list(REACTIVE[name].arguments)
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; accepted: {', '.join(SCHEDULE_NAMES)}")
     params = inspect.signature(SCHEDULES[name]).parameters.values()
@@ -145,13 +250,7 @@ def schedule_arguments(name: str) -> list[str]:
 
 def check_schedule(name: str, params: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for an unknown schedule, parameter or inconsistent values."""
-    accepted = schedule_arguments(name)
-    for key in params:
-        if key not in accepted:
-            raise ValueError(
-                f"{key!r} is not a parameter of schedule {name!r}; "
-                f"accepted: {', '.join(accepted) or 'none'}"
-            )
+    check_keywords(params, schedule_arguments(name), f"schedule {name!r}", "parameter")
     if name == "piecewise":
         boundaries = list(params.get("boundaries", ()))
         values = list(params.get("values", (1.0,)))
@@ -175,115 +274,44 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
         raise ValueError(f"wsd shape must be linear, cosine or sqrt, got {params['shape']!r}")
 
 
+def make_schedule(
+    optimizer: torch.optim.Optimizer,
+    name: str = "constant",
+    total: int = 1,
+    unit: str = "epoch",
+    direction: Callable[[str], str] | None = None,
+    **params: Any,
+) -> Schedule:
+    """The schedule ``name`` over ``total`` steps of ``unit``, driving ``optimizer``.
+
+    Args:
+        optimizer: whose parameter groups' ``lr`` are set (their ratios are kept).
+        name: one of :data:`SCHEDULE_NAMES`.
+        total: number of steps in the run, in ``unit``.
+        unit: ``epoch`` or ``step``.
+        direction: ``metric name -> 'maximize' | 'minimize'``, for reactive schedules.
+        params: the schedule's keyword parameters.
+    """
+    check_schedule(name, params)
+    if name in REACTIVE:
+        return REACTIVE[name](optimizer, total, unit, direction=direction, **params)
+    return FactorSchedule(optimizer, name, total, unit, **params)
+
+
 def schedule_factors(name: str, total: int, **params: Any) -> list[float]:
     """The multiplier at every step ``0 .. total - 1`` (for plots and tests)."""
     fn = SCHEDULES[name]
     return [fn(t, total, **params) for t in range(total)]
 
 
-class Schedule:
-    """Drives an optimizer's learning rates from a named schedule.
-
-    Call :meth:`step` once per unit (batch or epoch, as the trainer is told by
-    ``unit``); ``plateau`` also takes the epoch's metrics. The state is the step counter
-    (and the wrapped plateau scheduler's state), saved by :meth:`state_dict`.
-
-    Args:
-        optimizer: whose parameter groups' ``lr`` are set.
-        name: one of :data:`SCHEDULE_NAMES`.
-        total: number of steps in the run, in ``unit``.
-        unit: ``epoch`` or ``step``.
-        params: the schedule's keyword parameters.
-    """
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        name: str = "constant",
-        total: int = 1,
-        unit: str = "epoch",
-        **params: Any,
-    ):
-        if unit not in UNITS:
-            raise ValueError(f"unknown schedule unit {unit!r}; accepted: {', '.join(UNITS)}")
-        check_schedule(name, params)
-        self.optimizer, self.name, self.total, self.unit = optimizer, name, total, unit
-        self.params = params
-        self.t = 0
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self._plateau = None
-        if name == "plateau":
-            options = {k: v for k, v in params.items() if k != "metric"}
-            self.metric = params.get("metric", "val_loss")
-            options.setdefault("mode", "max" if metric_direction(self.metric) == "maximize" else "min")
-            self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **options)
-        else:
-            self._apply()
-
-    def _apply(self) -> None:
-        factor = SCHEDULES[self.name](self.t, self.total, **self.params)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
-
-    def step(self, metrics: Mapping[str, float] | None = None) -> None:
-        """Advance one unit; ``plateau`` reads ``metrics[metric]``."""
-        self.t += 1
-        if self._plateau is None:
-            self._apply()
-            return
-        if metrics is None or self.metric not in metrics:
-            available = ", ".join(sorted(metrics or {}))
-            raise ValueError(
-                f"plateau schedule watches metric {self.metric!r}, which this run does not "
-                f"log; logged metrics: {available}"
-            )
-        self._plateau.step(metrics[self.metric])
-
-    @property
-    def lrs(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        state = {"t": self.t, "base_lrs": list(self.base_lrs)}
-        if self._plateau is not None:
-            state["plateau"] = self._plateau.state_dict()
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.t = int(state["t"])
-        self.base_lrs = list(state["base_lrs"])
-        if self._plateau is not None:
-            self._plateau.load_state_dict(state["plateau"])
-        else:
-            self._apply()
-
-
-def plot_schedule(
-    name: str, params: dict[str, Any], lr: float, epochs: int, steps_per_epoch: int, unit: str,
-    path: str,
-) -> list[float]:
-    """Plot the learning rate at every update of a run into ``path``; returns the rates."""
-    from ..plots import plt
-
-    if name == "plateau":
-        raise ValueError("the plateau schedule reacts to a metric during training; "
+def learning_rates(name: str, params: Mapping[str, Any], lr: float, epochs: int,
+                   steps_per_epoch: int, unit: str) -> list[float]:
+    """The learning rate at every update of a run (``epochs * steps_per_epoch`` values)."""
+    if name in REACTIVE:
+        raise ValueError(f"the {name} schedule reacts to the run's metrics; "
                          "it has no curve to plot in advance")
     check_schedule(name, params)
-    steps = epochs * steps_per_epoch
-    fn = SCHEDULES[name]
+    fn, steps = SCHEDULES[name], epochs * steps_per_epoch
     if unit == "step":
-        rates = [lr * fn(t, steps, **params) for t in range(steps)]
-    else:
-        rates = [lr * fn(t // steps_per_epoch, epochs, **params) for t in range(steps)]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot([t / steps_per_epoch for t in range(steps)], rates, color="C0")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    detail = ", ".join(f"{k}={v}" for k, v in params.items())
-    ax.set_title(f"{name} ({detail or 'default parameters'}), stepped per {unit}; "
-                 f"{epochs} epochs x {steps_per_epoch} updates", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return rates
+        return [lr * fn(t, steps, **params) for t in range(steps)]
+    return [lr * fn(t // steps_per_epoch, epochs, **params) for t in range(steps)]

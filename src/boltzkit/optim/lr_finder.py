@@ -30,7 +30,6 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,30 +213,3 @@ def _restore(model, optimizer, stateful, snapshot) -> None:
             obj.load_state_dict(state)
     model.train(snapshot["training"])
     set_global_rng_state(snapshot["global_rng"])
-
-
-def plot_range_test(result: LRFindResult, path: str | Path, title: str = "") -> Path:
-    """``lr_find.png``: raw and smoothed loss against the rate, one line per suggestion."""
-    from ..plots import plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(result.lrs, result.losses, color="0.75", linewidth=1, label="loss per batch")
-    ax.plot(result.lrs, result.smoothed, color="C0", linewidth=2, label="smoothed")
-    for index, (name, lr) in enumerate(result.suggestions.items()):
-        style = "-" if name == result.rule else ":"
-        ax.axvline(lr, color=f"C{index + 1}", linestyle=style,
-                   label=f"{name}: {lr:.2e}" + (" (suggested)" if name == result.rule else ""))
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(result.loss_name)
-    smooth_values = np.asarray(result.smoothed)
-    top = smooth_values[0] + 0.5 * (smooth_values.max() - smooth_values.min())
-    ax.set_ylim(smooth_values.min() - 0.1 * (top - smooth_values.min()), max(top, smooth_values[0] * 1.02))
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"learning-rate range test: confidence {result.confidence} "
-                 f"(spread {result.spread_decades:.2f} decades, noise {result.noise:.2f})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

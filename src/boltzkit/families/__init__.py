@@ -1,0 +1,30 @@
+"""Model families as plug-ins: one module per family, each registering a :class:`Family`.
+
+Adding a family is one new module here (its config section, model builder and task,
+ending with ``register(Family(...))``), its import below, and one entry in the tests'
+family table. Importing this package imports PyTorch but not matplotlib.
+"""
+
+from .contract import COMMON_METRICS, Capabilities, Family, ModelSection, split_metrics
+from .registry import family_names, get_family, register, unregister
+from .steps import GradientStep, NonFiniteLoss, Stage, TrainStep
+from .task import Task
+
+from . import bm, mlp, rbm  # noqa: E402, F401  (built-in families register themselves)
+
+__all__ = [
+    "COMMON_METRICS",
+    "Capabilities",
+    "Family",
+    "GradientStep",
+    "ModelSection",
+    "NonFiniteLoss",
+    "Stage",
+    "Task",
+    "TrainStep",
+    "family_names",
+    "get_family",
+    "register",
+    "split_metrics",
+    "unregister",
+]

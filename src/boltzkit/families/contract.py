@@ -1,0 +1,107 @@
+"""What a model family declares: the :class:`Family` record every part of boltzkit reads.
+
+Build, the task lookup, the command line's and ``evaluate``'s gates, metric directions,
+presets and the test registry all read a family's record instead of testing its name,
+so a new family is one module (its config section, model builder, task) and one
+:func:`~boltzkit.families.registry.register` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from ..sections import Section
+
+if TYPE_CHECKING:
+    from .task import Task
+
+Direction = Literal["maximize", "minimize"]
+
+COMMON_METRICS: dict[str, Direction | None] = {
+    "loss": "minimize",  # the training objective's value, averaged over the epoch
+    "lr": None,
+    "seconds": None,
+    "epoch": None,
+    "step": None,
+}
+"""Metrics the trainer logs for every family (None: not a quantity to optimise)."""
+
+
+class ModelSection(Section):
+    """The base of every family's ``model`` config section; ``type`` names the family."""
+
+    type: str
+
+
+def split_metrics(**directions: Direction | None) -> dict[str, Direction | None]:
+    """``split_metrics(recon_error="minimize")`` -> the ``train_`` and ``val_`` variants."""
+    return {f"{split}_{name}": d for name, d in directions.items() for split in ("train", "val")}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family's trained models can do beyond training.
+
+    Attributes:
+        sample: ``boltzkit sample`` draws from it (the family gives ``sample``).
+        exact_likelihood: small models get an exact log-likelihood.
+        ais_likelihood: annealed importance sampling estimates its log-likelihood.
+        evaluate: ``boltzkit evaluate`` reports on it (the task implements ``evaluate``).
+        seeds_mlp: an MLP's first layer can start from it (``model.pretrained``); the
+            model then has ``hidden_affine() -> (A, c)``.
+        lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
+    """
+
+    sample: bool = False
+    exact_likelihood: bool = False
+    ais_likelihood: bool = False
+    evaluate: bool = False
+    seeds_mlp: bool = False
+    lr_find: bool = True
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family.
+
+    Attributes:
+        name: the ``model.type`` that selects it.
+        description: one line for listings.
+        section: its ``model`` config section (validates only its own keys).
+        build: ``(section, data_info, generator) -> nn.Module``: the model, with fresh
+            parameters, for data described by ``data_info`` (``n_features``, ...).
+        task: the :class:`~boltzkit.families.task.Task` that trains it on data.
+        metrics: every metric its runs log, with its direction (None: informative only).
+        capabilities: see :class:`Capabilities`.
+        unit_interval: ``section -> bool``: whether the data must lie in [0, 1].
+        figures: the figure files a run of this family writes.
+        presets: the built-in presets that train it.
+        sample: ``(model, n, steps, generator, temperatures, min_beta) -> (states, means)``,
+            each ``(n, D)``: ``n`` samples after ``steps`` sweeps (tempered with
+            ``temperatures >= 2``); required with ``capabilities.sample``.
+    """
+
+    name: str
+    description: str
+    section: type[ModelSection]
+    build: Callable[[Any, Mapping[str, Any], torch.Generator], nn.Module]
+    task: type[Task]
+    metrics: Mapping[str, Direction | None]
+    capabilities: Capabilities = Capabilities()
+    unit_interval: Callable[[Any], bool] = lambda section: False
+    figures: tuple[str, ...] = ("curves.png",)
+    presets: tuple[str, ...] = field(default_factory=tuple)
+    sample: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def direction(self, metric: str) -> Direction | None:
+        """``maximize`` / ``minimize`` as declared, None for informative or unknown metrics."""
+        return {**COMMON_METRICS, **self.metrics}.get(metric)
+
+    def logs(self, metric: str) -> bool:
+        """Whether ``metric`` is declared by this family or by the trainer."""
+        return metric in self.metrics or metric in COMMON_METRICS

@@ -1,0 +1,168 @@
+"""Multilayer perceptron classifiers (``model.type: mlp``) with the classic fast-training
+knobs (initialisation, activation, batch normalisation, dropout) and a first layer that
+can start from a trained RBM (``pretrained``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from ..data import Dataset
+from ..errors import DataError
+from ..models.mlp import MLP
+from ..objectives.supervised import CrossEntropy
+from .contract import Capabilities, Family, ModelSection
+from .registry import get_family, register
+from .task import Task
+
+
+class MLPSection(ModelSection):
+    type: Literal["mlp"] = "mlp"
+    hidden_layers: list[int] = Field(default_factory=lambda: [256])
+    activation: Literal["relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"] = "relu"
+    init: Literal["he", "glorot", "lecun"] = "he"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    pretrained: str | None = None
+    """A run directory (of a family that can seed an MLP, e.g. an RBM) whose weights
+    initialise the first layer."""
+    freeze_pretrained: bool = False
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(width < 1 for width in value):
+            raise ValueError(f"hidden layer widths must be >= 1, got {value}")
+        return value
+
+
+def build_mlp(section: MLPSection, data_info: Mapping[str, Any], generator: torch.Generator) -> MLP:
+    return MLP(data_info["n_features"], section.hidden_layers, data_info["n_classes"],
+               section.activation, section.init, section.batch_norm, section.dropout, generator)
+
+
+class ClassifierTask(Task):
+    """Classifiers trained by cross-entropy on labelled data."""
+
+    summary_keys = ("loss", "val_loss", "val_accuracy", "seconds")
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        super().__init__(config, data, device)
+        if data.train_labels is None:
+            raise DataError(
+                f"{data.source or data.name}: model.type {config.model.type!r} needs labels and this "
+                "data set has none (csv: set data.label_column; npz: add y or y_train)"
+            )
+        self.train_y = data.train_labels.to(device)
+        n = config.train.metrics_examples
+        self.monitor = {
+            "train": (self.train_x[:n], self.train_y[:n]),
+            "val": (data.validation.to(device), data.validation_labels.to(device)),
+        }
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        labels = [self.data.train_labels, self.data.validation_labels, self.data.test_labels]
+        n_classes = int(max(int(t.max()) for t in labels if t is not None and len(t))) + 1
+        return {**super().data_info, "n_classes": n_classes}
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        cfg = self.config.model
+        if cfg.pretrained:
+            # a run of another family: read through the run-directory layer (an arrow upward,
+            # taken only at build time and only for this option)
+            from ..train.run_dir import load_run_model
+
+            source = load_run_model(cfg.pretrained)
+            if not get_family(source.config.model.type).capabilities.seeds_mlp:
+                raise DataError(f"{cfg.pretrained}: model.pretrained must be a run of a family that can "
+                                f"seed an MLP (an RBM run); it holds a model.type "
+                                f"{source.config.model.type!r}")
+            try:
+                weight, bias = source.model.hidden_affine()  # centering and Gaussian scaling folded in
+                model.load_pretrained_layer(weight.T, bias, freeze=cfg.freeze_pretrained)
+            except ValueError as err:
+                raise DataError(f"{cfg.pretrained}: {err}") from None
+        return model
+
+    def build_objective(self) -> CrossEntropy:
+        return CrossEntropy()
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.train_x[rows], self.train_y[rows]
+
+    def proxy_loss(self, model: nn.Module, batch) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    def probe(self, n: int) -> tuple[Tensor, Tensor]:
+        x, y = self.monitor["val"] if len(self.monitor["val"][0]) else self.monitor["train"]
+        return x[:n], y[:n]
+
+    @torch.no_grad()
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics = {}
+        for name, (x, y) in self.monitor.items():
+            if len(x) == 0:
+                continue
+            loss, accuracy = classification_metrics(model, x, y)
+            metrics["train_loss_eval" if name == "train" else "val_loss"] = loss
+            metrics[f"{name}_accuracy"] = accuracy
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
+                 **options: Any) -> tuple[dict[str, Any], str]:
+        """Cross-entropy and accuracy on ``split``."""
+        labels = {"train": self.data.train_labels, "validation": self.data.validation_labels,
+                  "test": self.data.test_labels}[split]
+        try:
+            x = self.data.split(split)
+        except ValueError as err:
+            raise DataError(f"{err}; choose another --split") from None
+        model.eval()
+        loss, accuracy = classification_metrics(model, x.to(self.device), labels.to(self.device))
+        results = {"examples": len(x), "loss": loss, "accuracy": accuracy,
+                   "accuracy_stderr": (accuracy * (1 - accuracy) / len(x)) ** 0.5}
+        report = (f"{split} split, {len(x)} examples\ncross-entropy  {loss:.4f} nats\n"
+                  f"accuracy       {accuracy:.4f} (+- {results['accuracy_stderr']:.4f} s.e.)")
+        return results, report
+
+    def write_figures(self, out: Path, model: nn.Module, history: list[dict]) -> None:
+        from .. import plots
+
+        plots.save_curves(history, out / "curves.png", {
+            "loss": ["loss", "train_loss_eval", "val_loss"],
+            "accuracy": ["train_accuracy", "val_accuracy"],
+            "learning rate": ["lr"],
+        }, title=out.name)
+        if self.data.image_shape is not None:
+            weights = model.first_linear().weight.detach()[:100].cpu().numpy()
+            plots.save_image_grid(weights, self.data.image_shape, out / "filters.png",
+                                  normalize=True, title="first-layer weights")
+
+
+def classification_metrics(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in chunks of 4096."""
+    logits = torch.cat([model(chunk) for chunk in x.split(4096)])
+    return F.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
+MLP_FAMILY = register(Family(
+    name="mlp",
+    description="multilayer perceptron classifier (optionally seeded by a trained RBM)",
+    section=MLPSection,
+    build=build_mlp,
+    task=ClassifierTask,
+    metrics={"val_loss": "minimize", "train_loss_eval": "minimize", "train_accuracy": "maximize",
+             "val_accuracy": "maximize"},
+    capabilities=Capabilities(evaluate=True),
+    figures=("curves.png", "filters.png"),
+))

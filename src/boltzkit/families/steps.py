@@ -1,0 +1,123 @@
+"""How a family's model is updated: train steps, and training in stages.
+
+A :class:`TrainStep` performs one update from one batch and owns what that needs (its
+optimizers, schedules, objectives); :class:`GradientStep` is the usual one (one
+objective, one optimizer, one backward). A family that needs more (two optimizers and
+alternating updates, say) writes its own TrainStep. A family trains in one or more
+:class:`Stage` s (a DBN: layer 1, layer 2, fine-tuning), each with its own epochs and a
+fresh step, each resumable from the middle (the trainer saves the step's state).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objectives.base import Objective
+from ..optim.schedules import Schedule
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A step met a NaN or infinite loss and did not update (``value``, rate ``lr``)."""
+
+    def __init__(self, value: float, lr: float):
+        super().__init__(f"the loss became {value}")
+        self.value, self.lr = value, lr
+
+
+class TrainStep(ABC):
+    """One update of ``model`` from one batch; returns the loss value it logs."""
+
+    @abstractmethod
+    def __call__(self, model: nn.Module, batch: Any) -> float: ...
+
+    @property
+    @abstractmethod
+    def lr(self) -> float:
+        """The learning rate logged as ``lr`` (the first optimizer's first group)."""
+
+    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+        """Called after each epoch's metrics (per-epoch schedules step here)."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """What the step observed during the epoch (e.g. a sampler's swap rates)."""
+        return {}
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class GradientStep(TrainStep):
+    """``loss = objective.loss(model, batch)``; backward; ``clip``; ``optimizer.step()``;
+    a per-step ``schedule`` steps after every update, a per-epoch one after every epoch.
+
+    A non-finite loss raises :class:`NonFiniteLoss` before any parameter changes.
+    """
+
+    def __init__(self, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                 clip: Callable[[nn.Module], None] | None = None):
+        self.objective, self.optimizer, self.schedule, self.clip = objective, optimizer, schedule, clip
+
+    def __call__(self, model: nn.Module, batch: Any) -> float:
+        loss = self.objective.loss(model, batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value, self.lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip is not None:
+            self.clip(model)
+        self.optimizer.step()
+        if self.schedule.unit == "step":
+            self.schedule.step()
+        return value
+
+    @property
+    def lr(self) -> float:
+        return self.schedule.lrs[0]
+
+    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+        if self.schedule.unit == "epoch":
+            self.schedule.step(metrics)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return self.objective.epoch_metrics()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "objective": self.objective.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.objective.load_state_dict(state["objective"])
+
+
+@dataclass
+class Stage:
+    """A part of a run with its own epochs and update rule.
+
+    Attributes:
+        name: shown in progress lines and logged as ``stage`` when a run has several.
+        epochs: epochs of this stage.
+        build_step: a fresh :class:`TrainStep` for the stage (called at its start, and
+            on resume before the saved state is loaded into it).
+        prepare: maps a training batch to this stage's input (e.g. the hidden
+            activities of the layers below); default: the batch itself.
+        metrics: ``epoch -> metrics`` for this stage; default: the task's.
+    """
+
+    name: str
+    epochs: int
+    build_step: Callable[[], TrainStep]
+    prepare: Callable[[Any], Any] | None = None
+    metrics: Callable[[int], dict[str, float]] | None = None

@@ -1,0 +1,120 @@
+"""A family's training task: what the trainer needs to know about a family, given data.
+
+A task builds the model, cuts batches, declares the stages and their train steps,
+computes the per-epoch metrics, gives the learning-rate range test a loss to watch and
+draws the run's figures. The training loop (``boltzkit.train.fit``) is the same for
+every family.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import Dataset
+from ..objectives.base import Objective
+from ..optim.optimizers import clip_gradients, make_optimizer
+from ..optim.schedules import make_schedule
+from ..seeding import make_generator
+from .steps import GradientStep, Stage
+
+if TYPE_CHECKING:
+    from .contract import Family
+
+
+class Task:
+    """The base task; a family subclasses it and sets ``family``.
+
+    Args:
+        config: the validated run config (``model`` is the family's section).
+        data: the loaded data set.
+        device: where the model and batches live.
+    """
+
+    family: Family
+    summary_keys: tuple[str, ...] = ("loss", "seconds")
+    """Metrics shown in the per-epoch progress line."""
+    proxy_name = "loss"
+    """What :meth:`proxy_loss` measures (the range test's axis label)."""
+    range_test_iterations = 100
+
+    def __init__(self, config, data: Dataset, device: torch.device):
+        self.config, self.data, self.device = config, data, device
+        self.train_x = data.train.to(device)
+
+    # ---------------------------------------------------------------- model and data
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """What rebuilding the model needs besides the config (saved beside the weights)."""
+        return {"n_features": self.data.n_features,
+                "image_shape": list(self.data.image_shape) if self.data.image_shape else None}
+
+    def build_model(self) -> nn.Module:
+        generator = make_generator(self.config.seed, "model.init")
+        return self.family.build(self.config.model, self.data_info, generator).to(self.device)
+
+    def n_examples(self) -> int:
+        return len(self.train_x)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_examples() / self.config.train.batch_size)
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Any:
+        """The training batch of the examples ``rows``."""
+        return self.train_x[rows]
+
+    # ---------------------------------------------------------------- training
+
+    def build_objective(self) -> Objective:
+        raise NotImplementedError(f"{type(self).__name__} has no objective: override stages()")
+
+    def stages(self, model: nn.Module) -> list[Stage]:
+        """The run's stages; default: one stage of ``train.epochs`` with a :meth:`gradient_step`."""
+        epochs = self.config.train.epochs
+        return [Stage("train", epochs, lambda: self.gradient_step(model, self.build_objective(), epochs))]
+
+    def gradient_step(self, model: nn.Module, objective: Objective, epochs: int,
+                      train_config=None) -> GradientStep:
+        """``objective`` with the optimizer, schedule and clipping of ``train_config``
+        (default: the run's ``train`` section), the schedule spanning ``epochs``."""
+        cfg = train_config or self.config.train
+        optimizer = make_optimizer(model, cfg.optimizer)
+        total = epochs if cfg.schedule.unit == "epoch" else epochs * self.steps_per_epoch()
+        schedule = make_schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
+                                 direction=self.family.direction, **cfg.schedule.params())
+        return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg))
+
+    def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Metrics after ``epoch`` (1-based) on fixed monitoring subsets."""
+        return {}
+
+    # ---------------------------------------------------------------- range test
+
+    def proxy_loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """The loss the learning-rate range test records for ``batch``."""
+        raise NotImplementedError
+
+    def probe(self, n: int) -> Any:
+        """A fixed batch of ``n`` held-out examples (validation, else training data)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- outputs
+
+    def write_figures(self, out: Path, model: nn.Module, history: list[dict]) -> None:
+        """The family's figures (``family.figures``) into the folder ``out``."""
+        from .. import plots
+
+        plots.save_curves(history, out / "curves.png", {"loss": ["loss"], "learning rate": ["lr"]},
+                          title=out.name)
+
+    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
+                 **options: Any) -> tuple[dict[str, Any], str]:
+        """``boltzkit evaluate``: results (JSON-ready) and a table, for families whose
+        ``capabilities.evaluate`` is set."""
+        raise NotImplementedError(f"model.type {self.family.name!r} has no evaluation")

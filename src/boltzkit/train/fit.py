@@ -1,0 +1,244 @@
+"""The training core, without run-directory I/O: ``fit(config) -> FitResult``.
+
+Read top to bottom, :meth:`Fit.run` is the whole loop for every family: for each of the
+family's stages, epoch after epoch, batches from one resumable iterator go through the
+stage's train step; after each epoch the task's metrics are logged. Everything that
+decides the next update (parameters, the step's optimizers, schedules and samplers,
+generator states, the epoch's permutation and the position in it) is in
+:meth:`Fit.state_dict`, so a run restored from it ends with exactly the weights of an
+uninterrupted one. The run-directory trainer (``train.trainer``), ``lr-find``, ``tune``
+and in-memory use (scikit-learn wrappers) all build on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import RunConfig
+from ..data import Dataset, load_dataset
+from ..errors import DivergenceError
+from ..families import Family, NonFiniteLoss, Stage, Task, TrainStep, get_family
+from ..seeding import global_rng_state, make_generator, set_global_rng_state
+from .batches import EpochBatches
+from .device import resolve_device
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class FitInterrupted(Exception):
+    """A stop was requested; training stopped after a complete update (state is exact)."""
+
+
+@dataclass
+class TrainState:
+    """Where the run is, and what it logged.
+
+    ``stage`` indexes the family's stages; ``epoch`` counts the epochs done in that stage;
+    ``step`` the updates done in the whole run; ``loss_sum`` and ``seconds`` accumulate
+    over the current epoch.
+    """
+
+    stage: int = 0
+    epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, list(value) if key == "history" else value)
+
+
+@dataclass
+class FitResult:
+    config: RunConfig
+    model: nn.Module
+    history: list[dict[str, float]]
+    task: Task
+
+
+class Fit:
+    """A training run held in memory: data, task, model, stages, train step and position.
+
+    Args:
+        config: validated run configuration.
+        dataset: an already loaded data set (default: the one ``config.data`` describes).
+    """
+
+    def __init__(self, config: RunConfig, dataset: Dataset | None = None):
+        self.config = config
+        self.family: Family = get_family(config.model.type)
+        self.device = resolve_device(config.device)
+        data = dataset or load_dataset(config.data, config.seed,
+                                       unit_interval=self.family.unit_interval(config.model))
+        self.task: Task = self.family.task(config, data, self.device)
+        self.model = self.task.build_model()
+        self.stages: list[Stage] = self.task.stages(self.model)
+        self.data_rng = make_generator(config.seed, "train.data", self.device)
+        self.batches = EpochBatches(self.task.n_examples(), config.train.batch_size, self.data_rng,
+                                    self.device)
+        self.state = TrainState()
+        self._step: TrainStep | None = None
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.state.history
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.epochs for stage in self.stages) * self.batches.per_epoch
+
+    def train_step(self) -> TrainStep:
+        """The current stage's train step (built on first use)."""
+        if self._step is None:
+            self._step = self.stages[self.state.stage].build_step()
+        return self._step
+
+    def _epochs_before(self, stage: int) -> int:
+        return sum(s.epochs for s in self.stages[:stage])
+
+    @property
+    def epochs_done(self) -> int:
+        """Complete epochs over all stages."""
+        return self._epochs_before(self.state.stage) + self.state.epoch
+
+    def done(self) -> bool:
+        last = len(self.stages) - 1
+        return self.state.stage >= last and self.state.epoch >= self.stages[last].epochs
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        *,
+        progress: bool = False,
+        on_epoch_end: EpochCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train to the end of the last stage; returns the history (one row per epoch).
+
+        Args:
+            progress: a progress bar and one line per epoch.
+            on_epoch_end: ``f(epoch_index, metrics)`` after each epoch, once the state is
+                consistent (checkpointing and tuning reports hook in here; an exception it
+                raises stops training).
+            should_stop: polled after every update; when true, :class:`FitInterrupted`
+                is raised with the state exactly after that update.
+
+        Raises:
+            DivergenceError: a loss became NaN or infinite (no update was applied).
+        """
+        state, model, task = self.state, self.model, self.task
+        bar = tqdm(total=self.total_steps, initial=state.step, disable=not progress,
+                   desc=self.config.name, unit="batch", dynamic_ncols=True, leave=False)
+        try:
+            while not self.done():
+                stage = self.stages[state.stage]
+                if state.epoch >= stage.epochs:  # the stage is complete: on to the next
+                    state.stage, state.epoch, self._step = state.stage + 1, 0, None
+                    continue
+                step = self.train_step()
+                started = time.perf_counter()
+                model.train()
+                for rows in self.batches.epoch():
+                    batch = task.batch(rows, self.data_rng)
+                    if stage.prepare is not None:
+                        batch = stage.prepare(batch)
+                    try:
+                        value = step(model, batch)
+                    except NonFiniteLoss as err:
+                        raise DivergenceError(
+                            f"{err} at epoch {self.epochs_done + 1}, "
+                            f"step {state.step + 1} (learning rate {err.lr:.3g}); lower "
+                            "train.optimizer.lr or set train.clip_grad_norm.") from None
+                    state.step, state.loss_sum = state.step + 1, state.loss_sum + value
+                    bar.update(1)
+                    if should_stop is not None and should_stop():
+                        state.seconds += time.perf_counter() - started
+                        raise FitInterrupted(f"stopped at epoch {self.epochs_done + 1}, step {state.step}")
+                state.seconds += time.perf_counter() - started
+                metrics = self._end_epoch(stage, step)
+                if progress:
+                    bar.write(_summary(metrics, task.summary_keys))
+                    bar.set_postfix(loss=f"{metrics['loss']:.3g}", lr=f"{step.lr:.3g}")
+                if on_epoch_end is not None:
+                    on_epoch_end(metrics["epoch"] - 1, metrics)
+        finally:
+            bar.close()
+        return state.history
+
+    def _end_epoch(self, stage: Stage, step: TrainStep) -> dict[str, float]:
+        state, model = self.state, self.model
+        epoch = self.epochs_done + 1
+        model.eval()
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "step": state.step,
+            "lr": step.lr,
+            "loss": state.loss_sum / self.batches.per_epoch,
+            "seconds": state.seconds,
+            **(stage.metrics(epoch) if stage.metrics is not None else self.task.epoch_metrics(model, epoch)),
+            **step.epoch_metrics(),
+        }
+        if len(self.stages) > 1:
+            metrics["stage"] = stage.name
+        state.history.append(metrics)
+        step.end_epoch(metrics)
+        state.epoch, state.loss_sum, state.seconds = state.epoch + 1, 0.0, 0.0
+        return metrics
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs (tensors and plain containers only)."""
+        return {
+            "model": self.model.state_dict(),
+            "train_state": self.state.state_dict(),
+            "batches": self.batches.state_dict(),
+            "step": self.train_step().state_dict(),
+            "data_rng": self.data_rng.get_state(),
+            "global_rng": global_rng_state(),  # dropout draws from it
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.state.load_state_dict(state["train_state"])
+        self.batches.load_state_dict(state["batches"])
+        self._step = None
+        self.train_step().load_state_dict(state["step"])
+        self.data_rng.set_state(state["data_rng"])
+        set_global_rng_state(state["global_rng"])
+
+
+def fit(
+    config: RunConfig,
+    dataset: Dataset | None = None,
+    *,
+    progress: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
+    """Train the model ``config`` describes, in memory; returns the model and its history.
+
+    Nothing is written to disk (see :func:`boltzkit.train.train` for a run directory with
+    checkpoints and figures). ``dataset`` overrides the data ``config.data`` describes.
+    """
+    session = Fit(config, dataset)
+    session.run(progress=progress, on_epoch_end=on_epoch_end)
+    return FitResult(config, session.model.eval(), session.history, session.task)
+
+
+def _summary(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
+    parts = [f"{k} {metrics[k]:.4g}" for k in keys if k in metrics]
+    stage = f" [{metrics['stage']}]" if "stage" in metrics else ""
+    return f"epoch {metrics['epoch']:>3}{stage}: " + ", ".join(parts)
