@@ -89,5 +89,5 @@ def test_validate_rejects_assignment_of_bad_values():
 
 def test_apply_overrides_does_not_mutate_input():
     raw = {"train": {"epochs": 1}}
-    apply_overrides(raw, ["train.epochs=2"])
+    assert apply_overrides(raw, {"train.epochs": 2}) == {"train": {"epochs": 2}}
     assert raw == {"train": {"epochs": 1}}

@@ -41,6 +41,27 @@ def cfg(**kwargs):
     return DataConfig(**kwargs)
 
 
+def rows(features, labels=None):
+    """The examples as a sorted list of (label, pixels) tuples: a multiset to compare splits."""
+    labels = [None] * len(features) if labels is None else labels.tolist()
+    return sorted(zip(labels, map(tuple, features.tolist()), strict=True),
+                  key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+
+
+def is_subsequence(part, whole):
+    """Whether the rows of ``part`` occur in ``whole`` in the same order."""
+    remaining = iter(map(tuple, whole.tolist()))
+    return all(row in remaining for row in map(tuple, part.tolist()))
+
+
+def digits_images():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return torch.from_numpy((bunch.images / 16.0).astype(np.float32)).reshape(-1, 64), torch.from_numpy(
+        bunch.target)
+
+
 # --------------------------------------------------------------------------- digits
 
 
@@ -48,20 +69,29 @@ def test_digits_split_shapes_and_range():
     data = load_dataset(cfg(name="digits", validation=0.1))
     assert data.train.shape == (1350, 64) and data.validation.shape == (150, 64)
     assert data.test.shape == (297, 64) and data.image_shape == (8, 8)
-    assert 0.0 <= data.train.min() and data.train.max() <= 1.0
     assert data.train.dtype == torch.float32
     assert len(data.train_labels) == 1350 and len(data.validation_labels) == 150
+    # scikit-learn's images / 16: the first 1,500 split into train and validation, the last
+    # 297 the test set, each example with its own label
+    images, labels = digits_images()
+    assert torch.equal(data.test, images[1500:]) and torch.equal(data.test_labels, labels[1500:])
+    assert rows(torch.cat([data.train, data.validation]), torch.cat([data.train_labels, data.validation_labels])) == (
+        rows(images[:1500], labels[:1500]))
+    assert data.train.min() == 0.0 and data.train.max() == 1.0
 
 
 def test_validation_split_is_seeded_and_disjoint():
     a = load_dataset(cfg(name="digits"), seed=1)
     b = load_dataset(cfg(name="digits"), seed=1)
     c = load_dataset(cfg(name="digits"), seed=2)
-    assert torch.equal(a.validation, b.validation)
+    assert torch.equal(a.validation, b.validation) and torch.equal(a.train, b.train)
     assert not torch.equal(a.validation, c.validation)
-    rows = {tuple(r.tolist()) for r in a.train}
-    overlap = sum(tuple(r.tolist()) in rows for r in a.validation)
-    assert overlap < 5  # digits has a few duplicate images, not a shared split
+    # a partition of the training file: together exactly its examples, each once, in file order
+    full = load_dataset(cfg(name="digits", validation=0.0), seed=1)
+    assert len(a.validation) == 150
+    assert rows(torch.cat([a.train, a.validation]), torch.cat([a.train_labels, a.validation_labels])) == (
+        rows(full.train, full.train_labels))
+    assert is_subsequence(a.train, full.train) and is_subsequence(a.validation, full.train)
 
 
 @pytest.mark.parametrize("mode", ["threshold", "stochastic", "dynamic"])
@@ -84,8 +114,13 @@ def test_stochastic_binarization_is_seeded_and_unbiased():
     grey = load_dataset(cfg(name="digits"), seed=0).train
     a = load_dataset(cfg(name="digits", binarize="stochastic"), seed=0).train
     b = load_dataset(cfg(name="digits", binarize="stochastic"), seed=0).train
-    assert torch.equal(a, b)
-    assert abs(a.mean().item() - grey.mean().item()) < 0.01
+    c = load_dataset(cfg(name="digits", binarize="stochastic"), seed=1).train
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert bool(((a == 0) | (a == 1)).all())
+    assert torch.equal(a[grey == 0], grey[grey == 0]) and torch.equal(a[grey == 1], grey[grey == 1])
+    # P(pixel = 1) = its grey level: the mean of N Bernoulli draws, within 5 standard errors
+    se = (grey * (1 - grey)).sum().sqrt().item() / grey.numel()
+    assert abs(a.mean().item() - grey.mean().item()) < 5 * se
 
 
 def test_threshold_binarization():
@@ -96,7 +131,10 @@ def test_threshold_binarization():
 
 def test_limit_keeps_the_first_examples():
     data = load_dataset(cfg(name="digits", limit=100, validation=0.2))
-    assert len(data.train) + len(data.validation) == 100
+    assert len(data.train) == 80 and len(data.validation) == 20
+    images, labels = digits_images()
+    assert rows(torch.cat([data.train, data.validation]), torch.cat([data.train_labels, data.validation_labels])) == (
+        rows(images[:100], labels[:100]))
 
 
 # --------------------------------------------------------------------------- IDX / MNIST
@@ -126,18 +164,27 @@ def test_mnist_from_idx_files_in_data_dir(tmp_path, gz):
     data = load_dataset(cfg(name="mnist", dir=str(tmp_path), validation=0.0))
     assert data.train.shape == (30, 784) and data.test.shape == (10, 784)
     assert data.image_shape == (28, 28)
-    assert np.allclose(np.sort(data.train.numpy().ravel()),
-                       np.sort(arrays["x_train"].reshape(30, -1).ravel() / 255.0))
+    # pixel for pixel, in file order (no validation split), labels alongside
+    for split in ("train", "test"):
+        expected = arrays[f"x_{split}"].reshape(-1, 784).astype(np.float32) / 255.0
+        assert np.array_equal(getattr(data, split).numpy(), expected)
+        assert getattr(data, f"{split}_labels").tolist() == arrays[f"y_{split}"].tolist()
 
 
 def test_mnist_from_npz_and_environment_variable(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-             y_train=np.zeros(20, np.uint8), x_test=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-             y_test=np.zeros(5, np.uint8))
+    arrays = {"x_train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, 20, dtype=np.uint8),
+              "x_test": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "y_test": rng.integers(0, 10, 5, dtype=np.uint8)}
+    np.savez(tmp_path / "mnist.npz", **arrays)
     monkeypatch.setenv("BOLTZKIT_DATA_DIR", str(tmp_path))
     data = load_dataset(cfg(name="mnist", validation=0.0))
     assert data.train.shape == (20, 784) and data.test.shape == (5, 784)
+    for split in ("train", "test"):
+        expected = arrays[f"x_{split}"].reshape(-1, 784).astype(np.float32) / 255.0
+        assert np.array_equal(getattr(data, split).numpy(), expected)
+        assert getattr(data, f"{split}_labels").tolist() == arrays[f"y_{split}"].tolist()
 
 
 def test_missing_mnist_names_files_and_folders(tmp_path, monkeypatch):
@@ -197,6 +244,8 @@ def test_download_verifies_sha256(tmp_path, monkeypatch):
         spec.title, spec.npz_names, (), ("https://example.invalid/",), good))
     raw = sources.download_image_set("mnist", tmp_path / "ok")
     assert raw.x_train.shape == (3, 28, 28)
+    for key in sources.IDX_FILES:  # the decoded payloads, byte for byte
+        assert np.array_equal(raw.__dict__[key], arrays[key])
     assert (tmp_path / "ok" / "train-images-idx3-ubyte.gz").is_file()
 
     bad = dict(good, x_train="0" * 64)
@@ -215,10 +264,12 @@ def test_npz_user_file_single_array_and_split(tmp_path):
     np.savez(tmp_path / "a.npz", x=x)
     data = load_dataset(cfg(name="npz", path=str(tmp_path / "a.npz"), validation=0.25))
     assert data.train.shape == (30, 6) and data.test is None and data.image_shape is None
+    assert rows(torch.cat([data.train, data.validation])) == rows(torch.from_numpy(x))
     np.savez(tmp_path / "b.npz", feats_train=x, feats_test=x[:5])
     data = load_dataset(cfg(name="npz", path=str(tmp_path / "b.npz"), key="feats",
                             image_shape=[2, 3]))
     assert data.test.shape == (5, 6) and data.image_shape == (2, 3)
+    assert np.array_equal(data.test.numpy(), x[:5])
 
 
 def test_csv_user_file_with_columns_and_labels(tmp_path):

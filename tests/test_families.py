@@ -8,6 +8,7 @@ import torch
 from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
 from boltzkit.estimate.pseudo_likelihood import pseudo_log_likelihood
 from boltzkit.models import RBM, BoltzmannMachine, coupling_mask
+from boltzkit.sampling import gibbs_sweeps
 from boltzkit.units import CategoricalUnits, GaussianUnits, make_units
 from helpers import all_binary, brute_free_energy
 
@@ -277,8 +278,8 @@ def test_full_bm_masks_and_gibbs_marginal():
 
     states = all_binary(5)
     exact = torch.softmax(-bm.energy(states), 0)
-    chains = bm.gibbs(torch.zeros(20_000, 5, dtype=torch.float64), range(5), 30,
-                      torch.Generator().manual_seed(0))
+    chains = gibbs_sweeps(bm, torch.zeros(20_000, 5, dtype=torch.float64), range(5), 30,
+                          torch.Generator().manual_seed(0))
     codes = (chains * 2 ** torch.arange(4, -1, -1, dtype=torch.float64)).sum(1).long()
     freq = torch.bincount(codes, minlength=32).double() / len(chains)
     assert (freq - exact).abs().max() < 0.012

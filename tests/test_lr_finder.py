@@ -8,7 +8,7 @@ import torch
 from boltzkit.config import load_config
 from boltzkit.train.lr_find_run import find_lr
 from boltzkit.optim.lr_finder import confidence, lr_range_test, smooth, suggest
-from boltzkit.train.trainer import prepare
+from boltzkit.train import Fit
 
 
 def synthetic_curve(n=200, valley=(1e-4, 1e-2), low=1e-6, high=10.0):
@@ -56,6 +56,25 @@ def test_unknown_rule_and_short_curves():
         suggest([1, 2, 3], [1, 1, 1], "valley")
 
 
+class _Setup:
+    """A fresh training session's pieces, as the range test sees them."""
+
+    def __init__(self, config):
+        self.session = Fit(config)
+        step = self.session.train_step()
+        self.model, self.optimizer, self.schedule, self.objective = (
+            self.session.model, step.optimizer, step.schedule, step.objective)
+        self.data_rng = self.session.data_rng
+
+    def batches(self):
+        task = self.session.task
+        return (task.batch(rows, self.data_rng) for rows in self.session.batches.endless())
+
+
+def prepare(config):
+    return _Setup(config)
+
+
 def _state(setup):
     return {
         "model": {k: v.clone() for k, v in setup.model.state_dict().items()},
@@ -63,6 +82,7 @@ def _state(setup):
         "schedule": setup.schedule.state_dict(),
         "objective": setup.objective.state_dict(),
         "data_rng": setup.data_rng.get_state(),
+        "batches": setup.session.batches.state_dict(),
         "global_rng": torch.get_rng_state(),
     }
 
@@ -86,7 +106,7 @@ def test_range_test_restores_every_state_bit_for_bit(overrides):
     config = load_config(None, ["model.n_hidden=16", "train.metrics_examples=100", *overrides])
     torch.manual_seed(0)  # dropout draws from the global generator
     setup = prepare(config)
-    batches = setup.batches(config.train.batch_size)
+    batches = setup.batches()
     for _ in range(3):  # put momentum buffers, chains and generators in a non-initial state
         loss = setup.objective.loss(setup.model, next(batches))
         setup.optimizer.zero_grad()
@@ -97,13 +117,13 @@ def test_range_test_restores_every_state_bit_for_bit(overrides):
     result = lr_range_test(
         setup.model, setup.optimizer, batches, lambda b: setup.objective.loss(setup.model, b),
         lambda b, loss: loss.item(), iterations=30,
-        stateful=[setup.schedule, setup.objective, setup.data_rng])
+        stateful=[setup.schedule, setup.objective, setup.data_rng, setup.session.batches])
     assert len(result.lrs) >= 5
     assert _equal(before, _state(setup))
     # and the run continues exactly as it would have: same next update
     torch.manual_seed(0)
     reference = prepare(config)
-    ref_batches = reference.batches(config.train.batch_size)
+    ref_batches = reference.batches()
     for _ in range(3):
         loss = reference.objective.loss(reference.model, next(ref_batches))
         reference.optimizer.zero_grad()
@@ -118,7 +138,7 @@ def test_divergence_stops_the_test_early():
                                 "train.optimizer={name: sgd, lr: 0.1}"])
     setup = prepare(config)
     result = lr_range_test(
-        setup.model, setup.optimizer, setup.batches(64),
+        setup.model, setup.optimizer, setup.batches(),
         lambda b: setup.objective.loss(setup.model, b), lambda b, loss: loss.item(),
         low=1e-4, high=1e6, iterations=200)
     assert result.stopped_early and len(result.lrs) < 200

@@ -34,9 +34,14 @@ def test_initialisation_variance(init, activation, expected_std):
     assert weight.std().item() == pytest.approx(expected_std, rel=5 / math.sqrt(2 * n))
     assert weight.mean().abs().item() < 5 * expected_std / math.sqrt(n)
     assert torch.all(model.first_linear().bias == 0)
-    # the output layer is always Glorot: N(0, 2 / (500 + 10))
+
+
+@pytest.mark.parametrize("init", ["he", "lecun"])
+def test_output_layer_is_glorot_whatever_the_hidden_init(init):
+    """fan_in 10, fan_out 3000: Glorot's sqrt(2 / 3010) is far from He's or LeCun's 1 / sqrt(10)."""
+    model = MLP(10, [], 3000, activation="relu", init=init, generator=torch.Generator().manual_seed(0))
     out = model.output.weight
-    assert out.std().item() == pytest.approx(math.sqrt(2 / 510), rel=5 / math.sqrt(2 * out.numel()))
+    assert out.std().item() == pytest.approx(math.sqrt(2 / 3010), rel=5 / math.sqrt(2 * out.numel()))
     assert torch.all(model.output.bias == 0)
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from boltzkit.train.objectives import ContrastiveDivergence, PersistentContrastiveDivergence
+from boltzkit.objectives import FreeEnergyGap
+from boltzkit.sampling import ContrastiveChains, ParallelTempering, PersistentChains, temperature_ladder
 from helpers import random_rbm
 
 
@@ -17,11 +18,13 @@ def _analytic_gradients(model, v_data, v_model):
 
 def _objective(method, k, g, n_chains=7):
     if method == "cd":
-        return ContrastiveDivergence(k, g)
-    return PersistentContrastiveDivergence(k, n_chains, g)
+        return FreeEnergyGap(ContrastiveChains(k, g))
+    if method == "pt":
+        return FreeEnergyGap(ParallelTempering(temperature_ladder(3, 0.5), n_chains, g, rounds=k))
+    return FreeEnergyGap(PersistentChains(n_chains, g, steps=k))
 
 
-@pytest.mark.parametrize("method", ["cd", "pcd"])
+@pytest.mark.parametrize("method", ["cd", "pcd", "pt"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_autograd_gradient_equals_positive_minus_negative_statistics(method, k):
     model = random_rbm(6, 4, scale=0.5)
@@ -38,19 +41,26 @@ def test_autograd_gradient_equals_positive_minus_negative_statistics(method, k):
         assert torch.allclose(model.hidden.bias.grad, d_c, atol=1e-12)
 
 
-def test_pcd_negatives_have_n_chains_rows_and_persist():
+def test_pcd_chains_persist_across_updates():
+    """PCD-1's next negatives are one Gibbs sweep from the chains' saved hidden state, not
+    from the data: replaying that sweep by hand with the same generator state gives them."""
     model = random_rbm(6, 4)
     g = torch.Generator().manual_seed(0)
-    objective = PersistentContrastiveDivergence(1, 13, g)
+    chains = PersistentChains(13, g, steps=1)
+    objective = FreeEnergyGap(chains)
     v = (torch.rand(5, 6, generator=g) < 0.5).double()
     objective.loss(model, v)
     assert objective.negatives.shape == (13, 6)
-    first = objective.chains.hidden.clone()
-    objective.loss(model, v)
-    assert objective.chains.hidden.shape == first.shape
+    hidden, state = chains.hidden.clone(), g.get_state()
+    objective.loss(model, 1 - v)  # other data: must not matter to persistent chains
+    replay = torch.Generator().manual_seed(0)
+    replay.set_state(state)
+    expected = model.sample_visible(hidden, replay)
+    assert torch.equal(objective.negatives, expected)
+    assert torch.equal(chains.hidden, model.sample_hidden(expected, replay))
 
 
-@pytest.mark.parametrize("method", ["cd", "pcd"])
+@pytest.mark.parametrize("method", ["cd", "pcd", "pt"])
 def test_state_dict_round_trip_gives_the_same_next_sample(method):
     model = random_rbm(6, 4)
     v = (torch.rand(5, 6, generator=torch.Generator().manual_seed(1)) < 0.5).double()
@@ -66,6 +76,6 @@ def test_state_dict_round_trip_gives_the_same_next_sample(method):
 
 def test_invalid_k():
     with pytest.raises(ValueError, match="Invalid number of Gibbs steps k: 0"):
-        ContrastiveDivergence(0, torch.Generator())
+        ContrastiveChains(0, torch.Generator())
     with pytest.raises(ValueError, match="Invalid number of chains: 0"):
-        PersistentContrastiveDivergence(1, 0, torch.Generator())
+        PersistentChains(0, torch.Generator())

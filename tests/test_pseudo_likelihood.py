@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from boltzkit.estimate import pseudo_log_likelihood, reconstruction_error
@@ -43,6 +44,12 @@ def test_stochastic_pseudo_likelihood_is_unbiased():
                          for _ in range(400)])
     se = draws.std() / len(draws) ** 0.5
     assert abs(draws.mean() - exact) < 4 * se
+    assert draws.std() > 0  # a random estimator, not the exact sum in disguise
+    # drawing all D units without replacement and scaling by D / D is the exact sum
+    every = pseudo_log_likelihood(model, v, n_units=8, generator=g)
+    assert torch.allclose(every, pseudo_log_likelihood(model, v), atol=1e-12)
+    with pytest.raises(ValueError, match="Invalid n_units: 9 \\(expected 1..8\\)"):
+        pseudo_log_likelihood(model, v, n_units=9, generator=g)
 
 
 def test_pseudo_likelihood_of_a_uniform_model_is_d_log_half():
@@ -53,7 +60,9 @@ def test_pseudo_likelihood_of_a_uniform_model_is_d_log_half():
 
 
 def test_reconstruction_error_definition():
+    """Squared error of the mean-field reconstruction sigmoid(b + sigmoid(c + v W) W^T)."""
     model = random_rbm(5, 3)
     v = all_binary(5)
-    recon = model.visible_mean(model.hidden_mean(v))
-    assert torch.allclose(reconstruction_error(model, v), ((v - recon) ** 2).sum(1))
+    W, b, c = model.weight, model.visible.bias, model.hidden.bias
+    recon = torch.sigmoid(b + torch.sigmoid(c + v @ W) @ W.T)
+    assert torch.allclose(reconstruction_error(model, v), ((v - recon) ** 2).sum(1), atol=1e-12)

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from boltzkit.optim.schedules import Schedule, check_schedule, schedule_factors
+from boltzkit.families import get_family
+from boltzkit.optim.schedules import check_schedule, make_schedule, schedule_factors
 
 
 def _optimizer(lr=0.1):
@@ -42,13 +43,13 @@ def test_schedule_formula(name, params, t, total, expected):
 
 def test_schedule_sets_optimizer_rates_and_round_trips():
     opt = _optimizer(0.2)
-    schedule = Schedule(opt, "exponential", total=50, unit="step", steps=10)
+    schedule = make_schedule(opt, "exponential", total=50, unit="step", steps=10)
     for _ in range(7):
         schedule.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.2 * 0.1 ** 0.7)
     state = schedule.state_dict()
     opt2 = _optimizer(0.2)
-    restored = Schedule(opt2, "exponential", total=50, unit="step", steps=10)
+    restored = make_schedule(opt2, "exponential", total=50, unit="step", steps=10)
     restored.load_state_dict(state)
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     schedule.step()
@@ -58,7 +59,7 @@ def test_schedule_sets_optimizer_rates_and_round_trips():
 
 def test_plateau_reduces_on_a_stalled_metric():
     opt = _optimizer(1.0)
-    schedule = Schedule(opt, "plateau", total=10, metric="val_loss", patience=1, factor=0.5)
+    schedule = make_schedule(opt, "plateau", total=10, metric="val_loss", patience=1, factor=0.5)
     for value in [1.0, 1.0, 1.0]:
         schedule.step({"val_loss": value})
     assert schedule.lrs[0] == 0.5
@@ -93,7 +94,9 @@ def test_invalid_schedules(name, params, message):
 
 def test_plateau_mode_follows_the_metric_direction():
     opt = _optimizer(1.0)
-    schedule = Schedule(opt, "plateau", metric="val_pseudo_log_likelihood", patience=0, factor=0.5)
+    rbm = get_family("rbm")
+    schedule = make_schedule(opt, "plateau", metric="val_pseudo_log_likelihood", patience=0, factor=0.5,
+                             direction=rbm.direction)
     schedule.step({"val_pseudo_log_likelihood": -20.0})
     schedule.step({"val_pseudo_log_likelihood": -19.0})  # improving (higher is better): keep
     assert schedule.lrs[0] == 1.0

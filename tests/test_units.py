@@ -19,10 +19,16 @@ def test_bernoulli_log_partition_matches_enumeration():
 
 
 def test_bernoulli_mean_is_conditional_probability():
+    """p(x_i = 1 | a) = sigmoid(beta (b_i + a_i)), with a bias that matters."""
     units = BernoulliUnits(3).double()
-    a = torch.tensor([[0.0, 1.0, -2.0]], dtype=torch.float64)
-    expected = torch.sigmoid(a + units.bias)
-    assert torch.allclose(units.mean(a), expected)
+    with torch.no_grad():
+        units.bias.copy_(torch.tensor([0.5, -1.0, 3.0], dtype=torch.float64))
+    a = torch.tensor([[0.0, 1.0, -2.0]], dtype=torch.float64)  # b + a = (0.5, 0, 1)
+    e = math.e
+    expected = torch.tensor([[1 / (1 + e**-0.5), 0.5, 1 / (1 + e**-1)]], dtype=torch.float64)
+    assert torch.allclose(units.mean(a), expected, atol=1e-15)
+    tempered = torch.tensor([[1 / (1 + e**-0.25), 0.5, 1 / (1 + e**-0.5)]], dtype=torch.float64)
+    assert torch.allclose(units.mean(a, beta=0.5), tempered, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -40,9 +46,12 @@ def test_bernoulli_sampling_frequencies(dtype):
 
 def test_bernoulli_same_generator_state_same_samples():
     p = torch.full((10, 10), 0.5)
-    a = bernoulli(p, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    a, a_next = bernoulli(p, g), bernoulli(p, g)
     b = bernoulli(p, torch.Generator().manual_seed(7))
-    assert torch.equal(a, b)
+    c = bernoulli(p, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)  # the generator's state decides the draw...
+    assert not torch.equal(a, a_next) and not torch.equal(a, c)  # ...and nothing else
 
 
 def test_init_bias_from_mean_gives_log_odds_and_clips():
