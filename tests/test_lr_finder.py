@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from boltzkit.config import load_config
-from boltzkit.train.lr_find_run import find_lr
 from boltzkit.optim.lr_finder import confidence, lr_range_test, smooth, suggest
 from boltzkit.train import Fit
+from boltzkit.train.lr_find_run import find_lr
 
 
 def synthetic_curve(n=200, valley=(1e-4, 1e-2), low=1e-6, high=10.0):

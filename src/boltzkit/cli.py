@@ -304,7 +304,14 @@ def _tune(args: argparse.Namespace) -> int:
     _set_threads(config.threads)
     _seed_globally(config.seed)
     out = Path(args.out or f"runs/{config.name}-tune")
-    tuning.run(config, out, workers=args.workers, storage=args.storage)
+    from .train.trainer import TrainingInterrupted
+
+    try:
+        tuning.run(config, out, workers=args.workers, storage=args.storage)
+    except TrainingInterrupted:
+        print(f"tuning interrupted; the study in {out} keeps its finished trials. Resume with the "
+              "same command", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -15,13 +15,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .families import ModelSection, family_names, get_family
-from .sections import Section
 from .optim.optimizers import check_optimizer_kwargs
 from .optim.schedules import check_schedule
+from .sections import Section
 
 PRESET_DIR = "presets"
 DEFAULT_PRESET = "rbm-digits"

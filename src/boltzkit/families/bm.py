@@ -19,8 +19,8 @@ from ..models.bm import BoltzmannMachine, coupling_mask
 from ..objectives.boltzmann import BoltzmannMachineLearning
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .registry import register
 from .rbm import GenerativeTask
+from .registry import register
 
 
 class BMSection(ModelSection):
@@ -31,7 +31,8 @@ class BMSection(ModelSection):
     """Which couplings exist (bipartite = an RBM's)."""
 
 
-def build_bm(section: BMSection, data_info: Mapping[str, Any], generator: torch.Generator) -> BoltzmannMachine:
+def build_bm(section: BMSection, data_info: Mapping[str, Any],
+             generator: torch.Generator) -> BoltzmannMachine:
     mask = coupling_mask(data_info["n_features"], section.n_hidden, section.connectivity)
     return BoltzmannMachine(data_info["n_features"], section.n_hidden, mask, section.init_std, generator)
 

@@ -216,7 +216,8 @@ class RBMTask(GenerativeTask):
             ais_runs=ais_runs or evaluation.ais.runs,
             ais_betas=ais_betas or evaluation.ais.betas,
             pseudocount=evaluation.ais.pseudocount,
-            reverse_examples=evaluation.reverse_ais.examples if reverse_examples is None else reverse_examples,
+            reverse_examples=(evaluation.reverse_ais.examples if reverse_examples is None
+                              else reverse_examples),
             reverse_runs=reverse_runs or evaluation.reverse_ais.runs,
             exact_max_units=evaluation.exact_max_units,
             seed=seed, progress=progress)

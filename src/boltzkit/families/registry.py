@@ -19,7 +19,8 @@ def register(family: Family) -> Family:
     if family.capabilities.sample and family.sample is None:
         raise ValueError(f"family {family.name!r} declares capabilities.sample but gives no sample()")
     if family.capabilities.evaluate and family.task.evaluate is Task.evaluate:
-        raise ValueError(f"family {family.name!r} declares capabilities.evaluate but its task has no evaluate()")
+        raise ValueError(f"family {family.name!r} declares capabilities.evaluate but its task "
+                         "has no evaluate()")
     bound = family.task.__dict__.get("family")
     if bound is not None and bound.name != family.name:
         raise ValueError(f"family {family.name!r}: task {family.task.__name__} already serves {bound.name!r}")

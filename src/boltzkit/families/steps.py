@@ -42,7 +42,7 @@ class TrainStep(ABC):
     def lr(self) -> float:
         """The learning rate logged as ``lr`` (the first optimizer's first group)."""
 
-    def end_epoch(self, metrics: Mapping[str, float]) -> None:
+    def end_epoch(self, metrics: Mapping[str, float]) -> None:  # noqa: B027 (optional hook)
         """Called after each epoch's metrics (per-epoch schedules step here)."""
 
     def epoch_metrics(self) -> dict[str, float]:

@@ -24,7 +24,7 @@ class Objective(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (stateless by default)
         pass
 
     def epoch_metrics(self) -> dict[str, float]:

@@ -141,7 +141,7 @@ def lr_range_test(
         batches: an endless iterator of training batches.
         step_loss: ``batch -> loss`` whose gradient the optimizer follows.
         record: ``(batch, loss) -> float``, the value put on the curve (the loss itself,
-            or a proxy such as an RBM's reconstruction error).
+            or a proxy such as an RBM's negative pseudo-log-likelihood).
         low, high, iterations: the exponential ramp.
         beta: smoothing factor; diverge: stop when smoothed > diverge x best smoothed.
         rule: the suggestion rule reported as ``suggestion``.

@@ -25,7 +25,7 @@ class NegativeSampler(ABC):
     def negatives(self, model, v_data: Tensor, data_input: Tensor | None) -> Tensor:
         """Negative visible samples, ``(N, D)``."""
 
-    def observe(self, model, model_input: Tensor) -> None:
+    def observe(self, model, model_input: Tensor) -> None:  # noqa: B027 (optional hook)
         """Receive ``a~`` of the samples just returned (default: not needed)."""
 
     def epoch_metrics(self) -> dict[str, float]:

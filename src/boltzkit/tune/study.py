@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 import yaml
@@ -26,6 +25,7 @@ from ..config import RunConfig, validate
 from ..data import load_dataset
 from ..errors import BoltzkitError, ConfigError, DivergenceError
 from ..families import get_family
+from ..train.trainer import TrainingInterrupted, train
 from .report import write_report
 from .space import grid, suggest, trial_config
 
@@ -48,7 +48,7 @@ def direction(config: RunConfig) -> str:
     family = get_family(config.model.type)
     declared = family.direction(config.tune.metric)
     if declared is None:
-        known = sorted(m for m in {**family.metrics} if family.direction(m))
+        known = sorted(m for m in family.metrics if family.direction(m))
         what = ("is informative only" if family.logs(config.tune.metric)
                 else f"is not a metric of model.type {family.name!r}")
         raise ConfigError(f"tune.metric {config.tune.metric!r} {what}; choose one of {', '.join(known)} "
@@ -121,8 +121,6 @@ def open_study(config: RunConfig, out: Path, storage: str | None = None, worker:
 
 def objective(config: RunConfig, out: Path, dataset=None):
     """The Optuna objective: train one trial's config, report the metric every epoch."""
-    from ..train.trainer import train
-
     metric = config.tune.metric
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -149,8 +147,8 @@ def objective(config: RunConfig, out: Path, dataset=None):
         except DivergenceError as err:
             trial.set_user_attr("pruned_reason", f"diverged: {err}")
             raise optuna.TrialPruned(f"diverged: {err}") from None
-        except MetricMissing:
-            raise
+        except (MetricMissing, TrainingInterrupted):
+            raise  # a config mistake or Ctrl-C ends the study, it does not fail one trial
         except Exception as err:
             message = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", message)

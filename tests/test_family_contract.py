@@ -1,0 +1,160 @@
+"""The family registry as the rest of boltzkit reads it: config validation without the
+trainer, presets, metric directions, capability gates of the command line, in-memory
+fit(), and the Ctrl-C path of tuning."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from boltzkit.cli import main
+from boltzkit.config import load_config, preset_names
+from boltzkit.errors import ConfigError
+from boltzkit.families import family_names, get_family
+from boltzkit.train import fit
+from boltzkit.train.trainer import TrainingInterrupted
+
+TINY = ["train.epochs=1", "data.limit=150", "train.metrics_examples=40", "threads=1"]
+
+
+def test_validating_a_config_imports_neither_the_trainer_nor_matplotlib():
+    code = ("import sys; from boltzkit.config import load_config; load_config('rbm-mnist'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('boltzkit.train', 'boltzkit.tune', "
+            "'matplotlib', 'optuna'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_preset_belongs_to_one_family_and_validates_as_it():
+    owners = {preset: name for name in family_names() for preset in get_family(name).presets}
+    assert set(owners) == set(preset_names())
+    for preset, family in owners.items():
+        assert load_config(preset).model.type == family
+
+
+def test_presets_command_names_each_preset_family(capsys):
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == preset_names()
+    assert all(line.split()[1] == "rbm:" for line in lines)
+
+
+def test_config_prints_only_the_family_keys(capsys):
+    assert main(["config", "rbm-mnist"]) == 0
+    rbm = capsys.readouterr().out
+    assert "offset_rate:" in rbm and "activation:" not in rbm and "hidden_layers:" not in rbm
+    assert main(["config", "--set", "model={type: mlp}"]) == 0
+    mlp = capsys.readouterr().out
+    assert "hidden_layers:" in mlp and "n_hidden:" not in mlp and "visible:" not in mlp
+
+
+def test_switching_family_with_a_single_key_says_how():
+    with pytest.raises(ConfigError, match="unknown config key 'model.n_hidden'; accepted keys in model: "
+                       "type, hidden_layers, .*replace the whole section, e.g. --set 'model=\\{type: mlp\\}'"):
+        load_config(None, ["model.type=mlp"])
+
+
+@pytest.mark.parametrize("family, metric, direction", [
+    ("rbm", "val_pseudo_log_likelihood", "maximize"),
+    ("rbm", "val_recon_error", "minimize"),
+    ("rbm", "free_energy_gap", "minimize"),
+    ("rbm", "ais_ess", "maximize"),
+    ("rbm", "loss", "minimize"),
+    ("rbm", "exact_log_z", None),  # informative only: not a quantity to optimise
+    ("bm", "val_log_likelihood", "maximize"),
+    ("mlp", "val_accuracy", "maximize"),
+    ("mlp", "val_loss", "minimize"),
+    ("mlp", "val_pseudo_log_likelihood", None),  # not an MLP metric
+])
+def test_metric_directions_are_declared_by_the_family(family, metric, direction):
+    assert get_family(family).direction(metric) == direction
+
+
+def test_tune_direction_comes_from_the_family_or_is_an_error():
+    pytest.importorskip("optuna")
+    from boltzkit.tune.study import direction
+
+    assert direction(load_config(None, ["tune.metric=val_recon_error"])) == "minimize"
+    assert direction(load_config(None, ["tune.metric=exact_log_z", "tune.direction=maximize"])) == "maximize"
+    with pytest.raises(ConfigError, match="tune.metric 'exact_log_z' is informative only; choose one of "):
+        direction(load_config(None, ["tune.metric=exact_log_z"]))
+    with pytest.raises(ConfigError, match="tune.metric 'val_accuracy' is not a metric of model.type 'rbm'"):
+        direction(load_config(None, ["tune.metric=val_accuracy"]))
+
+
+def test_fit_trains_in_memory_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = fit(load_config(None, [*TINY, "model.n_hidden=8"]))
+    assert list(tmp_path.iterdir()) == []
+    assert [row["epoch"] for row in result.history] == [1]
+    v = result.task.monitor_val
+    assert result.history[0]["val_free_energy"] == pytest.approx(result.model.free_energy(v).mean().item(),
+                                                                 rel=1e-6)
+
+
+def _train(tmp_path, *overrides):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for item in [*TINY, *overrides]:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
+
+
+def test_sample_is_refused_for_families_that_cannot(tmp_path, capsys):
+    out = _train(tmp_path, "model={type: mlp, hidden_layers: [8]}", "data.binarize=none")
+    assert main(["sample", str(out)]) == 2
+    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm)"
+            in capsys.readouterr().err)
+
+
+def test_evaluate_a_classifier_reports_accuracy_on_the_test_split(tmp_path, capsys):
+    out = _train(tmp_path, "model={type: mlp, hidden_layers: [8]}", "data.binarize=none")
+    assert main(["evaluate", str(out), "--quiet"]) == 0
+    results = json.loads((out / "evaluation.json").read_text())
+    from boltzkit.data import load_dataset
+    from boltzkit.train.run_dir import load_run_model
+
+    trained = load_run_model(out)
+    data = load_dataset(trained.config.data, trained.config.seed, unit_interval=False)
+    with torch.no_grad():
+        predicted = trained.model.eval()(data.test).argmax(1)
+    assert results["examples"] == len(data.test) == 297
+    assert results["accuracy"] == pytest.approx((predicted == data.test_labels).float().mean().item())
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_a_small_boltzmann_machine_gives_its_exact_likelihood(tmp_path):
+    out = _train(tmp_path, "model={type: bm, n_hidden: 2}", "data.name=potts",
+                 "data.potts={length: 4, states: 2, examples: 200}", "train.k=1")
+    assert main(["evaluate", str(out), "--split", "validation", "--quiet"]) == 0
+    results = json.loads((out / "evaluation.json").read_text())
+    from boltzkit.data import load_dataset
+    from boltzkit.estimate.exact_bm import bm_log_likelihood
+    from boltzkit.train.run_dir import load_run_model
+
+    trained = load_run_model(out)
+    data = load_dataset(trained.config.data, trained.config.seed)
+    assert results["log_likelihood_exact"] == pytest.approx(
+        bm_log_likelihood(trained.model, data.validation.double()).mean().item(), rel=1e-6)
+    assert results["examples"] == len(data.validation) and results["model_type"] == "bm"
+
+
+def test_ctrl_c_during_a_trial_ends_the_study_instead_of_failing_the_trial(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    import boltzkit.tune.study as study
+
+    calls = []
+
+    def interrupted_train(config, out, **kwargs):
+        calls.append(out)
+        raise TrainingInterrupted(out / "checkpoints" / "last.pt", 0, 3)
+
+    monkeypatch.setattr(study, "train", interrupted_train)
+    config = load_config(None, [*TINY, "tune.n_trials=5", "tune.method=random", "tune.pruner=none",
+                                "tune.space={train.optimizer.lr: {low: 0.001, high: 0.1, log: true}}"])
+    with pytest.raises(TrainingInterrupted):
+        study.run(config, tmp_path / "study", progress=False)
+    assert len(calls) == 1  # no further trial started
