@@ -194,7 +194,13 @@ def test_gaussian_rbm_trains_stably_on_standardized_digits(tmp_path):
 
 
 def test_parallel_tempering_training_logs_swap_rates(tmp_path):
-    result = train(small_config("train.method=pt", "train.pt={temperatures: 5, min_beta: 0.3}"),
-                   tmp_path / "run", progress=False)
-    for row in result.history:
-        assert 0 <= row["pt_swap_rate_min"] <= row["pt_swap_rate_mean"] <= 1
+    """Replicas at (almost) the same temperature swap (almost) always: the Metropolis ratio
+    is exp((beta_m - beta_m+1)(E_m - E_m+1)) ~ 1; a ladder down to a hot replica swaps less."""
+    close = train(small_config("train.method=pt", "train.pt={betas: [1.0, 0.9999]}"),
+                  tmp_path / "close", progress=False)
+    wide = train(small_config("train.method=pt", "train.pt={temperatures: 3, min_beta: 0.05}"),
+                 tmp_path / "wide", progress=False)
+    for row in close.history:
+        assert row["pt_swap_rate_min"] == row["pt_swap_rate_mean"] > 0.99  # one pair only
+    for row in wide.history:
+        assert row["pt_swap_rate_min"] < min(r["pt_swap_rate_mean"] for r in close.history)

@@ -16,6 +16,7 @@ from torch import nn
 from ..config import RunConfig, validate
 from ..errors import CheckpointError
 from ..families import get_family
+from ..seeding import make_generator
 from .checkpoint import load_checkpoint, load_state_into, load_weights
 
 
@@ -129,7 +130,8 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
         )
     if "n_features" not in info:
         raise CheckpointError(f"{source}: the number of input features is not recorded")
-    model = get_family(config.model.type).build(config.model, info, torch.Generator())
+    # the initial draw is overwritten by the saved weights
+    model = get_family(config.model.type).build(config.model, info, make_generator(config.seed, "model.init"))
     load_state_into(model, state, source)
     shape = info.get("image_shape")
     return TrainedRun(config, model.to(device), int(info["n_features"]),

@@ -168,7 +168,9 @@ def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: i
     remaining = config.tune.n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if remaining <= 0:
         return study
-    callbacks = [MaxTrialsCallback(config.tune.n_trials, states=FINISHED)]
+    # running trials count too: a worker that finishes while another runs the last trial
+    # must not start one more
+    callbacks = [MaxTrialsCallback(config.tune.n_trials, states=(*FINISHED, TrialState.RUNNING))]
     if progress:
         callbacks.append(_announce(config.tune.metric))
     with warnings.catch_warnings():
