@@ -369,15 +369,19 @@ def _config(case, *extra):
                               "train.metrics_examples=60", "threads=1", *case.train, *extra])
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("name", CASES)
-def test_fit_logs_only_declared_metrics_and_resumes_exactly(name):
+def test_fit_logs_only_declared_metrics_and_resumes_exactly(name, device):
     """A brief fit(): every logged metric is declared by the family (so tuning and plateau
     schedules know its direction), and a session restored from the state saved after any
     epoch ends with exactly the weights of the uninterrupted one (for the toy family: at
     the end of its first stage, and in the middle of the second, whose own two-optimizer
     step is restored from the saved state)."""
     case = CASES[name]
-    config = _config(case)
+    config = _config(case, f"device={device}")
     family = get_family(case.family)
     torch.manual_seed(0)
     full = Fit(config)
