@@ -272,8 +272,7 @@ class RunConfig(Section):
             if entry.type == "int" and sample is not None:
                 sample = int(sample)
             try:
-                value = yaml.safe_dump(sample, default_flow_style=True).strip()
-                validate(apply_overrides(base, parse_overrides([f"{key}={value}"])))
+                validate(apply_overrides(base, {key: sample}))
             except ConfigError as err:
                 raise ValueError(f"tune.space key {key!r}: {err}") from None
         return self

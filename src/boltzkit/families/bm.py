@@ -80,10 +80,7 @@ class BoltzmannMachineTask(GenerativeTask):
             raise DataError(f"evaluate: not available for this machine: the exact log-likelihood "
                             f"enumerates 2^{model.n_units} states, above eval.exact_max_units={limit}, "
                             "and general Boltzmann machines have no AIS estimator yet")
-        try:
-            values = self.data.split(split)
-        except ValueError as err:
-            raise DataError(f"{err}; choose another --split") from None
+        values = self.split(split)
         values = binary_view(values, make_generator(seed, "evaluate.binarize")).to(self.device)
         log_z = bm_log_partition(model, limit)
         log_likelihood = bm_log_likelihood(model, values, log_z)

@@ -123,10 +123,7 @@ class ClassifierTask(Task):
         """Cross-entropy and accuracy on ``split``."""
         labels = {"train": self.data.train_labels, "validation": self.data.validation_labels,
                   "test": self.data.test_labels}[split]
-        try:
-            x = self.data.split(split)
-        except ValueError as err:
-            raise DataError(f"{err}; choose another --split") from None
+        x = self.split(split)
         model.eval()
         loss, accuracy = classification_metrics(model, x.to(self.device), labels.to(self.device))
         results = {"examples": len(x), "loss": loss, "accuracy": accuracy,

@@ -204,10 +204,7 @@ class RBMTask(GenerativeTask):
                  ) -> tuple[dict[str, Any], str]:
         """Every likelihood estimate on ``split`` (see :func:`~boltzkit.estimate.evaluate_rbm`);
         settings not given come from the ``eval`` section. Returns the results and a table."""
-        try:
-            values = self.data.split(split)
-        except ValueError as err:
-            raise DataError(f"{err}; choose another --split") from None
+        values = self.split(split)
         evaluation = self.config.eval
         if self.config.model.visible == "bernoulli":
             values = binary_view(values, make_generator(seed, "evaluate.binarize"))

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Dataset
+from ..errors import DataError
 from ..objectives.base import Objective
 from ..optim.optimizers import clip_gradients, make_optimizer
 from ..optim.schedules import make_schedule
@@ -112,6 +113,13 @@ class Task:
 
         plots.save_curves(history, out / "curves.png", {"loss": ["loss"], "learning rate": ["lr"]},
                           title=out.name)
+
+    def split(self, name: str) -> Tensor:
+        """The features of split ``name`` (a :class:`DataError` if the data set has none)."""
+        try:
+            return self.data.split(name)
+        except ValueError as err:
+            raise DataError(f"{err}; choose another --split") from None
 
     def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
                  **options: Any) -> tuple[dict[str, Any], str]:
