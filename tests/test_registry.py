@@ -34,11 +34,11 @@ from boltzkit.sampling import (
 from boltzkit.train import Fit
 from helpers import all_binary
 
-toy_family.register_toy()  # a family defined in the tests: no edit anywhere else
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _toy_family_registered():
+    """A family defined in the tests (no edit anywhere else), registered for this module only."""
+    toy_family.register_toy()
     yield
     unregister(toy_family.NAME)
 
