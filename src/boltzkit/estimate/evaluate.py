@@ -25,7 +25,9 @@ def binary_view(data: Tensor, generator: torch.Generator) -> Tensor:
     """
     if bool(((data == 0) | (data == 1)).all()):
         return data
-    return bernoulli(data, generator)
+    # values outside [0, 1] reach here only from data given directly (the scikit-learn
+    # wrappers accept any reals, as scikit-learn's RBM does): read them as 0 or 1
+    return bernoulli(data.clamp(0, 1), generator)
 
 
 @torch.no_grad()
