@@ -284,6 +284,41 @@ def test_loss_gradient_equals_the_analytic_statistics(name, objective):
             assert torch.allclose(autograd[key], value, atol=1e-10), f"{objective}: {key}"
 
 
+CLOSED_FORM = [(name, objective) for name, objective in OBJECTIVES
+               if CASES[name].objectives[objective](torch.Generator()).has_closed_form(CASES[name].make())]
+
+
+@pytest.mark.parametrize("name, objective", CLOSED_FORM)
+def test_closed_form_gradients_equal_the_surrogates(name, objective):
+    """The fast path (statistics written into .grad, no graph) draws the same negatives and
+    gives the surrogate's gradients and loss value, update after update."""
+    case = CASES[name]
+    surrogate_model, fast_model = case.make(), case.make()
+    surrogate = case.objectives[objective](torch.Generator().manual_seed(4))
+    fast = case.objectives[objective](torch.Generator().manual_seed(4))
+    batch = case.data(surrogate_model, 8, 2)
+    for _ in range(3):
+        surrogate_model.zero_grad()
+        loss = surrogate.loss(surrogate_model, batch)
+        loss.backward()
+        value = fast.write_gradients(fast_model, batch)
+        assert torch.equal(surrogate.negatives, fast.negatives)
+        assert value == pytest.approx(loss.item(), abs=1e-10)
+        for (key, p), q in zip(surrogate_model.named_parameters(), fast_model.parameters(), strict=True):
+            assert torch.allclose(p.grad, q.grad, atol=1e-10), key
+        with torch.no_grad():  # the same step on both, so the chains meet the same models
+            for p, q in zip(surrogate_model.parameters(), fast_model.parameters(), strict=True):
+                p -= 0.1 * p.grad
+                q -= 0.1 * p.grad
+
+
+def test_closed_form_is_refused_where_it_does_not_apply():
+    model = CASES["gaussian rbm"].make()
+    assert not FreeEnergyGap(PersistentChains(3, torch.Generator())).has_closed_form(model)
+    with pytest.raises(ConfigError, match="'train.gradient': closed_form is not available"):
+        Fit(_config(CASES["gaussian rbm"], "train.gradient=closed_form")).train_step()
+
+
 @pytest.mark.parametrize("name", RBMS)
 def test_sample_frequencies_match_the_conditionals(name):
     model = CASES[name].make()

@@ -152,12 +152,18 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    gradient: Literal["autograd", "closed_form", "auto"] = "autograd"
+    """How a gradient step gets its gradient: autograd of the surrogate loss, the
+    objective's closed-form statistics (RBMs with Bernoulli or categorical units: the
+    same update to rounding, faster on small batches), or ``auto`` (closed form where
+    the objective has one)."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)
     """Epochs between checkpoints (0: only at the end)."""
-    metrics_examples: int = Field(1000, ge=1)
-    """Examples of train and of validation data used for the per-epoch metrics."""
+    metrics_examples: int = Field(1000, ge=0)
+    """Examples of train and of validation data used for the per-epoch metrics (0: none,
+    only the loss)."""
 
 
 class AISConfig(Section):

@@ -59,21 +59,30 @@ class TrainStep(ABC):
 class GradientStep(TrainStep):
     """``loss = objective.loss(model, batch)``; backward; ``clip``; ``optimizer.step()``;
     a per-step ``schedule`` steps after every update, a per-epoch one after every epoch.
+    With ``closed_form`` the objective writes the gradients itself
+    (:meth:`~boltzkit.objectives.base.Objective.write_gradients`) instead of the backward
+    pass: the same update to rounding, without an autograd graph.
 
     A non-finite loss raises :class:`NonFiniteLoss` before any parameter changes.
     """
 
     def __init__(self, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Schedule,
-                 clip: Callable[[nn.Module], None] | None = None):
+                 clip: Callable[[nn.Module], None] | None = None, closed_form: bool = False):
         self.objective, self.optimizer, self.schedule, self.clip = objective, optimizer, schedule, clip
+        self.closed_form = closed_form
 
     def __call__(self, model: nn.Module, batch: Any) -> float:
-        loss = self.objective.loss(model, batch)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(value, self.lr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.closed_form:
+            value = self.objective.write_gradients(model, batch)
+            if not math.isfinite(value):
+                raise NonFiniteLoss(value, self.lr)
+        else:
+            loss = self.objective.loss(model, batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(value, self.lr)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         if self.clip is not None:
             self.clip(model)
         self.optimizer.step()

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..objectives.base import Objective
 from ..optim.optimizers import clip_gradients, make_optimizer
 from ..optim.schedules import make_schedule
@@ -89,7 +89,13 @@ class Task:
         total = epochs if cfg.schedule.unit == "epoch" else epochs * self.steps_per_epoch()
         schedule = make_schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
                                  direction=self.family.direction, **cfg.schedule.params())
-        return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg))
+        closed_form = cfg.gradient == "closed_form" or (cfg.gradient == "auto" and
+                                                         objective.has_closed_form(model))
+        if closed_form and not objective.has_closed_form(model):
+            raise ConfigError(f"config key 'train.gradient': closed_form is not available for this "
+                              f"model.type {self.family.name!r} model; use autograd or auto")
+        return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg),
+                            closed_form)
 
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
         """Metrics after ``epoch`` (1-based) on fixed monitoring subsets."""

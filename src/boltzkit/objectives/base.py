@@ -21,6 +21,16 @@ class Objective(ABC):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         """The scalar loss for one training batch."""
 
+    def has_closed_form(self, model: nn.Module) -> bool:
+        """Whether :meth:`write_gradients` applies to ``model``."""
+        return False
+
+    def write_gradients(self, model: nn.Module, batch: Any) -> float:
+        """The fast path: write ``d loss / d theta`` into each parameter's ``.grad`` from
+        closed-form statistics, without an autograd graph, and return the loss value;
+        the same random draws and (to rounding) the same gradients as ``loss().backward()``."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

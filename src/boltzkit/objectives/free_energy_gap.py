@@ -16,11 +16,14 @@ a likelihood-like number.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
 from ..sampling.negative import NegativeSampler
 from .base import Objective
+
+LINEAR_UNITS = ("bernoulli", "categorical")
 
 
 class FreeEnergyGap(Objective):
@@ -48,6 +51,43 @@ class FreeEnergyGap(Objective):
             sampler.observe(model, model_input.detach())
         self.negatives = v_model
         return model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
+
+    def has_closed_form(self, model: RBM) -> bool:
+        """Both layers' energies linear in their states (Bernoulli or categorical units):
+        then ``d log_partition(a) / da = E[h | v]`` and the statistics below are exact."""
+        return model.visible.name in LINEAR_UNITS and model.hidden.name in LINEAR_UNITS
+
+    @torch.no_grad()
+    def write_gradients(self, model: RBM, v_data: Tensor) -> float:
+        """Per example ``dF(v)/dW = -(v - mu)^T (E[h|v] - lambda)``, ``dF/db = -v``,
+        ``dF/dc = -E[h|v]`` (``mu = lambda = 0`` without centering); the gradient of the
+        gap is the data average minus the negatives' average. Same sampler calls, in the
+        same order, as :meth:`loss`."""
+        model.update_offsets(v_data, self.offset_rate)
+        sampler = self.sampler
+        data_input = model.hidden_input(v_data)
+        v_model = sampler.negatives(model, v_data, data_input if sampler.uses_data_input else None)
+        model_input = model.hidden_input(v_model)
+        if sampler.uses_model_input:
+            sampler.observe(model, model_input)
+        self.negatives = v_model
+        m_data, m_model = model.hidden.mean(data_input), model.hidden.mean(model_input)
+        x_data, x_model, y_data, y_model = v_data, v_model, m_data, m_model
+        if model.centered:
+            x_data, x_model = v_data - model.visible_offset, v_model - model.visible_offset
+            y_data, y_model = m_data - model.hidden_offset, m_model - model.hidden_offset
+        n_data, n_model = len(v_data), len(v_model)
+        grads = {
+            model.weight: torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data,
+                                      alpha=1 / n_model),
+            model.visible.bias: v_model.mean(0) - v_data.mean(0),
+            model.hidden.bias: m_model.mean(0) - m_data.mean(0),
+        }
+        for parameter, grad in grads.items():
+            if parameter.requires_grad:
+                parameter.grad = grad
+        gap = model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
+        return gap.item()
 
     def epoch_metrics(self) -> dict[str, float]:
         return self.sampler.epoch_metrics()

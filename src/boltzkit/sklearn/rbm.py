@@ -97,9 +97,12 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 "train.k": self.k,
                 "train.epochs": max(epochs, 1),
                 "train.batch_size": self.batch_size,
+                "train.gradient": "auto",
                 "train.optimizer": dict(self.optimizer) if self.optimizer else
                 {"name": "sgd", "lr": self.learning_rate},
                 "train.schedule": dict(self.schedule) if self.schedule else {"name": "constant"},
+                # the per-epoch metrics cost time; only verbose output shows them
+                "train.metrics_examples": 1000 if self.verbose else 0,
             })
         except ConfigError as err:
             raise ValueError(f"{type(self).__name__}: {err}") from None
