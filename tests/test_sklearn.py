@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from boltzkit.estimate.exact import exact_log_likelihood
-from boltzkit.sklearn import BernoulliRBM, GaussianRBM
+from boltzkit.sklearn import BernoulliRBM, GaussianRBM, RBMPretrainedClassifier
 
 # exactly the checks scikit-learn declares as expected failures for its own BernoulliRBM
 # (score_samples flips a random unit per example, so it is not invariant to row order)
@@ -33,7 +33,8 @@ def _expected_failures(estimator):
     return SKLEARN_RBM_XFAIL if isinstance(estimator, BernoulliRBM) else {}
 
 
-@parametrize_with_checks([BernoulliRBM(n_iter=5, batch_size=10), GaussianRBM(n_iter=5, batch_size=10)],
+@parametrize_with_checks([BernoulliRBM(n_iter=5, batch_size=10), GaussianRBM(n_iter=5, batch_size=10),
+                          RBMPretrainedClassifier(hidden_layer_sizes=(16,), max_iter=20, pretrain_iter=2)],
                          expected_failed_checks=_expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -186,3 +187,32 @@ def test_verbose_prints_one_line_per_iteration():
 def test_invalid_keywords_name_the_problem(params, message):
     with pytest.raises(ValueError, match=message):
         BernoulliRBM(n_iter=1, **params).fit(_binary())
+
+
+def test_classifier_first_layer_is_the_pretrained_rbm_and_fine_tuning_learns():
+    x, y = _digits(600)
+    frozen = RBMPretrainedClassifier(hidden_layer_sizes=(32,), pretrain_iter=3, max_iter=5, random_state=0,
+                                     freeze_pretrained=True).fit(x, y)
+    weight, bias = frozen.rbm_.rbm_.hidden_affine()
+    first = frozen.mlp_.first_linear()
+    assert torch.equal(first.weight, weight.T) and torch.equal(first.bias, bias)
+    np.testing.assert_allclose(frozen.rbm_.transform(x),
+                               torch.sigmoid(first(torch.as_tensor(x, dtype=torch.float32))).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    tuned = RBMPretrainedClassifier(hidden_layer_sizes=(32,), pretrain_iter=3, max_iter=30,
+                                    learning_rate_init=0.01, random_state=0).fit(x[:500], y[:500])
+    assert not torch.equal(tuned.mlp_.first_linear().weight, tuned.rbm_.rbm_.hidden_affine()[0].T)
+    assert tuned.score(x[500:], y[500:]) > 0.8  # 10 classes: chance is 0.1
+    proba = tuned.predict_proba(x[500:])
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
+    assert np.array_equal(tuned.predict(x[500:]), tuned.classes_[proba.argmax(1)])
+    assert tuned.n_iter_ == 30 and len(tuned.history_) == 30
+
+
+def test_classifier_without_pretraining_has_no_rbm_and_keeps_string_labels():
+    x, y = _digits(300)
+    labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])[y]
+    clf = RBMPretrainedClassifier(hidden_layer_sizes=(16,), pretrain=None, max_iter=5, random_state=0)
+    clf.fit(x, labels)
+    assert clf.rbm_ is None and set(clf.predict(x)) <= set(labels)
+    assert list(clf.classes_) == sorted(set(labels))
