@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from boltzkit.config import RunConfig, load_config  # noqa: F401
-from boltzkit.train import train
+from boltzkit.train import Fit, train
 from boltzkit.train.lr_find_run import find_lr
-from boltzkit.train.trainer import prepare
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,8 +77,8 @@ def torch_lr_finder_pick(config: RunConfig, low: float, high: float, iterations:
     from torch_lr_finder import LRFinder
 
     torch.manual_seed(config.seed)
-    setup = prepare(config)
-    task, model = setup.task, setup.model
+    session = Fit(config)
+    task, model, step = session.task, session.model, session.train_step()
     if config.model.type == "mlp":
         dataset = torch.utils.data.TensorDataset(task.train_x, task.train_y)
         criterion: nn.Module = nn.CrossEntropyLoss()
@@ -95,8 +94,8 @@ def torch_lr_finder_pick(config: RunConfig, low: float, high: float, iterations:
                 self.rbm = model
 
             def forward(self, x):
-                batch = task.data.binarize_batch(x, setup.data_rng)
-                loss = setup.objective.loss(self.rbm, batch)
+                batch = task.data.binarize_batch(x, session.data_rng)
+                loss = step.objective.loss(self.rbm, batch)
                 proxy = task.proxy_loss(self.rbm, batch)
                 return loss - loss.detach() + proxy.detach()
 
@@ -104,7 +103,7 @@ def torch_lr_finder_pick(config: RunConfig, low: float, high: float, iterations:
         criterion = _Identity()
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(config.seed))
-    finder = LRFinder(wrapped, setup.optimizer, criterion, device="cpu")
+    finder = LRFinder(wrapped, step.optimizer, criterion, device="cpu")
     finder.range_test(loader, start_lr=low, end_lr=high, num_iter=iterations)
     import matplotlib
 

@@ -23,7 +23,7 @@ import torch
 
 from boltzkit.config import load_config
 from boltzkit.plots import plt
-from boltzkit.train.trainer import prepare
+from boltzkit.train import Fit
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.98
@@ -53,20 +53,20 @@ def one_run(mnist: Path, optimizer: str, schedule: str, seed: int, epochs: int, 
     if schedule == "1cycle":  # peak at 4x the constant rate, starting from it
         config = load_config(None, [*overrides, f"train.optimizer.lr={4 * config.train.optimizer.lr!r}"])
     torch.manual_seed(seed)
-    setup = prepare(config)
-    model, task = setup.model, setup.task
+    session = Fit(config)
+    model, task, update = session.model, session.task, session.train_step()
     val_x, val_y = task.monitor["val"]
-    batches = setup.batches(config.train.batch_size)
+    batches = (task.batch(rows, session.data_rng) for rows in session.batches.endless())
     curve, reached = [], None
     seconds = 0.0
-    for step in range(1, epochs * setup.steps_per_epoch + 1):
+    for step in range(1, epochs * session.batches.per_epoch + 1):
         started = time.perf_counter()
         model.train()
-        loss = setup.objective.loss(model, next(batches))
-        setup.optimizer.zero_grad(set_to_none=True)
+        loss = update.objective.loss(model, next(batches))
+        update.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        setup.optimizer.step()
-        setup.schedule.step()
+        update.optimizer.step()
+        update.schedule.step()
         seconds += time.perf_counter() - started
         if step % every == 0:
             model.eval()

@@ -158,3 +158,38 @@ def test_ctrl_c_during_a_trial_ends_the_study_instead_of_failing_the_trial(tmp_p
     with pytest.raises(TrainingInterrupted):
         study.run(config, tmp_path / "study", progress=False)
     assert len(calls) == 1  # no further trial started
+
+
+@pytest.mark.parametrize("family, overrides", [
+    ("rbm", ["model.n_hidden=8"]),
+    ("bm", ["model={type: bm, n_hidden: 2}", "data.name=potts", "data.potts={length: 3, states: 2}"]),
+    ("mlp", ["model={type: mlp, hidden_layers: [8]}", "data.binarize=none"]),
+])
+def test_a_run_writes_the_figures_its_family_declares(tmp_path, family, overrides):
+    out = _train(tmp_path, *overrides)
+    assert {p.name for p in out.glob("*.png")} == set(get_family(family).figures)
+
+
+def test_plateau_on_a_metric_the_family_does_not_log_is_refused_before_training():
+    with pytest.raises(ConfigError, match="'train.schedule': plateau watches 'val_loss' after each epoch; "
+                                          "it needs unit: epoch and a metric that model.type 'rbm' logs"):
+        fit(load_config(None, [*TINY, "train.schedule={name: plateau}"]))
+    result = fit(load_config(None, [*TINY, "model.n_hidden=8", "train.epochs=2",
+                                    "train.schedule={name: plateau, metric: val_recon_error}"]))
+    assert len(result.history) == 2
+
+
+def test_lr_find_works_with_monitoring_off(tmp_path):
+    from boltzkit.train.lr_find_run import find_lr
+
+    config = load_config(None, ["model={type: mlp, hidden_layers: [16]}", "data.binarize=none",
+                                "train.metrics_examples=0", "threads=1"])
+    result, _ = find_lr(config, tmp_path, iterations=20, progress=False)
+    assert len(result.lrs) == 20
+
+
+def test_resuming_with_another_batch_size_is_a_checkpoint_error(tmp_path, capsys):
+    out = _train(tmp_path, "model.n_hidden=8", "train.epochs=2")
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3",
+                 "--set", "train.batch_size=20", "--quiet"]) == 2
+    assert "in batches of 32; this run has 135 in batches of 20" in capsys.readouterr().err

@@ -123,9 +123,13 @@ def test_partial_fit_carries_model_optimizer_and_chains_between_calls():
     one = BernoulliRBM(**kwargs).partial_fit(x[:20])
     assert one.n_features_in_ == 12 and one.components_.shape == (5, 12)
     copy = pickle.loads(pickle.dumps(one))
+    amnesic = pickle.loads(pickle.dumps(one))
+    amnesic._step_state["optimizer"]["state"] = {}  # momentum forgotten
     one.partial_fit(x[20:40]).partial_fit(x[40:])
     copy.partial_fit(x[20:40]).partial_fit(x[40:])
+    amnesic.partial_fit(x[20:40]).partial_fit(x[40:])
     assert np.array_equal(one.components_, copy.components_)  # the whole state travelled
+    assert not np.allclose(one.components_, amnesic.components_)  # and the momentum matters
     fresh = BernoulliRBM(**kwargs).partial_fit(x[20:40])
     assert not np.allclose(fresh.components_, BernoulliRBM(**kwargs).partial_fit(x[:20]).components_)
     with pytest.raises(ValueError, match="X has 3 features, but BernoulliRBM is expecting 12 features"):
@@ -162,8 +166,8 @@ def test_pipeline_grid_search_clone_and_pickle():
     pipe = Pipeline([("rbm", BernoulliRBM(n_iter=3, learning_rate=0.05, random_state=0)),
                      ("clf", LogisticRegression(max_iter=300))])
     search = GridSearchCV(pipe, {"rbm__n_components": [8, 32]}, cv=2).fit(x, y)
-    assert search.best_params_["rbm__n_components"] in (8, 32)
     model = search.best_estimator_
+    assert model.named_steps["rbm"].components_.shape == (search.best_params_["rbm__n_components"], 64)
     restored = pickle.loads(pickle.dumps(model))
     assert np.array_equal(restored.predict(x), model.predict(x))
     twin = clone(pipe).set_params(rbm__n_components=8)
@@ -212,7 +216,8 @@ def test_classifier_first_layer_is_the_pretrained_rbm_and_fine_tuning_learns():
 def test_classifier_without_pretraining_has_no_rbm_and_keeps_string_labels():
     x, y = _digits(300)
     labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])[y]
-    clf = RBMPretrainedClassifier(hidden_layer_sizes=(16,), pretrain=None, max_iter=5, random_state=0)
+    clf = RBMPretrainedClassifier(hidden_layer_sizes=(16,), pretrain=None, max_iter=20, learning_rate_init=0.01,
+                                  random_state=0)
     clf.fit(x, labels)
-    assert clf.rbm_ is None and set(clf.predict(x)) <= set(labels)
+    assert clf.rbm_ is None and np.mean(clf.predict(x) == labels) > 0.5  # chance: 0.1
     assert list(clf.classes_) == sorted(set(labels))

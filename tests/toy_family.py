@@ -4,7 +4,7 @@ registry entry: a mixture of ``K`` product-Bernoulli components,
     log p(v) = logsumexp_k [ log pi_k + sum_i v_i log mu_ki + (1 - v_i) log(1 - mu_ki) ],
 
 with ``pi = softmax(logits)`` and ``mu = sigmoid(theta)``, trained by its exact negative
-log-likelihood in two stages: ``components`` (theta alone, one Adam) and ``joint``, whose
+log-likelihood in two stages: ``components`` (theta alone, with the run's optimizer) and ``joint``, whose
 own train step alternates two optimizers (SGD on the logits, Adam on theta), each with its
 own schedule: the shape of a GAN's update, on a model whose likelihood is exact.
 """
@@ -137,6 +137,9 @@ def sample_mixture(model, n, steps, generator, temperatures=0, min_beta=0.5):
     return model.sample(n, generator)
 
 
+CAPABILITIES = Capabilities(sample=True, exact_likelihood=True, lr_find=False)
+
+
 def register_toy() -> Family:
     return register(Family(
         name=NAME,
@@ -145,7 +148,7 @@ def register_toy() -> Family:
         build=build_mixture,
         task=MixtureTask,
         metrics=split_metrics(log_likelihood="maximize"),
-        capabilities=Capabilities(sample=True, exact_likelihood=True, lr_find=False),
+        capabilities=CAPABILITIES,
         unit_interval=lambda section: True,
         sample=sample_mixture,
     ))

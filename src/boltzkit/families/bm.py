@@ -44,7 +44,7 @@ class BoltzmannMachineTask(GenerativeTask):
     proxy_name = "negative log-likelihood"
 
     def __init__(self, config, data: Dataset, device: torch.device):
-        if config.train.method not in ("pcd", "cd"):
+        if config.train.method != "pcd":
             raise ConfigError(f"model.type bm trains with persistent chains (train.method: pcd), "
                               f"got {config.train.method!r}")
         super().__init__(config, data, device)

@@ -63,7 +63,9 @@ class ClassifierTask(Task):
         n = config.train.metrics_examples
         self.monitor = {
             "train": (self.train_x[:n], self.train_y[:n]),
-            "val": (data.validation.to(device), data.validation_labels.to(device)),
+            # the whole validation set, unless monitoring is off (metrics_examples: 0)
+            "val": (data.validation[: len(data.validation) if n else 0].to(device),
+                    data.validation_labels[: len(data.validation) if n else 0].to(device)),
         }
 
     @property
@@ -99,12 +101,14 @@ class ClassifierTask(Task):
         return self.train_x[rows], self.train_y[rows]
 
     def proxy_loss(self, model: nn.Module, batch) -> Tensor:
-        x, y = batch
-        return F.cross_entropy(model(x), y)
+        return CrossEntropy().loss(model, batch)
 
     def probe(self, n: int) -> tuple[Tensor, Tensor]:
-        x, y = self.monitor["val"] if len(self.monitor["val"][0]) else self.monitor["train"]
-        return x[:n], y[:n]
+        """``n`` validation examples, else training examples (whatever the monitoring)."""
+        data = self.data
+        if len(data.validation):
+            return data.validation[:n].to(self.device), data.validation_labels[:n].to(self.device)
+        return self.train_x[:n], self.train_y[:n]
 
     @torch.no_grad()
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
@@ -124,6 +128,9 @@ class ClassifierTask(Task):
         labels = {"train": self.data.train_labels, "validation": self.data.validation_labels,
                   "test": self.data.test_labels}[split]
         x = self.split(split)
+        if labels is None:
+            raise DataError(f"evaluate: the {split} split of {self.data.source or self.data.name} has no "
+                            "labels, and a classifier is evaluated against them; choose another --split")
         model.eval()
         loss, accuracy = classification_metrics(model, x.to(self.device), labels.to(self.device))
         results = {"examples": len(x), "loss": loss, "accuracy": accuracy,

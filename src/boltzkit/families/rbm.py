@@ -114,9 +114,10 @@ class GenerativeTask(Task):
 
     def __init__(self, config, data: Dataset, device: torch.device):
         super().__init__(config, data, device)
+        # likelihoods are defined on binary vectors: binarize grey levels for binary units
+        self.binarize_monitors = getattr(config.model, "visible", "bernoulli") == "bernoulli"
         self.monitor_train, self.monitor_val = monitor_sets(
-            data, config.train.metrics_examples, config.seed, device,
-            binarize=getattr(config.model, "visible", "bernoulli") == "bernoulli")
+            data, config.train.metrics_examples, config.seed, device, self.binarize_monitors)
 
     def build_model(self) -> nn.Module:
         model = super().build_model()
@@ -127,7 +128,13 @@ class GenerativeTask(Task):
         return self.data.binarize_batch(self.train_x[rows], data_rng)
 
     def probe(self, n: int) -> Tensor:
-        return (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:n]
+        """The first ``n`` monitoring examples (validation, else training); with monitoring
+        off (``train.metrics_examples: 0``) the first ``n`` of the data, binarized alike."""
+        monitor = self.monitor_val if len(self.monitor_val) else self.monitor_train
+        if len(monitor):
+            return monitor[:n]
+        train, val = monitor_sets(self.data, n, self.config.seed, self.device, self.binarize_monitors)
+        return val if len(val) else train
 
 
 class RBMTask(GenerativeTask):

@@ -21,6 +21,10 @@ def register(family: Family) -> Family:
     if family.capabilities.evaluate and family.task.evaluate is Task.evaluate:
         raise ValueError(f"family {family.name!r} declares capabilities.evaluate but its task "
                          "has no evaluate()")
+    if family.capabilities.lr_find and (family.task.proxy_loss is Task.proxy_loss
+                                        or family.task.probe is Task.probe):
+        raise ValueError(f"family {family.name!r} declares capabilities.lr_find but its task has no "
+                         "proxy_loss() and probe() for the range test")
     bound = family.task.__dict__.get("family")
     if bound is not None and bound.name != family.name:
         raise ValueError(f"family {family.name!r}: task {family.task.__name__} already serves {bound.name!r}")

@@ -20,7 +20,7 @@ from ..data import Dataset
 from ..errors import ConfigError, DataError
 from ..objectives.base import Objective
 from ..optim.optimizers import clip_gradients, make_optimizer
-from ..optim.schedules import make_schedule
+from ..optim.schedules import REACTIVE, make_schedule
 from ..seeding import make_generator
 from .steps import GradientStep, Stage
 
@@ -85,10 +85,19 @@ class Task:
         """``objective`` with the optimizer, schedule and clipping of ``train_config``
         (default: the run's ``train`` section), the schedule spanning ``epochs``."""
         cfg = train_config or self.config.train
+        schedule_params = cfg.schedule.params()
+        if cfg.schedule.name in REACTIVE:  # it watches a metric: one this family logs, per epoch
+            metric = schedule_params.get("metric", "val_loss")
+            if not self.family.logs(metric) or cfg.schedule.unit != "epoch":
+                examples = sorted(m for m in self.family.metrics if self.family.direction(m))[:4]
+                raise ConfigError(
+                    f"config key 'train.schedule': {cfg.schedule.name} watches {metric!r} after each "
+                    f"epoch; it needs unit: epoch and a metric that model.type {self.family.name!r} "
+                    f"logs, e.g. {', '.join(examples)}")
         optimizer = make_optimizer(model, cfg.optimizer)
         total = epochs if cfg.schedule.unit == "epoch" else epochs * self.steps_per_epoch()
         schedule = make_schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
-                                 direction=self.family.direction, **cfg.schedule.params())
+                                 direction=self.family.direction, **schedule_params)
         closed_form = cfg.gradient == "closed_form" or (cfg.gradient == "auto" and
                                                          objective.has_closed_form(model))
         if closed_form and not objective.has_closed_form(model):

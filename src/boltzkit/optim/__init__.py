@@ -1,5 +1,6 @@
-"""Optimizers, learning-rate schedules and the range test: torch only, no other part of
-boltzkit (the config validates against these registries without importing the trainer)."""
+"""Optimizers, learning-rate schedules and the range test: torch and boltzkit's seeding
+helpers only (the config validates against these registries without importing the
+trainer)."""
 
 from .lr_finder import LRFindResult, lr_range_test
 from .optimizers import build_optimizer, check_optimizer_kwargs, make_optimizer, optimizer_classes

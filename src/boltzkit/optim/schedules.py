@@ -136,11 +136,6 @@ SCHEDULES: dict[str, Callable[..., float]] = {
     "wsd": wsd,
 }
 
-PLATEAU_ARGUMENTS = ("metric", "factor", "patience", "threshold", "cooldown", "min_lr", "mode")
-SCHEDULE_NAMES = (*SCHEDULES, "plateau")
-UNITS = ("epoch", "step")
-
-
 UNITS = ("epoch", "step")
 PLATEAU_ARGUMENTS = ("metric", "factor", "patience", "threshold", "cooldown", "min_lr", "mode")
 

@@ -28,7 +28,9 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
             keeps its meaning), ``relu``, ``tanh``, ... (see ``boltzkit.models.mlp``).
         pretrain: ``"bernoulli"`` (features in [0, 1]), ``"gaussian"`` (standardized
             real features) or None (random initialisation, He or Glorot as ``init``).
-        pretrain_iter, pretrain_learning_rate: passes and rate of the RBM (PCD-1, SGD).
+        pretrain_iter, pretrain_learning_rate: passes and rate of the RBM (PCD-1, SGD, in
+            mini-batches of ``batch_size``); the rate defaults to the RBM's own (0.1 for
+            Bernoulli, 0.001 for Gaussian units).
         freeze_pretrained: keep the pretrained layer fixed during fine-tuning.
         learning_rate_init, max_iter, batch_size: Adam's rate, epochs and batch size of
             fine-tuning (``optimizer``, a ``train.optimizer`` mapping, replaces Adam).
@@ -47,7 +49,7 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         "activation": [StrOptions({"relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"})],
         "pretrain": [StrOptions({"bernoulli", "gaussian"}), None],
         "pretrain_iter": [Interval(Integral, 1, None, closed="left")],
-        "pretrain_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "pretrain_learning_rate": [Interval(Real, 0, None, closed="neither"), None],
         "freeze_pretrained": ["boolean"],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [dict, None],
@@ -62,7 +64,7 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(256,), *, activation="sigmoid", pretrain="bernoulli",
-                 pretrain_iter=10, pretrain_learning_rate=0.05, freeze_pretrained=False,
+                 pretrain_iter=10, pretrain_learning_rate=None, freeze_pretrained=False,
                  learning_rate_init=0.001, optimizer=None, max_iter=50, batch_size=64, dropout=0.0,
                  batch_norm=False, init="glorot", random_state=None, verbose=0, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -92,6 +94,9 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the data, "
                              f"but the data contain only one class: {self.classes_[0]!r}")
         widths = [int(w) for w in np.atleast_1d(self.hidden_layer_sizes)]
+        if self.pretrain is not None and not widths:
+            raise ValueError(f"{type(self).__name__}: pretrain={self.pretrain!r} needs a hidden layer to "
+                             "pretrain; give hidden_layer_sizes or set pretrain=None")
         seed = seed_from(self.random_state)
         try:
             config = run_config({
@@ -109,8 +114,11 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         self.rbm_ = None
         if self.pretrain is not None:
             rbm_class = BernoulliRBM if self.pretrain == "bernoulli" else GaussianRBM
-            self.rbm_ = rbm_class(widths[0], learning_rate=self.pretrain_learning_rate,
-                                  n_iter=self.pretrain_iter, random_state=seed, device=self.device).fit(X)
+            rbm = rbm_class(widths[0], n_iter=self.pretrain_iter, batch_size=self.batch_size,
+                            random_state=seed, device=self.device)
+            if self.pretrain_learning_rate is not None:
+                rbm.set_params(learning_rate=self.pretrain_learning_rate)
+            self.rbm_ = rbm.fit(X)
             weight, bias = self.rbm_.rbm_.hidden_affine()  # centering and Gaussian scaling folded in
             session.model.load_pretrained_layer(weight.T.to(session.device), bias.to(session.device),
                                                 freeze=self.freeze_pretrained)

@@ -127,7 +127,7 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         self._validate_params()
         X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=DTYPES)
-        for name in ("rbm_", "_step_state", "random_state_"):
+        for name in ("rbm_", "_step_state", "random_state_", "_live"):
             self.__dict__.pop(name, None)  # a new fit starts over
         session = self._session(X, seed_from(self.random_state), self.n_iter)
         if self.n_iter > 0:
@@ -157,11 +157,21 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=DTYPES, reset=first)
         if not hasattr(self, "random_state_"):
             self.random_state_ = check_random_state(self.random_state)
-        session = self._session(X, seed_from(self.random_state_), 1)
+        # one session serves every later call (it is rebuilt from the saved state after
+        # pickling or fit): an update then costs what the update costs
+        session = self.__dict__.get("_live") or self._session(X, seed_from(self.random_state_), 1)
+        self._live = session
         step, model = session.train_step(), session.model.train()
         step(model, as_tensor(X, torch.float32, session.device))
         self._keep(session, X.dtype)
         return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        live = state.pop("_live", None)  # holds generators, which do not pickle: keep their state
+        if live is not None:
+            state["_step_state"] = live.train_step().state_dict()
+        return state
 
     def _keep(self, session: Fit, dtype) -> None:
         """Keep the trained model and what partial_fit continues from; export the
@@ -222,10 +232,13 @@ class BernoulliRBM(_RBMTransformer):
     ``learning_rate`` scales the mean gradient of each mini-batch of ``batch_size``;
     ``n_iter`` passes over the data; the default is PCD-1 with ``batch_size`` persistent
     chains and plain SGD, as in scikit-learn. Differences, all on purpose: each pass
-    draws the batches in a new random order (scikit-learn keeps the data order), the
-    visible biases start at the log-odds of the data means and the chains at the data
-    (scikit-learn: zeros), and training runs in float32 with PyTorch (outputs keep the
-    dtype of ``X``). ``components_`` etc. describe the plain (uncentered) equivalent
+    draws the batches in a new random order (scikit-learn keeps the data order, in
+    slices of even size; ours end with a smaller batch when ``batch_size`` does not divide
+    the data), the visible biases start at the log-odds of the data means and the chains
+    at the data (scikit-learn: zeros), ``h_samples_`` is zeros with ``method="cd"`` (no
+    persistent chains), and training runs in float32 with PyTorch (outputs keep the dtype
+    of ``X``). ``log_likelihood`` starts AIS from the base rate of the data of ``fit`` (or
+    of the first ``partial_fit`` batch). ``components_`` etc. describe the plain (uncentered) equivalent
     model, so ``transform(X) == sigmoid(X @ components_.T + intercept_hidden_)``.
 
     Beyond scikit-learn:
@@ -271,7 +284,6 @@ class BernoulliRBM(_RBMTransformer):
         x, _ = self._tensor(X)
         return pseudo_log_likelihood(self.rbm_, x).cpu().numpy().astype(np.float64)
 
-    @torch.no_grad()
     def gibbs(self, v) -> np.ndarray:
         """One Gibbs step from ``v``: ``h ~ p(h | v)``, then ``v' ~ p(v | h)``; returns ``v'``
         as a boolean array (as scikit-learn does), drawn with ``random_state_``."""

@@ -33,8 +33,8 @@ class EpochBatches:
 
     def epoch(self) -> Iterator[Tensor]:
         """The rest of the current epoch's batches (a new permutation if none is under way).
-        ``position`` counts a batch as used once the caller asks for the next one or the
-        epoch ends, so state saved between two batches resumes after the last used one."""
+        ``position`` counts a batch as used as soon as it is handed out, so state saved while
+        the caller works on a batch resumes after it."""
         if self.order is None:
             self.order = torch.randperm(self.n, generator=self.generator, device=self.device)
         while self.position < self.per_epoch:
@@ -50,9 +50,14 @@ class EpochBatches:
             yield from self.epoch()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"order": self.order, "position": self.position}
+        return {"order": self.order, "position": self.position, "n": self.n, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = (state.get("n", self.n), state.get("batch_size", self.batch_size))
+        if saved != (self.n, self.batch_size):
+            raise ValueError(f"the saved position is in {saved[0]} training examples in batches of "
+                             f"{saved[1]}; this run has {self.n} in batches of {self.batch_size} (resume "
+                             "with the same data and train.batch_size, or start a new run)")
         order = state["order"]
         self.order = None if order is None else order.to(self.device)
         self.position = int(state["position"])

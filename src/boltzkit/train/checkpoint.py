@@ -68,7 +68,7 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
     if version not in WEIGHTS_READABLE:
         raise CheckpointError(
             f"{path}: checkpoint version {version} is not supported "
-            f"(this boltzkit reads version {VERSION})"
+            f"(this boltzkit reads versions {', '.join(map(str, WEIGHTS_READABLE))})"
         )
     if resumable and version != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {version} was written by an earlier boltzkit; "
