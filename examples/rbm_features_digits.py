@@ -71,7 +71,7 @@ PIPELINES = {
 CLASSIFIERS = {
     # the "reuse pretrained layers" speed-up: the same MLP with and without an RBM first
     "MLP 500 sigmoid units, RBM-pretrained, fine-tuned": lambda: RBMPretrainedClassifier(
-        hidden_layer_sizes=(500,), pretrain_iter=20, max_iter=40, learning_rate_init=0.01, random_state=0),
+        hidden_layer_sizes=(500,), pretrain_iter=100, max_iter=40, learning_rate_init=0.01, random_state=0),
     "MLP 500 sigmoid units, random initial weights": lambda: RBMPretrainedClassifier(
         hidden_layer_sizes=(500,), pretrain=None, max_iter=40, learning_rate_init=0.01, random_state=0),
 }
