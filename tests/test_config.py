@@ -91,3 +91,11 @@ def test_apply_overrides_does_not_mutate_input():
     raw = {"train": {"epochs": 1}}
     assert apply_overrides(raw, {"train.epochs": 2}) == {"train": {"epochs": 2}}
     assert raw == {"train": {"epochs": 1}}
+
+
+def test_run_config_validates_as_the_family_the_model_type_names():
+    from boltzkit.config import RunConfig
+
+    config = RunConfig.model_validate({"model": {"type": "mlp", "hidden_layers": [3]}})
+    assert isinstance(config, RunConfig) and config.model.hidden_layers == [3]
+    assert RunConfig.model_validate({}).model.n_hidden == 64  # rbm by default

@@ -283,6 +283,13 @@ class RunConfig(Section):
                 raise ValueError(f"tune.space key {key!r}: {err}") from None
         return self
 
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> RunConfig:
+        """On :class:`RunConfig` itself, validate as the family ``model.type`` names."""
+        if cls is RunConfig and isinstance(obj, Mapping):
+            return run_config_class(_model_type(obj)).model_validate(obj, **kwargs)
+        return super().model_validate(obj, **kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -389,19 +396,24 @@ def run_config_class(model_type: str) -> type[RunConfig]:
 _RUN_CONFIG_CLASSES: dict[str, tuple[type, type[RunConfig]]] = {}
 
 
+def _model_type(raw: Any) -> str:
+    """``raw["model"]["type"]`` (default rbm), checked against the registered families."""
+    model = raw.get("model") if isinstance(raw, Mapping) else None
+    if model is not None and not isinstance(model, Mapping):
+        raise ConfigError(f"config key 'model': expected a section (a mapping of keys), got {model!r}")
+    model_type = model.get("type", DEFAULT_MODEL_TYPE) if isinstance(model, Mapping) else DEFAULT_MODEL_TYPE
+    if not isinstance(model_type, str) or model_type not in family_names():
+        raise ConfigError(f"config key 'model.type': invalid value {model_type!r}; accepted: "
+                          + ", ".join(repr(name) for name in family_names()))
+    return model_type
+
+
 def validate(raw: Mapping[str, Any]) -> RunConfig:
     """Validate a raw mapping into a :class:`RunConfig` or raise a one-line ConfigError.
 
     ``model.type`` picks the family (see :mod:`boltzkit.families`); its section then
     validates the rest of ``model``."""
-    model = raw.get("model") if isinstance(raw, Mapping) else None
-    model_type = model.get("type", DEFAULT_MODEL_TYPE) if isinstance(model, Mapping) else DEFAULT_MODEL_TYPE
-    if model is not None and not isinstance(model, Mapping):
-        raise ConfigError(f"config key 'model': expected a section (a mapping of keys), got {model!r}")
-    if not isinstance(model_type, str) or model_type not in family_names():
-        raise ConfigError(f"config key 'model.type': invalid value {model_type!r}; accepted: "
-                          + ", ".join(repr(name) for name in family_names()))
-    cls = run_config_class(model_type)
+    cls = run_config_class(_model_type(raw))
     try:
         return cls.model_validate(raw)
     except ValidationError as err:
