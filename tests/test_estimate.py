@@ -12,6 +12,7 @@ from boltzkit.estimate.ais import (
 )
 from boltzkit.estimate.evaluate import evaluate_rbm
 from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
+from boltzkit.estimate.multipath import multipath_log_partition
 from boltzkit.models import RBM
 from boltzkit.seeding import make_generator
 from helpers import all_binary, brute_log_z, random_rbm
@@ -273,8 +274,8 @@ def test_reverse_ais_on_an_uncoupled_model_is_exact():
 
 
 def test_evaluate_rbm_uses_its_seeded_generator_and_the_estimators():
-    """Every number comes from the estimators, AIS and reverse AIS drawing (in that order)
-    from make_generator(seed, "evaluate"): the same seed gives the same numbers."""
+    """Every number comes from the estimators, multi-path AIS and reverse AIS drawing (in
+    that order) from make_generator(seed, "evaluate"): the same seed gives the same numbers."""
     model = random_rbm(10, 6, scale=0.5, seed=2)
     data, train_data = all_binary(10)[::40], sparse_data(200, 10, p=0.4).double()
     options = dict(ais_runs=8, ais_betas=200, reverse_examples=5, reverse_runs=2)
@@ -282,10 +283,13 @@ def test_evaluate_rbm_uses_its_seeded_generator_and_the_estimators():
 
     base = base_rate_bias(train_data)
     g = make_generator(3, "evaluate")
-    ais = ais_log_partition(model, base, 200, 8, g)
+    multi = multipath_log_partition(model, train_data, 200, 8, g)
+    ais = multi.best
+    assert multi.log_z == ais.log_z  # the data bound is far below here
     reverse = reverse_ais_log_likelihood(model, data[:5], base, 200, 2, g)
     mean_neg_f = -model.free_energy(data).mean().item()
     assert results["log_z_ais"] == ais.log_z and results["ais_ess"] == ais.ess
+    assert results["ais_path"] == multi.chosen and results["ais_reliable"] == multi.reliable
     assert results["log_z_ais_low"] == ais.log_z_low and results["log_z_ais_high"] == ais.log_z_high
     assert results["log_likelihood_ais"] == pytest.approx(mean_neg_f - ais.log_z, abs=1e-12)
     assert results["log_likelihood_ais_low"] == pytest.approx(mean_neg_f - ais.log_z_high, abs=1e-12)
@@ -319,3 +323,69 @@ def test_invalid_ais_arguments():
         ais_log_partition(gaussian, base, betas=10)
     with pytest.raises(ValueError, match="Invalid pseudocount: 0"):
         base_rate_bias(torch.zeros(3, 5), pseudocount=0)
+
+
+# --------------------------------------------------------------------------- several paths
+
+
+@pytest.mark.parametrize("visible", [100, pytest.param(784, marks=pytest.mark.slow)])
+def test_no_model_of_the_zoo_is_confidently_wrong(visible):
+    """21 enumerable RBMs (random weights up to sharply multimodal, isolated prototype
+    modes, CD-1-trained): the conservative multi-path estimate is within 0.1 nats of its
+    interval around the exact log Z, or it is flagged unreliable. The short schedule
+    (1,000 betas, 50 runs) makes failures common: each must be flagged."""
+    from boltzkit.estimate.zoo import estimator_zoo
+
+    flagged = 0
+    for name, model, data in estimator_zoo(n_visible=visible):
+        exact = exact_log_partition(model)
+        multi = multipath_log_partition(model, data, betas=1000, runs=50,
+                                        generator=torch.Generator().manual_seed(0))
+        best = multi.best
+        low, high = max(best.log_z_low, multi.data_bound), multi.log_z + (best.log_z_high - best.log_z)
+        assert (low - 0.1 <= exact <= high + 0.1) or not multi.reliable, (name, exact, multi.verdict)
+        assert exact >= multi.data_bound - 1e-6  # the data bound is a true lower bound
+        flagged += not multi.reliable
+    assert flagged >= 2  # the zoo does contain estimates that must be flagged
+
+
+def test_paths_agree_on_a_small_model_and_the_transposed_model_has_the_same_log_z():
+    from boltzkit.estimate.multipath import transposed
+    from boltzkit.models import RBM
+
+    centered = RBM(8, 5, centered=True).double()
+    with torch.no_grad():
+        centered.weight.normal_(0, 0.7, generator=torch.Generator().manual_seed(1))
+        centered.visible_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(2))
+        centered.hidden_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(3))
+    assert exact_log_partition(transposed(centered)) == pytest.approx(
+        exact_log_partition(centered.without_offsets()), abs=1e-9)
+    data = sparse_data(300, 8, p=0.4)
+    model = centered.float()
+    multi = multipath_log_partition(model, data, betas=2000, runs=100, generator=torch.Generator().manual_seed(0))
+    assert set(multi.paths) == {"base rate", "uniform", "hidden base rate"}
+    for path in multi.paths.values():  # each path, the hidden side's through the centering shift
+        assert abs(path.log_z - exact_log_partition(model)) < 0.1
+    assert multi.reliable and multi.verdict.startswith("no sign of trouble")
+
+
+def test_paths_below_the_data_bound_are_flagged_and_the_bound_is_reported():
+    """Three sharp modes where the data are; a one-jump "annealing" from the base rate
+    misses them, and the data's own bound log sum exp(-F(v)) says so."""
+    from boltzkit.estimate.multipath import data_log_z_bound
+    from boltzkit.models import RBM
+
+    model = RBM(12, 3)
+    patterns = torch.tensor([[1.0] * 4 + [0.0] * 8, [0.0] * 4 + [1.0] * 4 + [0.0] * 4, [0.0] * 8 + [1.0] * 4])
+    with torch.no_grad():
+        model.weight.copy_((patterns.T * 2 - 1) * 12)
+        model.hidden.bias.copy_(-patterns.sum(1) * 12 + 24)
+        model.visible.bias.zero_()
+    data = patterns.repeat(50, 1)
+    bound = data_log_z_bound(model, data)
+    assert bound == pytest.approx(torch.logsumexp(-model.free_energy(patterns).double(), 0).item(), abs=1e-9)
+    assert bound <= exact_log_partition(model) < bound + 0.01  # the modes hold nearly all the mass
+    multi = multipath_log_partition(model, data, betas=2, runs=3, generator=torch.Generator().manual_seed(0))
+    assert multi.best.log_z < bound - 10
+    assert multi.log_z == bound and not multi.reliable
+    assert "below the data's own lower bound on log Z by" in multi.verdict

@@ -221,6 +221,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, seed=args.seed,
         data_dir=args.data_dir, device=args.device, progress=not args.quiet)
     print(results["report"])
+    if results.get("ais_reliable") is False:
+        print(f"boltzkit: warning: the AIS likelihood is not to be trusted: {results['ais_verdict']}",
+              file=sys.stderr)
     print(f"wrote {Path(args.run) / 'evaluation.json'}")
     return 0
 

@@ -20,8 +20,11 @@ at each held-out vector ``v = x_K`` and runs the same sweeps backwards to ``x_1`
     log p_hat(v) = log p_0(x_1) + sum_{k=1}^{K-1} [log f_k(x_{k+1}) - log f_k(x_k)]
 
 is an unbiased estimate of the annealing model's likelihood ``q(v)`` (``T_k`` is
-reversible), so its log is a stochastic *lower* bound: a conservative estimate. The two
-estimates bracket the test log-likelihood from either side.
+reversible), so its log is a stochastic *lower* bound on ``log q(v)``. ``q`` is the RBM's
+distribution only where the annealing reaches every mode: a mode the path never visits
+is missing from ``q`` as from forward AIS, so forward and reverse AIS can agree and both
+be wrong. Their agreement is evidence, not proof; :mod:`boltzkit.estimate.multipath`
+compares several paths and a data bound.
 
 Other unit families (Gaussian or categorical units on either layer) use
 a second path that anneals the weights only: ``E_k(v, h) = self energies - beta_k s(v) W s(h)``,
@@ -141,14 +144,20 @@ def ais_base(model: RBM, train_data: Tensor, pseudocount: float = 1.0) -> Tensor
     return base_rate_bias(train_data, pseudocount).to(model.weight.device)
 
 
+@torch.no_grad()
+def centering_shift(model: RBM) -> float:
+    """``log Z(model) - log Z(model.without_offsets())``: 0 without centering. The free
+    energies differ by a constant ``C`` for every ``v``, so the log partitions by ``-C``."""
+    if not model.centered:
+        return 0.0
+    zero = torch.zeros(1, model.n_visible, dtype=torch.float64, device=model.weight.device)
+    plain = as_float64(model.without_offsets())
+    return -(as_float64(model).free_energy(zero) - plain.free_energy(zero)).item()
+
+
 def _path(model: RBM, base_bias: Tensor | None) -> _BaseRatePath | _DecoupledPath:
     """The annealing path for ``model``, with ``log_z_shift`` set for centered models."""
-    plain, shift = model, 0.0
-    if model.centered:
-        plain = model.without_offsets()
-        zero = torch.zeros(1, model.n_visible, dtype=torch.float64, device=model.weight.device)
-        # F_model(v) = F_plain(v) + C for every v, so log Z_model = log Z_plain - C
-        shift = -(as_float64(model).free_energy(zero) - as_float64(plain).free_energy(zero)).item()
+    plain, shift = model.without_offsets(), centering_shift(model)
     if is_binary(plain):
         path = _BaseRatePath(plain, plain.visible.bias.detach() if base_bias is None else base_bias)
     elif base_bias is not None:

@@ -1,0 +1,174 @@
+"""Forward AIS along several annealing paths, with one conservative answer and a verdict.
+
+Each path's ``log Z_hat`` is a stochastic *lower* bound on ``log Z`` (Jensen), and a path
+that never reaches a mode of the model can be far below the truth while its ESS and
+``+-3 sigma`` interval look fine. Paths that start elsewhere miss different modes, so:
+
+- the estimate is the largest of the paths' estimates (the conservative choice for the
+  likelihood ``-F(v) - log Z``, which it lowers);
+- for binary data, ``Z >= sum over the distinct training vectors of exp(-F(v))``: a
+  hard lower bound on ``log Z`` that AIS must not undercut. A path below it has
+  provably missed the mass where the data are (the failure that makes AIS confidently
+  wrong: it starts from, and anneals past, modes it never visits);
+- the verdict is *unreliable* when the chosen path's effective sample size is below
+  ``min_ess_fraction`` of its runs, when its ``+-3 sigma`` interval is wider than
+  ``max_width`` nats or its ``-3 sigma`` end reaches zero weight, when
+  another path lies below it beyond both intervals (``high_other < low_chosen``), or
+  when the estimate is below the data bound (then the bound is reported instead).
+
+Agreement is evidence, not proof: every path can miss the same mode. The paths, for an
+RBM with ``D`` visible and ``H`` hidden units:
+
+- ``base rate``: the visible base rate of the training data (Salakhutdinov & Murray, 2008);
+- ``uniform``: no biases, every visible vector equally likely;
+- ``hidden base rate``: the transposed RBM (``Z`` is the same) from the base rate of the
+  training data's hidden activities, which enters the model from the other layer;
+- for Gaussian or categorical units, which have no base-rate path: the decoupled layers,
+  from the visible side and from the hidden side.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from ..models.rbm import RBM
+from .ais import AISResult, ais_log_partition, base_rate_bias, centering_shift, is_binary
+
+PATHS_BINARY = ("base rate", "uniform", "hidden base rate")
+PATHS_OTHER = ("decoupled", "decoupled, hidden side")
+
+
+@dataclass
+class MultiPathAIS:
+    """Forward AIS from several starts (see the module docstring).
+
+    ``paths`` maps each path's name to its :class:`AISResult`; ``log_z`` is the largest
+    estimate, from path ``chosen``; ``spread`` = largest - smallest estimate (nats);
+    ``reliable`` and ``reasons`` give the verdict.
+    """
+
+    paths: dict[str, AISResult]
+    chosen: str
+    reliable: bool
+    reasons: list[str]
+    data_bound: float = float("-inf")
+    """``log sum exp(-F(v))`` over the distinct training vectors (``-inf``: not binary)."""
+
+    @property
+    def best(self) -> AISResult:
+        return self.paths[self.chosen]
+
+    @property
+    def log_z(self) -> float:
+        return max(self.best.log_z, self.data_bound)
+
+    @property
+    def spread(self) -> float:
+        values = [result.log_z for result in self.paths.values()]
+        return max(values) - min(values)
+
+    @property
+    def verdict(self) -> str:
+        if self.reliable:
+            return (f"no sign of trouble: {len(self.paths)} paths agree within their intervals "
+                    f"(spread {self.spread:.2f} nats), ESS {self.best.ess:.0f} of {self.best.runs}; "
+                    "AIS can still miss a mode no path visits")
+        return "UNRELIABLE: " + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict:
+        return {
+            "log_z": self.log_z, "chosen_path": self.chosen, "spread": self.spread,
+            "data_bound": self.data_bound if math.isfinite(self.data_bound) else None,
+            "reliable": self.reliable, "verdict": self.verdict,
+            "paths": {name: {"log_z": r.log_z, "log_z_low": r.log_z_low, "log_z_high": r.log_z_high,
+                             "ess": r.ess, "runs": r.runs, "betas": r.n_betas, "seconds": r.seconds}
+                      for name, r in self.paths.items()},
+        }
+
+
+@torch.no_grad()
+def transposed(model: RBM) -> RBM:
+    """The RBM with its layers swapped (visible <-> hidden), of the plain equivalent of a
+    centered model: the same energy, so ``Z(transposed) = Z(model without offsets)``."""
+    plain = model.without_offsets()
+    flipped = copy.deepcopy(plain)
+    flipped.visible, flipped.hidden = flipped.hidden, flipped.visible
+    flipped.weight = torch.nn.Parameter(plain.weight.detach().T.contiguous())
+    flipped.visible_offset, flipped.hidden_offset = plain.hidden_offset.clone(), plain.visible_offset.clone()
+    return flipped
+
+
+def ais_starts(model: RBM, train_data: Tensor, pseudocount: float = 1.0
+               ) -> dict[str, tuple[RBM, Tensor | None, float]]:
+    """Each path: the model to anneal to, its base biases (None: decoupled layers) and
+    the constant to add to its ``log Z`` to get ``model``'s."""
+    device = model.weight.device
+    flipped, shift = transposed(model), centering_shift(model)
+    if not is_binary(model):
+        return {"decoupled": (model, None, 0.0), "decoupled, hidden side": (flipped, None, shift)}
+    data = train_data.to(device=device, dtype=model.weight.dtype)
+    hidden_means = torch.cat([model.hidden_mean(chunk) for chunk in data.split(4096)])
+    return {
+        "base rate": (model, base_rate_bias(train_data, pseudocount).to(device), 0.0),
+        "uniform": (model, torch.zeros(model.n_visible, device=device), 0.0),
+        "hidden base rate": (flipped, base_rate_bias(hidden_means, pseudocount).to(device), shift),
+    }
+
+
+def multipath_log_partition(
+    model: RBM,
+    train_data: Tensor,
+    betas: Tensor | int | None = None,
+    runs: int = 100,
+    generator: torch.Generator | None = None,
+    *,
+    pseudocount: float = 1.0,
+    min_ess_fraction: float = 0.1,
+    max_width: float = 1.0,
+    progress: bool = False,
+) -> MultiPathAIS:
+    """Forward AIS along every path of :func:`ais_starts` with ``betas`` and ``runs`` each,
+    drawn in turn from ``generator``; the largest estimate and a verdict."""
+    if not 0 <= min_ess_fraction <= 1:
+        raise ValueError(f"Invalid min_ess_fraction: {min_ess_fraction} (expected 0..1)")
+    results = {}
+    for name, (target, base, shift) in ais_starts(model, train_data, pseudocount).items():
+        result = ais_log_partition(target, base, betas, runs, generator, progress=progress)
+        results[name] = replace(result, log_z=result.log_z + shift, log_z_low=result.log_z_low + shift,
+                                log_z_high=result.log_z_high + shift)
+    chosen = max(results, key=lambda name: results[name].log_z)
+    best, reasons = results[chosen], []
+    bound = data_log_z_bound(model, train_data)
+    if best.log_z < bound:
+        reasons.append(f"every path is below the data's own lower bound on log Z by {bound - best.log_z:.2f} "
+                       "nats (they miss mass where the data are); reporting the bound")
+    if best.ess < max(1.0, min_ess_fraction * best.runs):
+        reasons.append(f"the chosen path ({chosen}) has ESS {best.ess:.1f} of {best.runs} runs")
+    if not math.isfinite(best.log_z_low):
+        reasons.append("the chosen path's -3 sigma end reaches zero weight (its interval is unbounded below)")
+    elif best.log_z_high - best.log_z_low > max_width:
+        width = best.log_z_high - best.log_z_low
+        reasons.append(f"the chosen path's +-3 sigma interval spans {width:.2f} nats "
+                       f"(more than {max_width:g})")
+    for name, result in results.items():
+        if name != chosen and result.log_z_high < best.log_z_low:
+            reasons.append(f"path '{name}' is {best.log_z - result.log_z:.2f} nats below '{chosen}', "
+                           "beyond both intervals")
+    return MultiPathAIS(results, chosen, not reasons, reasons, bound)
+
+
+@torch.no_grad()
+def data_log_z_bound(model: RBM, data: Tensor, chunk: int = 4096) -> float:
+    """``log sum_{v in distinct(data)} exp(-F(v))``, a lower bound on ``log Z`` for binary
+    visible units and binary data (float64); ``-inf`` otherwise."""
+    if model.visible.name != "bernoulli" or not bool(((data == 0) | (data == 1)).all()):
+        return float("-inf")
+    distinct = torch.unique(data.to(torch.uint8), dim=0)
+    distinct = distinct.to(device=model.weight.device, dtype=model.weight.dtype)
+    terms = torch.cat([-model.free_energy(part).to(torch.float64) for part in distinct.split(chunk)])
+    return torch.logsumexp(terms, 0).item()
