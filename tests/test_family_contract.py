@@ -193,3 +193,29 @@ def test_resuming_with_another_batch_size_is_a_checkpoint_error(tmp_path, capsys
     assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3",
                  "--set", "train.batch_size=20", "--quiet"]) == 2
     assert "in batches of 32; this run has 135 in batches of 20" in capsys.readouterr().err
+
+
+def test_a_trial_whose_ais_likelihood_is_unreliable_cannot_win(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    import boltzkit.tune.study as study
+
+    def fake_train(config, out, on_epoch_end=None, **kwargs):
+        lr = config.train.optimizer.lr
+        row = {"val_ais_log_likelihood": -20.0 + lr, "ais_reliable": float(lr < 0.01)}
+        on_epoch_end(0, row)
+        return SimpleNamespace(history=[row])
+
+    monkeypatch.setattr(study, "train", fake_train)
+    config = load_config(None, [*TINY, "tune.n_trials=6", "tune.method=random", "tune.pruner=none",
+                                "tune.metric=val_ais_log_likelihood",
+                                "tune.space={train.optimizer.lr: {low: 0.001, high: 0.1, log: true}}"])
+    result = study.run(config, tmp_path / "study", progress=False)
+    trials = result.get_trials()
+    unreliable = [t for t in trials if t.params["train.optimizer.lr"] >= 0.01]
+    assert unreliable and all(t.state == TrialState.PRUNED for t in unreliable)
+    assert all("unreliable AIS" in t.user_attrs["pruned_reason"] for t in unreliable)
+    assert result.best_trial.params["train.optimizer.lr"] < 0.01  # the higher, unreliable values lost

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ais-betas", type=int,
                           help="inverse temperatures (default: eval.ais.betas, 14501)")
     evaluate.add_argument("--reverse-examples", type=int,
-                          help="examples for reverse AIS, 0 to skip (default: eval.reverse_ais.examples)")
+                          help="examples for reverse AIS (default: eval.reverse_ais.examples, 0 = skip)")
     evaluate.add_argument("--reverse-runs", type=int, help="reverse AIS chains per example")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     evaluate.add_argument("--data-dir", help="folder with the run's data files")

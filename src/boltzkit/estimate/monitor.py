@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from ..models.rbm import RBM
-from .ais import ais_log_partition
 from .exact import enumerable, exact_log_partition
+from .multipath import multipath_log_partition
 from .pseudo_likelihood import pseudo_log_likelihood, reconstruction_error
 
 
@@ -35,7 +35,7 @@ def rbm_metrics(model: RBM, train: Tensor, validation: Tensor) -> dict[str, floa
 @torch.no_grad()
 def likelihood_metrics(
     model: RBM,
-    base_bias: Tensor | None,
+    train_data: Tensor,
     train: Tensor,
     validation: Tensor,
     ais_runs: int,
@@ -46,16 +46,18 @@ def likelihood_metrics(
     """Average log-likelihood (nats per example) of the monitoring subsets.
 
     Exact when the smaller layer has at most ``exact_max_units`` units (``exact_log_z``,
-    ``train_log_likelihood``, ``val_log_likelihood``), else from a quick forward AIS
-    (``ais_log_z``, ``ais_ess``, ``train_ais_log_likelihood``, ``val_ais_log_likelihood``).
+    ``train_log_likelihood``, ``val_log_likelihood``), else from a quick multi-path forward
+    AIS from ``train_data`` (:mod:`boltzkit.estimate.multipath`: ``ais_log_z``, the chosen
+    path's ``ais_ess``, ``ais_reliable`` 1 or 0, ``train_ais_log_likelihood``,
+    ``val_ais_log_likelihood``).
     """
     if exact_max_units > 0 and enumerable(model, exact_max_units):
         log_z, prefix, metrics = exact_log_partition(model, exact_max_units), "", {}
         metrics["exact_log_z"] = log_z
     else:
-        ais = ais_log_partition(model, base_bias, ais_betas, ais_runs, generator)
-        log_z, prefix = ais.log_z, "ais_"
-        metrics = {"ais_log_z": ais.log_z, "ais_ess": ais.ess}
+        multi = multipath_log_partition(model, train_data, ais_betas, ais_runs, generator)
+        log_z, prefix = multi.log_z, "ais_"
+        metrics = {"ais_log_z": log_z, "ais_ess": multi.best.ess, "ais_reliable": float(multi.reliable)}
     for name, v in (("train", train), ("val", validation)):
         if len(v):
             mean_neg_f = -model.free_energy(v).to(torch.float64).mean().item()

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from ..data import Dataset
 from ..errors import DataError
-from ..estimate.ais import base_rate_bias
 from ..estimate.evaluate import binary_view, evaluate_rbm, format_report
 from ..estimate.monitor import likelihood_metrics, rbm_metrics
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
@@ -149,11 +148,6 @@ class RBMTask(GenerativeTask):
         if config.model.visible == "categorical":
             check_one_hot(data, config.model.categories)
         super().__init__(config, data, device)
-        # quick AIS starts from the training data's base rate where the units are binary,
-        # from the decoupled layers otherwise (see boltzkit.estimate.ais)
-        binary = config.model.visible == "bernoulli" and config.model.hidden == "bernoulli"
-        self.base_bias = (base_rate_bias(data.train, config.eval.quick_ais.pseudocount).to(device)
-                          if binary else None)
         # the range test's proxy draws the same units every call (see proxy_loss)
         self._proxy_generator = make_generator(config.seed, "lr-find.proxy-units", device)
         self._proxy_state = self._proxy_generator.get_state()
@@ -184,7 +178,7 @@ class RBMTask(GenerativeTask):
         if evaluation.every and epoch % evaluation.every == 0:
             quick = evaluation.quick_ais
             metrics.update(likelihood_metrics(
-                model, self.base_bias, self.monitor_train, self.monitor_val, quick.runs, quick.betas,
+                model, self.data.train, self.monitor_train, self.monitor_val, quick.runs, quick.betas,
                 evaluation.exact_max_units,
                 make_generator(self.config.seed, f"eval.epoch{epoch}", self.device)))
         return metrics
@@ -270,6 +264,7 @@ RBM_FAMILY = register(Family(
         "exact_log_z": None,
         "ais_log_z": None,
         "ais_ess": "maximize",
+        "ais_reliable": None,  # 1 when the quick multi-path AIS found no sign of trouble
         "pt_swap_rate_mean": "maximize",
         "pt_swap_rate_min": "maximize",
     },

@@ -153,7 +153,13 @@ def objective(config: RunConfig, out: Path, dataset=None):
             message = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", message)
             raise TrialCrashed(message) from err
-        return result.history[-1][metric]
+        last = result.history[-1]
+        if "ais" in metric and last.get("ais_reliable") == 0.0:
+            # an AIS likelihood that may be far off must not win the study
+            reason = f"unreliable AIS at the last epoch: {metric} {last[metric]:.5g} is not to be trusted"
+            trial.set_user_attr("pruned_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return last[metric]
 
     return run_trial
 
