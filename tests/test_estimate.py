@@ -334,6 +334,7 @@ def test_no_model_of_the_zoo_is_confidently_wrong(visible):
     modes, CD-1-trained): the conservative multi-path estimate is within 0.1 nats of its
     interval around the exact log Z, or it is flagged unreliable. The short schedule
     (1,000 betas, 50 runs) makes failures common: each must be flagged."""
+    from boltzkit.estimate.multipath import reverse_verdict
     from boltzkit.estimate.zoo import estimator_zoo
 
     flagged = 0
@@ -346,6 +347,14 @@ def test_no_model_of_the_zoo_is_confidently_wrong(visible):
         assert (low - 0.1 <= exact <= high + 0.1) or not multi.reliable, (name, exact, multi.verdict)
         assert exact >= multi.data_bound - 1e-6  # the data bound is a true lower bound
         flagged += not multi.reliable
+        # reverse AIS on 30 examples: within 3 of its standard errors of the exact value, or flagged
+        test = data[:30]
+        reverse = reverse_ais_log_likelihood(model, test, base_rate_bias(data), 1000, 1,
+                                             torch.Generator().manual_seed(1))
+        forward = -model.free_energy(test).double().mean().item() - multi.log_z
+        reliable, verdict = reverse_verdict(reverse.mean, reverse.standard_error, forward, multi)
+        truth = exact_log_likelihood(model, test).mean().item()
+        assert abs(reverse.mean - truth) <= 3 * reverse.standard_error + 0.1 or not reliable, (name, verdict)
     assert flagged >= 2  # the zoo does contain estimates that must be flagged
 
 

@@ -224,6 +224,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if results.get("ais_reliable") is False:
         print(f"boltzkit: warning: the AIS likelihood is not to be trusted: {results['ais_verdict']}",
               file=sys.stderr)
+    if results.get("reverse_ais_reliable") is False:
+        print(f"boltzkit: warning: reverse AIS: {results['reverse_ais_verdict']}", file=sys.stderr)
     print(f"wrote {Path(args.run) / 'evaluation.json'}")
     return 0
 

@@ -14,7 +14,7 @@ from ..seeding import make_generator
 from ..units import bernoulli
 from .ais import ais_base, reverse_ais_log_likelihood
 from .exact import enumerable, exact_log_likelihood, exact_log_partition
-from .multipath import multipath_log_partition
+from .multipath import multipath_log_partition, reverse_verdict
 from .pseudo_likelihood import pseudo_log_likelihood, reconstruction_error
 
 
@@ -123,9 +123,11 @@ def evaluate_rbm(
             "reverse_ais_runs": reverse.runs,
             "seconds_reverse_ais": reverse.seconds,
         })
+        same = -model.free_energy(subset).to(torch.float64).mean().item() - log_z
         if len(subset) < n:  # the AIS estimate on the same examples, to compare like with like
-            results["log_likelihood_ais_same_examples"] = (
-                -model.free_energy(subset).to(torch.float64).mean().item() - ais.log_z)
+            results["log_likelihood_ais_same_examples"] = same
+        results["reverse_ais_reliable"], results["reverse_ais_verdict"] = reverse_verdict(
+            reverse.mean, reverse.standard_error, same, multi)
     return results
 
 
@@ -163,6 +165,7 @@ def format_report(results: dict[str, Any], title: str) -> str:
             f"{results['reverse_ais_examples']} examples x {results['reverse_ais_runs']} runs")
         if "log_likelihood_ais_same_examples" in results:
             add("  AIS on the same examples", f"{results['log_likelihood_ais_same_examples']:.3f}")
+        add("  verdict", results["reverse_ais_verdict"])
     if "pseudo_log_likelihood" in results:
         add("pseudo-log-likelihood", f"{results['pseudo_log_likelihood']:.3f} per example, "
             f"{results['pseudo_log_likelihood_per_unit']:.4f} per unit")

@@ -172,3 +172,20 @@ def data_log_z_bound(model: RBM, data: Tensor, chunk: int = 4096) -> float:
     distinct = distinct.to(device=model.weight.device, dtype=model.weight.dtype)
     terms = torch.cat([-model.free_energy(part).to(torch.float64) for part in distinct.split(chunk)])
     return torch.logsumexp(terms, 0).item()
+
+
+def reverse_verdict(reverse_mean: float, reverse_stderr: float, forward_mean: float,
+                    forward: MultiPathAIS) -> tuple[bool, str]:
+    """Whether reverse AIS (a stochastic lower bound on the *annealing model's*
+    log-likelihood) can be read as the RBM's: only when forward AIS found no sign of
+    trouble and the two agree on the same examples within ``3`` standard errors (+0.1
+    nats). ``forward_mean`` is ``mean(-F(v)) - log Z_hat`` on those examples."""
+    gap = reverse_mean - forward_mean
+    if not forward.reliable:
+        return False, "UNRELIABLE: forward AIS is (see its verdict), and reverse AIS anneals the same way"
+    if abs(gap) > 3 * reverse_stderr + 0.1:
+        return False, (f"UNRELIABLE: reverse AIS is {gap:+.2f} nats from forward AIS on the same examples, "
+                       f"beyond 3 standard errors ({reverse_stderr:.2f}): the annealing misses part of "
+                       "the model")
+    return True, (f"agrees with forward AIS within {abs(gap):.2f} nats (3 s.e. = {3 * reverse_stderr:.2f}); "
+                  "evidence, not proof")
