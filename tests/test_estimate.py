@@ -392,8 +392,9 @@ def test_paths_below_the_data_bound_are_flagged_and_the_bound_is_reported():
         model.visible.bias.zero_()
     data = patterns.repeat(50, 1)
     bound = data_log_z_bound(model, data)
-    assert bound == pytest.approx(torch.logsumexp(-model.free_energy(patterns).double(), 0).item(), abs=1e-9)
-    assert bound <= exact_log_partition(model) < bound + 0.01  # the modes hold nearly all the mass
+    on_the_data = torch.logsumexp(-model.double().free_energy(patterns.double()), 0).item()
+    assert on_the_data <= bound <= exact_log_partition(model) < on_the_data + 0.01  # modes hold the mass
+    model = model.float()
     multi = multipath_log_partition(model, data, betas=2, runs=3, generator=torch.Generator().manual_seed(0))
     assert multi.best.log_z < bound - 10
     assert multi.log_z == bound and not multi.reliable

@@ -6,10 +6,12 @@ that never reaches a mode of the model can be far below the truth while its ESS 
 
 - the estimate is the largest of the paths' estimates (the conservative choice for the
   likelihood ``-F(v) - log Z``, which it lowers);
-- for binary data, ``Z >= sum over the distinct training vectors of exp(-F(v))``: a
-  hard lower bound on ``log Z`` that AIS must not undercut. A path below it has
-  provably missed the mass where the data are (the failure that makes AIS confidently
-  wrong: it starts from, and anneals past, modes it never visits);
+- ``Z`` is at least the sum of ``exp(-F)`` over any set of distinct states, visible or
+  hidden (:func:`data_log_z_bound`: the training vectors, the modes they lead to, and
+  their hidden states, each summing a whole mode of the visible layer): a hard lower
+  bound on ``log Z`` that AIS must not undercut. A path below it has provably missed the
+  mass where the data are (the failure that makes AIS confidently wrong: it starts from,
+  and anneals past, modes it never visits);
 - the verdict is *unreliable* when the chosen path's effective sample size is below
   ``min_ess_fraction`` of its runs, when its ``+-3 sigma`` interval is wider than
   ``max_width`` nats or its ``-3 sigma`` end reaches zero weight, when
@@ -38,6 +40,7 @@ from torch import Tensor
 
 from ..models.rbm import RBM
 from .ais import AISResult, ais_log_partition, base_rate_bias, centering_shift, is_binary
+from .exact import as_float64
 
 PATHS_BINARY = ("base rate", "uniform", "hidden base rate")
 PATHS_OTHER = ("decoupled", "decoupled, hidden side")
@@ -163,14 +166,47 @@ def multipath_log_partition(
 
 
 @torch.no_grad()
+def local_modes(model: RBM, v: Tensor, steps: int = 20) -> Tensor:
+    """Iterated conditional modes from ``v``: ``h = [E[h|v] > 1/2]``, ``v = [E[v|h] > 1/2]``,
+    ``steps`` times: the nearby local maxima of ``p(v, h)`` (binary units on both layers)."""
+    for _ in range(steps):
+        h = (model.hidden_mean(v) > 0.5).to(v.dtype)
+        v = (model.visible_mean(h) > 0.5).to(v.dtype)
+    return v
+
+
+@torch.no_grad()
 def data_log_z_bound(model: RBM, data: Tensor, chunk: int = 4096) -> float:
-    """``log sum_{v in distinct(data)} exp(-F(v))``, a lower bound on ``log Z`` for binary
-    visible units and binary data (float64); ``-inf`` otherwise."""
-    if model.visible.name != "bernoulli" or not bool(((data == 0) | (data == 1)).all()):
-        return float("-inf")
-    distinct = torch.unique(data.to(torch.uint8), dim=0)
-    distinct = distinct.to(device=model.weight.device, dtype=model.weight.dtype)
-    terms = torch.cat([-model.free_energy(part).to(torch.float64) for part in distinct.split(chunk)])
+    """A lower bound on ``log Z`` from states the data point to (float64; ``-inf`` if none).
+
+    ``Z = sum_v exp(-F(v)) = sum_h exp(-F(h))``, so the sum over any set of distinct
+    states bounds it from below. Two such sums, the larger is returned: over the distinct
+    binary training vectors and the local modes they lead to (:func:`local_modes`;
+    Bernoulli visible units, binary data), and over the distinct hidden states
+    ``[E[h|v] > 1/2]`` of those vectors and the all-off state (Bernoulli hidden units),
+    whose ``-F(h)`` sums the visible layer out exactly, whole modes at once.
+    """
+    model = as_float64(model)  # a bound must not exceed log Z by rounding
+    device, dtype = model.weight.device, model.weight.dtype
+    candidates = data.to(device=device, dtype=dtype)
+    binary_data = bool(((data == 0) | (data == 1)).all())
+    bounds = [float("-inf")]
+    if model.visible.name == "bernoulli" and binary_data:
+        if model.hidden.name == "bernoulli":  # modes hold the mass that data a few flips away miss
+            modes = [local_modes(model, part) for part in candidates.split(chunk)]
+            candidates = torch.cat([candidates, *modes])
+        bounds.append(_log_sum_exp_distinct(candidates, model.free_energy, chunk))
+    if model.hidden.name == "bernoulli":
+        hidden = [(model.hidden_mean(part) > 0.5).to(dtype) for part in candidates.split(chunk)]
+        hidden.append(torch.zeros(1, model.n_hidden, device=device, dtype=dtype))
+        bounds.append(_log_sum_exp_distinct(torch.cat(hidden), model.hidden_free_energy, chunk))
+    return max(bounds)
+
+
+def _log_sum_exp_distinct(states: Tensor, free_energy, chunk: int) -> float:
+    """``log sum exp(-free_energy(s))`` over the distinct binary rows of ``states``."""
+    distinct = torch.unique(states.to(torch.uint8), dim=0).to(states.dtype)
+    terms = torch.cat([-free_energy(part).to(torch.float64) for part in distinct.split(chunk)])
     return torch.logsumexp(terms, 0).item()
 
 
