@@ -376,6 +376,11 @@ def test_paths_agree_on_a_small_model_and_the_transposed_model_has_the_same_log_
     for path in multi.paths.values():  # each path, the hidden side's through the centering shift
         assert abs(path.log_z - exact_log_partition(model)) < 0.1
     assert multi.reliable and multi.verdict.startswith("no sign of trouble")
+    again = multipath_log_partition(model, data, betas=2000, runs=100, generator=torch.Generator().manual_seed(0))
+    other = multipath_log_partition(model, data, betas=2000, runs=100, generator=torch.Generator().manual_seed(1))
+    assert again.to_dict() | {"paths": None} == multi.to_dict() | {"paths": None}
+    assert [p.log_z for p in again.paths.values()] == [p.log_z for p in multi.paths.values()]  # seeds reproduce
+    assert [p.log_z for p in other.paths.values()] != [p.log_z for p in multi.paths.values()]
 
 
 def test_paths_below_the_data_bound_are_flagged_and_the_bound_is_reported():
