@@ -16,7 +16,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ConfigError
-from ..estimate.ais import ais_log_partition, base_rate_bias
+from ..estimate.evaluate import binary_view
+from ..estimate.multipath import multipath_log_partition
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
 from ..seeding import make_generator
 from ..train.fit import Fit
@@ -33,8 +34,8 @@ class LikelihoodEstimate:
     ``per_example = -F(v) - log Z``; ``low`` / ``high`` carry the ``+-3 sigma`` interval
     of ``log Z`` over to the mean. Forward AIS is a stochastic *lower* bound on ``log Z``
     (so an upper bound on the likelihood in expectation) that can miss modes it never
-    visits while its interval stays narrow; ``verdict`` says what the effective sample
-    size allows one to conclude.
+    visits while its interval stays narrow; ``verdict`` (from several annealing paths and
+    the data's lower bound on ``log Z``) says whether there is a sign of that.
     """
 
     per_example: np.ndarray
@@ -108,6 +109,7 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             raise ValueError(f"{type(self).__name__}: {err}") from None
 
     def _session(self, X, seed: int, epochs: int) -> Fit:
+        # the reference sample below is drawn with ``seed`` too
         """A training session on ``X``: a fresh model, or this estimator's where fitted."""
         x = as_tensor(X, torch.float32)
         session = Fit(self._config(seed, epochs), in_memory_dataset(x))
@@ -115,7 +117,9 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             session.model.load_state_dict(self.rbm_.state_dict())
             session.train_step().load_state_dict(self._step_state)
         else:
-            self._base_bias = base_rate_bias(x.clamp(0, 1))  # the AIS start of log_likelihood
+            # what log_likelihood's AIS starts from and bounds log Z with: a binary sample of
+            # (at most 5,000 of) the first data seen, kept instead of the data themselves
+            self._reference = binary_view(x[:5000].clamp(0, 1), make_generator(seed, "sklearn.reference"))
         return session
 
     def fit(self, X, y=None):
@@ -237,9 +241,10 @@ class BernoulliRBM(_RBMTransformer):
     the data), the visible biases start at the log-odds of the data means and the chains
     at the data (scikit-learn: zeros), ``h_samples_`` is zeros with ``method="cd"`` (no
     persistent chains), and training runs in float32 with PyTorch (outputs keep the dtype
-    of ``X``). ``log_likelihood`` starts AIS from the base rate of the data of ``fit`` (or
-    of the first ``partial_fit`` batch). ``components_`` etc. describe the plain (uncentered) equivalent
-    model, so ``transform(X) == sigmoid(X @ components_.T + intercept_hidden_)``.
+    of ``X``). ``log_likelihood`` starts AIS from (a binary sample of at most 5,000 of) the
+    data of ``fit`` or of the first ``partial_fit`` batch. ``components_`` etc. describe the
+    plain (uncentered) equivalent model, so
+    ``transform(X) == sigmoid(X @ components_.T + intercept_hidden_)``.
 
     Beyond scikit-learn:
         method: ``"cd"``, ``"pcd"`` or ``"pt"`` (parallel tempering).
@@ -300,23 +305,20 @@ class BernoulliRBM(_RBMTransformer):
     @torch.no_grad()
     def log_likelihood(self, X, *, ais_runs: int = 100, ais_betas: int = 14501,
                        random_state=None) -> LikelihoodEstimate:
-        """Log-likelihood of binary ``X`` (nats per example) by forward AIS from the base
-        rate of the training data (Salakhutdinov & Murray, 2008), with its interval, ESS
-        and a verdict (see :class:`LikelihoodEstimate`)."""
+        """Log-likelihood of binary ``X`` (nats per example) by forward AIS along several
+        paths from the training data (:mod:`boltzkit.estimate.multipath`, as ``boltzkit
+        evaluate`` does), with the chosen path's interval and ESS and the verdict (see
+        :class:`LikelihoodEstimate`)."""
         x, _ = self._tensor(X)
         generator = make_generator(seed_from(random_state), "sklearn.log_likelihood", x.device)
-        ais = ais_log_partition(self.rbm_, self._base_bias.to(x.device), ais_betas, ais_runs, generator)
-        per_example = (-self.rbm_.free_energy(x).to(torch.float64) - ais.log_z).cpu().numpy()
+        multi = multipath_log_partition(self.rbm_, self._reference, ais_betas, ais_runs, generator)
+        ais, log_z = multi.best, multi.log_z
+        per_example = (-self.rbm_.free_energy(x).to(torch.float64) - log_z).cpu().numpy()
         mean = float(per_example.mean())
-        if ais.ess < max(2.0, 0.1 * ais.runs):
-            verdict = (f"unreliable: ESS {ais.ess:.1f} of {ais.runs} runs, so the interval understates "
-                       "the error and log Z may be far too low; raise ais_betas")
-        else:
-            verdict = (f"ESS {ais.ess:.0f} of {ais.runs} runs; forward AIS is a stochastic lower bound "
-                       "on log Z and can still miss modes: compare with boltzkit evaluate's reverse AIS")
-        return LikelihoodEstimate(per_example, mean, mean + ais.log_z - ais.log_z_high,
-                                  mean + ais.log_z - ais.log_z_low, ais.log_z, ais.ess, ais.runs, ais.n_betas,
-                                  verdict)
+        high = max(ais.log_z_high, log_z)
+        low = max(ais.log_z_low, multi.data_bound)
+        return LikelihoodEstimate(per_example, mean, mean + log_z - high, mean + log_z - low, log_z,
+                                  ais.ess, ais.runs, ais.n_betas, multi.verdict)
 
 
 class GaussianRBM(_RBMTransformer):
