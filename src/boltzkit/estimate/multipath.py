@@ -14,7 +14,8 @@ that never reaches a mode of the model can be far below the truth while its ESS 
   and anneals past, modes it never visits);
 - the verdict is *unreliable* when the chosen path's effective sample size is below
   ``min_ess_fraction`` of its runs, when its ``+-3 sigma`` interval is wider than
-  ``max_width`` nats or its ``-3 sigma`` end reaches zero weight, when
+  ``max_width`` nats or its ``-3 sigma`` end reaches zero weight (unless a path free of
+  these faults agrees with it within both intervals), when
   another path lies below it beyond both intervals (``high_other < low_chosen``), or
   when its interval lies below the data bound. The estimate is never below the bound.
 
@@ -150,19 +151,31 @@ def multipath_log_partition(
     if best.log_z_high < bound:  # below the bound beyond its own error (the estimate is raised anyway)
         reasons.append(f"every path is below the data's own lower bound on log Z by {bound - best.log_z:.2f} "
                        "nats (they miss mass where the data are); reporting the bound")
-    if best.ess < max(1.0, min_ess_fraction * best.runs):
-        reasons.append(f"the chosen path ({chosen}) has ESS {best.ess:.1f} of {best.runs} runs")
-    if not math.isfinite(best.log_z_low):
-        reasons.append("the chosen path's -3 sigma end reaches zero weight (its interval is unbounded below)")
-    elif best.log_z_high - best.log_z_low > max_width:
-        width = best.log_z_high - best.log_z_low
-        reasons.append(f"the chosen path's +-3 sigma interval spans {width:.2f} nats "
-                       f"(more than {max_width:g})")
+    weak = _weaknesses(best, min_ess_fraction, max_width)
+    # a noisy largest estimate is still well determined when a precise path agrees with it
+    corroborated = any(not _weaknesses(result, min_ess_fraction, max_width)
+                       and result.log_z_high >= best.log_z_low and result.log_z_low <= best.log_z_high
+                       for name, result in results.items() if name != chosen)
+    if weak and not corroborated:
+        reasons += [f"the chosen path ({chosen}) {weakness}" for weakness in weak]
     for name, result in results.items():
         if name != chosen and result.log_z_high < best.log_z_low:
             reasons.append(f"path '{name}' is {best.log_z - result.log_z:.2f} nats below '{chosen}', "
                            "beyond both intervals")
     return MultiPathAIS(results, chosen, not reasons, reasons, bound)
+
+
+def _weaknesses(result: AISResult, min_ess_fraction: float, max_width: float) -> list[str]:
+    """Why one path's estimate is too noisy to stand alone (empty: it can)."""
+    weak = []
+    if result.ess < max(1.0, min_ess_fraction * result.runs):
+        weak.append(f"has ESS {result.ess:.1f} of {result.runs} runs")
+    if not math.isfinite(result.log_z_low):
+        weak.append("has a -3 sigma end at zero weight (its interval is unbounded below)")
+    elif result.log_z_high - result.log_z_low > max_width:
+        weak.append(f"has a +-3 sigma interval of {result.log_z_high - result.log_z_low:.2f} nats "
+                    f"(more than {max_width:g})")
+    return weak
 
 
 @torch.no_grad()
