@@ -221,3 +221,13 @@ def test_classifier_without_pretraining_has_no_rbm_and_keeps_string_labels():
     clf.fit(x, labels)
     assert clf.rbm_ is None and np.mean(clf.predict(x) == labels) > 0.5  # chance: 0.1
     assert list(clf.classes_) == sorted(set(labels))
+
+
+def test_set_params_between_partial_fits_takes_effect():
+    x = _binary(n=60)
+    rbm = BernoulliRBM(n_components=5, batch_size=20, random_state=3).partial_fit(x[:20])
+    before = rbm.components_.copy()
+    rbm.set_params(learning_rate=1e-12).partial_fit(x[20:40])
+    assert np.abs(rbm.components_ - before).max() < 1e-9  # the new, tiny rate was used
+    rbm.set_params(learning_rate=0.1).partial_fit(x[40:])
+    assert np.abs(rbm.components_ - before).max() > 1e-4

@@ -91,7 +91,7 @@ def evaluate_rbm(
     multi = multipath_log_partition(model, train_data, ais_betas, ais_runs, generator,
                                     pseudocount=pseudocount, progress=progress)
     ais, log_z = multi.best, multi.log_z
-    low, high = max(ais.log_z_low, multi.data_bound), max(ais.log_z_high, log_z)
+    low, high = multi.interval
     results.update({
         "log_z_ais": log_z,
         "log_z_ais_low": low,
@@ -123,11 +123,11 @@ def evaluate_rbm(
             "reverse_ais_runs": reverse.runs,
             "seconds_reverse_ais": reverse.seconds,
         })
-        same = -model.free_energy(subset).to(torch.float64).mean().item() - log_z
+        same = -model.free_energy(subset).to(torch.float64) - log_z
         if len(subset) < n:  # the AIS estimate on the same examples, to compare like with like
-            results["log_likelihood_ais_same_examples"] = same
+            results["log_likelihood_ais_same_examples"] = same.mean().item()
         results["reverse_ais_reliable"], results["reverse_ais_verdict"] = reverse_verdict(
-            reverse.mean, reverse.standard_error, same, multi)
+            reverse.per_example, same, multi)
     return results
 
 

@@ -108,18 +108,29 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         except ConfigError as err:
             raise ValueError(f"{type(self).__name__}: {err}") from None
 
+    _keeps_reference = False
+
     def _session(self, X, seed: int, epochs: int) -> Fit:
-        # the reference sample below is drawn with ``seed`` too
-        """A training session on ``X``: a fresh model, or this estimator's where fitted."""
+        """A training session on ``X``: a fresh model, or this estimator's where fitted (its
+        optimizer's state carried over, with the learning rate the parameters now say)."""
         x = as_tensor(X, torch.float32)
-        session = Fit(self._config(seed, epochs), in_memory_dataset(x))
+        config = self._config(seed, epochs)
+        session = Fit(config, in_memory_dataset(x))
         if hasattr(self, "rbm_"):
             session.model.load_state_dict(self.rbm_.state_dict())
-            session.train_step().load_state_dict(self._step_state)
-        else:
+            step = session.train_step()
+            step.load_state_dict(self._step_state)
+            rate = config.train.optimizer.lr  # set_params may have changed it since
+            for group in step.optimizer.param_groups:
+                group["lr"] = rate
+            step.schedule.base_lrs = [rate] * len(step.optimizer.param_groups)
+        elif self._keeps_reference:
             # what log_likelihood's AIS starts from and bounds log Z with: a binary sample of
-            # (at most 5,000 of) the first data seen, kept instead of the data themselves
-            self._reference = binary_view(x[:5000].clamp(0, 1), make_generator(seed, "sklearn.reference"))
+            # at most 5,000 examples drawn at random from the first data seen (uint8)
+            g = make_generator(seed, "sklearn.reference")
+            rows = torch.randperm(len(x), generator=g)[:5000]
+            self._reference = binary_view(x[rows].clamp(0, 1), g).to(torch.uint8)
+        self._session_params = self.get_params()
         return session
 
     def fit(self, X, y=None):
@@ -131,7 +142,7 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         self._validate_params()
         X = validate_data(self, X, accept_sparse=ACCEPT_SPARSE, dtype=DTYPES)
-        for name in ("rbm_", "_step_state", "random_state_", "_live"):
+        for name in ("rbm_", "_step_state", "random_state_", "_live", "_reference"):
             self.__dict__.pop(name, None)  # a new fit starts over
         session = self._session(X, seed_from(self.random_state), self.n_iter)
         if self.n_iter > 0:
@@ -163,12 +174,20 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.random_state_ = check_random_state(self.random_state)
         # one session serves every later call (it is rebuilt from the saved state after
         # pickling or fit): an update then costs what the update costs
-        session = self.__dict__.get("_live") or self._session(X, seed_from(self.random_state_), 1)
+        session = self.__dict__.get("_live")
+        if session is None or self._session_params != self.get_params():  # set_params since: rebuild
+            self._keep_step_state()
+            session = self._session(X, seed_from(self.random_state_), 1)
         self._live = session
         step, model = session.train_step(), session.model.train()
         step(model, as_tensor(X, torch.float32, session.device))
         self._keep(session, X.dtype)
         return self
+
+    def _keep_step_state(self) -> None:
+        live = self.__dict__.pop("_live", None)
+        if live is not None:
+            self._step_state = live.train_step().state_dict()
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -263,6 +282,8 @@ class BernoulliRBM(_RBMTransformer):
     ``rbm_`` (the :class:`boltzkit.RBM`), ``history_`` (per-epoch metrics).
     """
 
+    _keeps_reference = True
+
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
         """scikit-learn's pseudo-likelihood convention: for each example one unit ``i``,
@@ -305,18 +326,24 @@ class BernoulliRBM(_RBMTransformer):
     @torch.no_grad()
     def log_likelihood(self, X, *, ais_runs: int = 100, ais_betas: int = 14501,
                        random_state=None) -> LikelihoodEstimate:
-        """Log-likelihood of binary ``X`` (nats per example) by forward AIS along several
+        """Log-likelihood of ``X`` (nats per example; grey levels are binarized once, seeded
+        by ``random_state``, as ``boltzkit evaluate`` does) by forward AIS along several
         paths from the training data (:mod:`boltzkit.estimate.multipath`, as ``boltzkit
         evaluate`` does), with the chosen path's interval and ESS and the verdict (see
         :class:`LikelihoodEstimate`)."""
         x, _ = self._tensor(X)
-        generator = make_generator(seed_from(random_state), "sklearn.log_likelihood", x.device)
-        multi = multipath_log_partition(self.rbm_, self._reference, ais_betas, ais_runs, generator)
+        reference = getattr(self, "_reference", None)
+        if reference is None:
+            raise ValueError(f"{type(self).__name__}.log_likelihood needs the training sample that fit "
+                             "keeps; this estimator was fitted by an earlier boltzkit: fit it again")
+        seed = seed_from(random_state)
+        x = binary_view(x, make_generator(seed, "sklearn.binarize", x.device))  # likelihoods of binary X
+        generator = make_generator(seed, "sklearn.log_likelihood", x.device)
+        multi = multipath_log_partition(self.rbm_, reference.float(), ais_betas, ais_runs, generator)
         ais, log_z = multi.best, multi.log_z
         per_example = (-self.rbm_.free_energy(x).to(torch.float64) - log_z).cpu().numpy()
         mean = float(per_example.mean())
-        high = max(ais.log_z_high, log_z)
-        low = max(ais.log_z_low, multi.data_bound)
+        low, high = multi.interval
         return LikelihoodEstimate(per_example, mean, mean + log_z - high, mean + log_z - low, log_z,
                                   ais.ess, ais.runs, ais.n_betas, multi.verdict)
 
