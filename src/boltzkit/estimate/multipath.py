@@ -46,9 +46,6 @@ from ..models.rbm import RBM
 from .ais import AISResult, ais_log_partition, base_rate_bias, centering_shift, is_binary
 from .exact import as_float64
 
-PATHS_BINARY = ("base rate", "uniform", "hidden base rate")
-PATHS_OTHER = ("decoupled", "decoupled, hidden side")
-
 
 @dataclass
 class MultiPathAIS:
