@@ -110,3 +110,19 @@ def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, 
 def test_evaluate_rejects_bad_settings(tmp_path, argv, message, capsys):
     assert main(["evaluate", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_threads_on_every_command_and_evaluate_follows_the_run(tmp_path, capsys, monkeypatch):
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST, "--threads", "1"]) == 0
+    assert "threads: 1" in (out / "config.yaml").read_text()  # recorded with the run
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    assert main(["sample", str(out), "--n", "4", "--steps", "2"]) == 0
+    assert main(["sample", str(out), "--n", "4", "--steps", "2", "--threads", "2"]) == 0
+    assert seen == [1, 2]  # the run's threads, then the flag
+    assert main(["evaluate", str(out), "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["config", "--threads", "3"]) == 0 and "threads: 3" in capsys.readouterr().out

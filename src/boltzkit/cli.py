@@ -29,6 +29,13 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="folder with data files (sets data.dir)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
+    _threads_argument(parser, "sets threads")
+
+
+def _threads_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help=f"CPU threads for PyTorch ({default}; on a busy machine 1 can be far "
+                             "faster than the default)")
 
 
 def _shortcuts(args: argparse.Namespace) -> list[str]:
@@ -37,6 +44,8 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
         extra.append(f"data.dir={args.data_dir}")
     if getattr(args, "device", None):
         extra.append(f"device={args.device}")
+    if getattr(args, "threads", None) is not None:
+        extra.append(f"threads={args.threads}")
     return [*args.overrides, *extra]
 
 
@@ -69,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="inverse temperature of the hottest replica (default 0.5)")
     sample.add_argument("--out", help="output file stem (default: RUN/samples-n<N>-k<K>-s<S>)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    _threads_argument(sample, "default: the run's threads")
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser(
@@ -84,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     evaluate.add_argument("--data-dir", help="folder with the run's data files")
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    _threads_argument(evaluate, "default: the run's threads")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -177,6 +188,7 @@ def _sample(args: argparse.Namespace) -> int:
     from .train.device import resolve_device
     from .train.run_dir import RunDir, load_run_model
 
+    _run_threads(args)
     if args.n < 1 or args.steps < 1:
         raise BoltzkitError(f"--n and --steps must be >= 1, got --n {args.n} --steps {args.steps}")
     if args.pt == 1 or args.pt < 0 or not 0 < args.min_beta < 1:
@@ -216,6 +228,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                 f"{2 if name == 'ais_betas' else 1}, got {value}")
     if args.reverse_examples is not None and args.reverse_examples < 0:
         raise BoltzkitError(f"--reverse-examples must be >= 0, got {args.reverse_examples}")
+    _run_threads(args)
     results = evaluate_run(
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
         reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, seed=args.seed,
@@ -337,6 +350,15 @@ def _presets(args: argparse.Namespace) -> int:
         family = owner.get(name)
         print(f"{name:<{width}}  {family + ': ' + get_family(family).description if family else ''}")
     return 0
+
+
+def _run_threads(args: argparse.Namespace) -> None:
+    """``--threads``, else the threads the run was trained with (its config.yaml)."""
+    from .train.run_dir import RunDir
+
+    if args.threads is not None and args.threads < 1:
+        raise BoltzkitError(f"--threads must be >= 1, got {args.threads}")
+    _set_threads(args.threads if args.threads is not None else RunDir(args.run).read_config().threads)
 
 
 def _set_threads(threads: int | None) -> None:
