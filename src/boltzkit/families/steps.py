@@ -74,13 +74,12 @@ class GradientStep(TrainStep):
     def __call__(self, model: nn.Module, batch: Any) -> float:
         if self.closed_form:
             value = self.objective.write_gradients(model, batch)
-            if not math.isfinite(value):
-                raise NonFiniteLoss(value, self.lr)
         else:
             loss = self.objective.loss(model, batch)
             value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLoss(value, self.lr)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value, self.lr)
+        if not self.closed_form:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         if self.clip is not None:

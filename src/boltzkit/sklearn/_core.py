@@ -11,8 +11,9 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
 
-from ..config import RunConfig, validate
+from ..config import RunConfig, apply_overrides, validate
 from ..data import Dataset
+from ..errors import ConfigError
 
 
 def seed_from(random_state) -> int:
@@ -36,13 +37,16 @@ def in_memory_dataset(x: torch.Tensor, labels: torch.Tensor | None = None) -> Da
                    validation_labels=None if labels is None else labels[:0].cpu(), source="in-memory arrays")
 
 
-def run_config(overrides: Mapping[str, Any]) -> RunConfig:
-    """The run config of an estimator: defaults for in-memory training, then ``overrides``
-    (``{"train.epochs": 10, ...}``), validated (a bad keyword names its config key)."""
+def run_config(owner: str, overrides: Mapping[str, Any]) -> RunConfig:
+    """The run config of estimator ``owner``: defaults for in-memory training, then
+    ``overrides`` (``{"train.epochs": 10, ...}``), validated; a bad keyword is a
+    ``ValueError`` (scikit-learn's convention) naming its config key."""
     raw: dict[str, Any] = {
         "name": "sklearn",
         "data": {"binarize": "none", "validation": 0.0},
         "train": {"checkpoint_every": 0, "schedule": {"name": "constant"}},
     }
-    base = validate(raw)
-    return base.with_overrides(dict(overrides))
+    try:
+        return validate(apply_overrides(raw, overrides))
+    except ConfigError as err:
+        raise ValueError(f"{owner}: {err}") from None

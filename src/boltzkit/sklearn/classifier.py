@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ConfigError
 from ..train.fit import Fit
 from ._core import as_tensor, in_memory_dataset, run_config, seed_from
 from .rbm import BernoulliRBM, GaussianRBM
@@ -98,18 +97,15 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__}: pretrain={self.pretrain!r} needs a hidden layer to "
                              "pretrain; give hidden_layer_sizes or set pretrain=None")
         seed = seed_from(self.random_state)
-        try:
-            config = run_config({
-                "seed": seed, "device": self.device,
-                "model": {"type": "mlp", "hidden_layers": widths, "activation": self.activation,
-                          "init": self.init, "dropout": self.dropout, "batch_norm": self.batch_norm},
-                "train.epochs": self.max_iter, "train.batch_size": self.batch_size,
-                "train.optimizer": dict(self.optimizer) if self.optimizer else
-                {"name": "adam", "lr": self.learning_rate_init},
-                "train.metrics_examples": 1000 if self.verbose else 0,
-            })
-        except ConfigError as err:
-            raise ValueError(f"{type(self).__name__}: {err}") from None
+        config = run_config(type(self).__name__, {
+            "seed": seed, "device": self.device,
+            "model": {"type": "mlp", "hidden_layers": widths, "activation": self.activation,
+                      "init": self.init, "dropout": self.dropout, "batch_norm": self.batch_norm},
+            "train.epochs": self.max_iter, "train.batch_size": self.batch_size,
+            "train.optimizer": dict(self.optimizer) if self.optimizer else
+            {"name": "adam", "lr": self.learning_rate_init},
+            "train.metrics_examples": 1000 if self.verbose else 0,
+        })
         session = Fit(config, in_memory_dataset(as_tensor(X, torch.float32), torch.as_tensor(codes)))
         self.rbm_ = None
         if self.pretrain is not None:

@@ -15,7 +15,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ConfigError
 from ..estimate.evaluate import binary_view
 from ..estimate.multipath import multipath_log_partition
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
@@ -88,25 +87,22 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _config(self, seed: int, epochs: int):
         """This estimator's keywords as a run config (one place turns them into training)."""
-        try:
-            return run_config({
-                "seed": seed,
-                "device": self.device,
-                "model": {"type": "rbm", "n_hidden": self.n_components, "visible": self._visible,
-                          "centered": self.centered},
-                "train.method": self.method,
-                "train.k": self.k,
-                "train.epochs": max(epochs, 1),
-                "train.batch_size": self.batch_size,
-                "train.gradient": "auto",
-                "train.optimizer": dict(self.optimizer) if self.optimizer else
-                {"name": "sgd", "lr": self.learning_rate},
-                "train.schedule": dict(self.schedule) if self.schedule else {"name": "constant"},
-                # the per-epoch metrics cost time; only verbose output shows them
-                "train.metrics_examples": 1000 if self.verbose else 0,
-            })
-        except ConfigError as err:
-            raise ValueError(f"{type(self).__name__}: {err}") from None
+        return run_config(type(self).__name__, {
+            "seed": seed,
+            "device": self.device,
+            "model": {"type": "rbm", "n_hidden": self.n_components, "visible": self._visible,
+                      "centered": self.centered},
+            "train.method": self.method,
+            "train.k": self.k,
+            "train.epochs": max(epochs, 1),
+            "train.batch_size": self.batch_size,
+            "train.gradient": "auto",
+            "train.optimizer": dict(self.optimizer) if self.optimizer else
+            {"name": "sgd", "lr": self.learning_rate},
+            "train.schedule": dict(self.schedule) if self.schedule else {"name": "constant"},
+            # the per-epoch metrics cost time; only verbose output shows them
+            "train.metrics_examples": 1000 if self.verbose else 0,
+        })
 
     _keeps_reference = False
 

@@ -53,7 +53,7 @@ class EpochBatches:
         return {"order": self.order, "position": self.position, "n": self.n, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = (state.get("n", self.n), state.get("batch_size", self.batch_size))
+        saved = (state["n"], state["batch_size"])
         if saved != (self.n, self.batch_size):
             raise ValueError(f"the saved position is in {saved[0]} training examples in batches of "
                              f"{saved[1]}; this run has {self.n} in batches of {self.batch_size} (resume "
