@@ -118,11 +118,11 @@ def test_threads_on_every_command_and_evaluate_follows_the_run(tmp_path, capsys,
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *FAST, "--threads", "1"]) == 0
     assert "threads: 1" in (out / "config.yaml").read_text()  # recorded with the run
-    seen = []
+    seen, before = [], torch.get_num_threads()
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     assert main(["sample", str(out), "--n", "4", "--steps", "2"]) == 0
     assert main(["sample", str(out), "--n", "4", "--steps", "2", "--threads", "2"]) == 0
-    assert seen == [1, 2]  # the run's threads, then the flag
+    assert seen == [1, before, 2, before]  # the run's threads, then the flag; restored after each
     assert main(["evaluate", str(out), "--threads", "0"]) == 2
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
     assert main(["config", "--threads", "3"]) == 0 and "threads: 3" in capsys.readouterr().out

@@ -2,11 +2,15 @@
 
 Quick start::
 
-    from boltzkit import load_config
-    from boltzkit.train import train
+    import boltzkit
+    from boltzkit.train import fit, train
 
-    result = train(load_config("rbm-digits"), "runs/digits")
+    result = train(boltzkit.load_config("rbm-digits"), "runs/digits")   # a run directory
+    run = boltzkit.load("runs/digits")          # .model, .config, .history
+    samples = run.model.sample(16)              # (16, 64) visible states
 """
+
+from pathlib import Path
 
 from .config import RunConfig, load_config
 from .data import Dataset, load_dataset
@@ -14,6 +18,15 @@ from .errors import BoltzkitError, CheckpointError, ConfigError, DataError, Dive
 from .models import MLP, RBM, BoltzmannMachine
 
 __version__ = "0.1.0"
+
+
+def load(run: str | Path, device: str = "cpu"):
+    """A trained run directory: ``.model``, ``.config`` and ``.history`` (see
+    :func:`boltzkit.train.run_dir.load`)."""
+    from .train.run_dir import load as load_run  # the trainer's imports only when needed
+
+    return load_run(run, device)
+
 
 __all__ = [
     "MLP",
@@ -27,6 +40,7 @@ __all__ = [
     "DivergenceError",
     "RunConfig",
     "__version__",
+    "load",
     "load_config",
     "load_dataset",
 ]

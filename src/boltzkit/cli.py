@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--reverse-runs", type=int, help="reverse AIS chains per example")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     evaluate.add_argument("--data-dir", help="folder with the run's data files")
+    evaluate.add_argument("--data", metavar="FILE",
+                          help="evaluate on this .npz or .csv file (runs trained on arrays given in Python)")
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     _threads_argument(evaluate, "default: the run's threads")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,7 +162,6 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, _shortcuts(args))
         out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _set_threads(config.threads)
     if not args.resume:  # a resumed run restores the global generator from its checkpoint
         _seed_globally(config.seed)
     started = time.perf_counter()
@@ -187,8 +188,9 @@ def _sample(args: argparse.Namespace) -> int:
     from .seeding import make_generator
     from .train.device import resolve_device
     from .train.run_dir import RunDir, load_run_model
+    from .train.threads import choose_threads, using_threads
 
-    _run_threads(args)
+    _check_threads(args)
     if args.n < 1 or args.steps < 1:
         raise BoltzkitError(f"--n and --steps must be >= 1, got --n {args.n} --steps {args.steps}")
     if args.pt == 1 or args.pt < 0 or not 0 < args.min_beta < 1:
@@ -202,7 +204,14 @@ def _sample(args: argparse.Namespace) -> int:
         raise BoltzkitError(f"boltzkit sample: {args.run} holds a model.type {family.name!r}, which "
                             f"cannot be sampled (families that can: {', '.join(able)})")
     generator = make_generator(args.seed, "sample", device)
-    states, means = family.sample(trained.model, args.n, args.steps, generator, args.pt, args.min_beta)
+    threads = choose_threads(trained.config.threads if args.threads is None else args.threads,
+                             trained.model, args.n * max(1, args.pt), device)
+    try:
+        with using_threads(threads.threads):
+            states, means = family.sample(trained.model, args.n, args.steps, generator, args.pt,
+                                          args.min_beta)
+    except ValueError as err:
+        raise BoltzkitError(f"boltzkit sample: {err}") from None
     stem = Path(args.out) if args.out else RunDir(args.run).file(
         f"samples-n{args.n}-k{args.steps}-s{args.seed}" + (f"-pt{args.pt}" if args.pt else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -228,11 +237,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                                 f"{2 if name == 'ais_betas' else 1}, got {value}")
     if args.reverse_examples is not None and args.reverse_examples < 0:
         raise BoltzkitError(f"--reverse-examples must be >= 0, got {args.reverse_examples}")
-    _run_threads(args)
+    _check_threads(args)
     results = evaluate_run(
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
         reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, seed=args.seed,
-        data_dir=args.data_dir, device=args.device, progress=not args.quiet)
+        data_dir=args.data_dir, data_file=args.data, device=args.device, threads=args.threads,
+        progress=not args.quiet)
     print(results["report"])
     if results.get("ais_reliable") is False:
         print(f"boltzkit: warning: the AIS likelihood is not to be trusted: {results['ais_verdict']}",
@@ -254,7 +264,6 @@ def _lr_find(args: argparse.Namespace) -> int:
     if args.probe < 0:
         raise BoltzkitError(f"--probe must be >= 0, got {args.probe}")
     config = load_config(args.config, _shortcuts(args))
-    _set_threads(config.threads)
     _seed_globally(config.seed)
     out = Path(args.out or f"runs/{config.name}-lr-find")
     result, applied = find_lr(config, out, low=args.low, high=args.high, iterations=args.iterations,
@@ -319,7 +328,6 @@ def _tune(args: argparse.Namespace) -> int:
         return 0
     overrides = _shortcuts(args) + ([f"tune.n_trials={args.n_trials}"] if args.n_trials else [])
     config = load_config(args.config, overrides)
-    _set_threads(config.threads)
     _seed_globally(config.seed)
     out = Path(args.out or f"runs/{config.name}-tune")
     from .train.trainer import TrainingInterrupted
@@ -352,20 +360,9 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_threads(args: argparse.Namespace) -> None:
-    """``--threads``, else the threads the run was trained with (its config.yaml)."""
-    from .train.run_dir import RunDir
-
+def _check_threads(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise BoltzkitError(f"--threads must be >= 1, got {args.threads}")
-    _set_threads(args.threads if args.threads is not None else RunDir(args.run).read_config().threads)
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _seed_globally(seed: int) -> None:

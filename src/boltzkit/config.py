@@ -47,7 +47,9 @@ class PottsConfig(Section):
 
 
 class DataConfig(Section):
-    name: Literal["digits", "mnist", "fashion-mnist", "npz", "csv", "potts"] = "digits"
+    name: Literal["digits", "mnist", "fashion-mnist", "npz", "csv", "potts", "memory"] = "digits"
+    """``memory``: arrays given in Python (``fit(config, x)``); recorded so that a later
+    ``evaluate`` asks for the data instead of loading another set."""
     dir: str | None = None
     """Folder holding MNIST / Fashion-MNIST files (else ``BOLTZKIT_DATA_DIR``)."""
     path: str | None = None
@@ -254,13 +256,23 @@ class RunConfig(Section):
     name: str = "run"
     seed: int = Field(0, ge=0)
     device: str = "auto"
-    threads: int | None = Field(None, ge=1)
-    """CPU threads for PyTorch (default: PyTorch's choice)."""
+    threads: int | Literal["auto"] | None = "auto"
+    """CPU threads for PyTorch: ``auto`` (one thread for small models, else the faster of
+    one and PyTorch's count, measured: see :mod:`boltzkit.train.threads`), a number, or
+    ``null`` for PyTorch's default."""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSection
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: Any) -> Any:
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                                                and value >= 1):
+            return value
+        raise ValueError(f"threads must be auto, null (PyTorch's default) or an integer >= 1, got {value!r}")
 
     @field_validator("device")
     @classmethod

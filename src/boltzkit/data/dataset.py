@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..seeding import make_generator
 from ..units import bernoulli
 from .checks import as_features, check_same_width, check_unit_interval
@@ -51,6 +52,22 @@ class Dataset:
     def n_features(self) -> int:
         return self.train.shape[1]
 
+    def __repr__(self) -> str:
+        """Sizes, not tensors: ``Dataset('digits', train 1348x64, validation 150x64, ...)``."""
+        def size(t: Tensor | None) -> str:
+            return "none" if t is None else "x".join(map(str, t.shape))
+
+        parts = [f"train {size(self.train)}", f"validation {size(self.validation)}",
+                 f"test {size(self.test)}",
+                 f"labels {'yes' if self.train_labels is not None else 'no'}"]
+        if self.image_shape:
+            parts.append(f"images {self.image_shape[0]}x{self.image_shape[1]}")
+        if self.dynamic:
+            parts.append("binarized per batch")
+        if self.feature_mean is not None:
+            parts.append("standardized")
+        return f"Dataset({self.name!r}, {', '.join(parts)}, source {self.source!r})"
+
     def split(self, which: str) -> Tensor:
         """``train``, ``validation`` or ``test`` features."""
         tensor = {"train": self.train, "validation": self.validation, "test": self.test}.get(which)
@@ -63,7 +80,8 @@ class Dataset:
         return bernoulli(batch, generator) if self.dynamic else batch
 
 
-def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Dataset:
+def load_dataset(data_config, seed: int = 0, unit_interval: bool = True,
+                 arrays: RawData | None = None) -> Dataset:
     """Read, check, split and binarize the data set that ``data_config`` describes.
 
     Args:
@@ -71,9 +89,11 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
         seed: the run seed; the validation split and stochastic binarization derive
             their generators from it.
         unit_interval: require values in [0, 1] (Bernoulli visible units).
+        arrays: in-memory data (``data.name: memory``) to use instead of reading a source;
+            split, binarized and standardized as the config says.
     """
     cfg = data_config
-    raw = _read(cfg)
+    raw = arrays if arrays is not None else _read(cfg)
     source = raw.source
     train, image_shape = as_features(raw.x_train, source)
     test = None
@@ -146,6 +166,11 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True) -> Data
 
 
 def _read(cfg, path: str | None = None) -> RawData:
+    if cfg.name == "memory":
+        raise DataError("data.name is 'memory': the run was trained on arrays given in Python, "
+                        "which boltzkit cannot reload. Pass them again (evaluate_run(run, data=x) "
+                        "or fit(config, x)), or point the run at a file: boltzkit evaluate RUN "
+                        "--data FILE.npz|FILE.csv")
     if cfg.name == "digits":
         return load_digits_raw()
     if cfg.name == "potts":
@@ -177,3 +202,27 @@ def _image_shape(cfg, found: tuple[int, int] | None, width: int) -> tuple[int, i
         return found
     side = math.isqrt(width)
     return (side, side) if side * side == width else None
+
+
+DataLike = Union[Dataset, Tensor, np.ndarray, tuple]
+"""What ``fit``/``train``/``evaluate_run`` accept as data: a :class:`Dataset`, features
+``X`` (``(N, D)`` array or tensor), or ``(X, y)`` with integer labels."""
+
+
+def as_dataset(data: DataLike, data_config, seed: int = 0, unit_interval: bool = True) -> Dataset:
+    """``data`` as a :class:`Dataset`: a Dataset as is; arrays through :func:`load_dataset`
+    with ``data_config`` (validation split, binarization, standardization)."""
+    if isinstance(data, Dataset):
+        return data
+    x, y = data if isinstance(data, tuple) else (data, None)
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(y, Tensor):
+        y = y.detach().cpu().numpy()
+    raw = RawData(np.asarray(x), None, None if y is None else np.asarray(y), None,
+                  source="arrays given in Python")
+    if raw.y_train is not None and len(raw.y_train) != len(raw.x_train):
+        raise DataError(f"labels: {len(raw.y_train)} for {len(raw.x_train)} examples")
+    dataset = load_dataset(data_config, seed, unit_interval, arrays=raw)
+    dataset.name = "memory"
+    return dataset

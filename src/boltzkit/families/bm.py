@@ -17,6 +17,7 @@ from ..estimate.evaluate import binary_view
 from ..estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from ..models.bm import BoltzmannMachine, coupling_mask
 from ..objectives.boltzmann import BoltzmannMachineLearning
+from ..sampling.draw import draw_bm_samples
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import GenerativeTask
@@ -101,6 +102,7 @@ BM_FAMILY = register(Family(
     build=build_bm,
     task=BoltzmannMachineTask,
     metrics={**split_metrics(log_likelihood="maximize"), "exact_log_z": None},
-    capabilities=Capabilities(exact_likelihood=True, evaluate=True),
+    capabilities=Capabilities(sample=True, exact_likelihood=True, evaluate=True),
+    sample=draw_bm_samples,
     unit_interval=lambda section: True,
 ))

@@ -19,7 +19,8 @@ from ..estimate.monitor import likelihood_metrics, rbm_metrics
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
 from ..models.rbm import RBM
 from ..objectives.free_energy_gap import FreeEnergyGap
-from ..sampling.gibbs import ContrastiveChains, PersistentChains, sample_chains
+from ..sampling.draw import draw_samples
+from ..sampling.gibbs import ContrastiveChains, PersistentChains
 from ..sampling.negative import NegativeSampler
 from ..sampling.tempering import ParallelTempering, temperature_ladder
 from ..seeding import make_generator
@@ -73,27 +74,6 @@ def negative_sampler(train_config, generator: torch.Generator) -> NegativeSample
                  else temperature_ladder(pt.temperatures, pt.min_beta, pt.ladder))
         return ParallelTempering(betas, n_chains, generator, rounds=cfg.k)
     return PersistentChains(n_chains, generator, steps=cfg.k)
-
-
-@torch.no_grad()
-def draw_samples(
-    model: RBM, n: int, steps: int, generator: torch.Generator, temperatures: int = 0,
-    min_beta: float = 0.5,
-) -> tuple[Tensor, Tensor]:
-    """``n`` chains run for ``steps`` sweeps from the visible biases' base rates: plain
-    Gibbs, or with ``temperatures >= 2`` parallel tempering down to ``min_beta`` (the
-    ``beta = 1`` replicas are returned).
-
-    Returns the final states and their means ``E[v | h]``, each ``(n, D)``.
-    """
-    no_input = torch.zeros(n, model.n_visible, device=model.weight.device, dtype=model.weight.dtype)
-    v0 = model.visible.sample(no_input, generator)  # p(v) from the visible biases alone
-    if temperatures < 2:
-        return sample_chains(model, v0, steps, generator)
-    sampler = ParallelTempering(temperature_ladder(temperatures, min_beta), n, generator)
-    sampler.start(model, v0)
-    v = sampler.step(model, steps)
-    return v, model.visible_mean(sampler.hidden[0])
 
 
 CURVE_GROUPS = {

@@ -71,6 +71,13 @@ class BoltzmannMachine(nn.Module):
         """``b_i + sum_j W_ij s_j``: the log-odds of unit ``i`` given the others, ``(B,)``."""
         return self.bias[i] + s @ couplings[:, i]
 
+    def sample(self, n: int, steps: int = 1000, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` visible samples ``(n, n_visible)`` after ``steps`` sequential Gibbs sweeps
+        over all units, started from the biases' base rates."""
+        from ..sampling.draw import draw_bm_samples  # sampling builds on this module
+
+        return draw_bm_samples(self, n, steps, generator)[0]
+
     def init_from_data(self, data_mean: Tensor, eps: float = 1e-3) -> None:
         """Visible biases = clipped log-odds of the data means (as for RBMs)."""
         p = data_mean.detach().to(self.bias).clamp(eps, 1 - eps)

@@ -122,6 +122,17 @@ class RBM(nn.Module):
         """A sample of ``v ~ p(v | h)``, ``(B, H) -> (B, D)``."""
         return self.visible.sample(self.visible_input(h), generator)
 
+    def sample(self, n: int, steps: int = 1000, *, generator: torch.Generator | None = None,
+               temperatures: int = 0, min_beta: float = 0.5) -> Tensor:
+        """``n`` visible samples ``(n, D)`` after ``steps`` Gibbs sweeps from the visible
+        biases' base rates (parallel tempering with ``temperatures >= 2`` replicas down to
+        inverse temperature ``min_beta``). For pictures, ``E[v | h]`` is smoother: see
+        :func:`boltzkit.sampling.draw.draw_samples`."""
+        from ..sampling.draw import draw_samples  # sampling builds on this module
+
+        with torch.no_grad():
+            return draw_samples(self, n, steps, generator, temperatures, min_beta)[0]
+
     def reconstruct(self, v: Tensor) -> Tensor:
         """Mean-field reconstruction ``E[v | h = E[h | v]]``, ``(B, D) -> (B, D)``."""
         return self.visible_mean(self.hidden_mean(v))

@@ -7,11 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..data import load_dataset
+from ..data import DataLike, as_dataset, load_dataset
 from ..errors import BoltzkitError
 from ..families import family_names, get_family
 from .device import resolve_device
 from .run_dir import RunDir, load_run_model
+from .threads import choose_threads, using_threads
 
 SPLITS = ("train", "validation", "test")
 
@@ -22,14 +23,20 @@ def evaluate_run(
     *,
     seed: int = 0,
     data_dir: str | None = None,
+    data: DataLike | None = None,
+    data_file: str | None = None,
     device: str | None = None,
+    threads: int | str | None = None,
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate the run's model on ``split`` and write ``evaluation.json`` in the run.
 
     The data set is rebuilt from the run config (same seed, so the same split and
-    binarization). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
+    binarization), or taken from ``data`` (a Dataset, ``X`` or ``(X, y)``, needed by runs
+    trained on arrays given in Python) or ``data_file`` (an ``.npz`` or ``.csv`` file read
+    with the run's ``data`` settings). ``threads``: a count, ``auto`` or ``None`` (the
+    run's ``threads``). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
     ``ais_betas``, ``reverse_examples``, ``reverse_runs``; unset ones come from the run
     config's ``eval`` section). The result holds ``report``, a printable table.
     """
@@ -47,10 +54,20 @@ def evaluate_run(
                             "per-epoch values in metrics.csv")
     if data_dir is not None:
         config.data.dir = data_dir
-    data = load_dataset(config.data, config.seed, unit_interval=family.unit_interval(config.model))
-    task = family.task(config, data, where)
+    if data_file is not None:
+        kind = Path(data_file).suffix.lstrip(".").lower()
+        if kind not in ("npz", "csv"):
+            raise BoltzkitError(f"--data {data_file}: expected an .npz or .csv file")
+        config = config.with_overrides({"data.name": kind, "data.path": data_file})
+    unit_interval = family.unit_interval(config.model)
+    dataset = (load_dataset(config.data, config.seed, unit_interval=unit_interval) if data is None
+               else as_dataset(data, config.data, config.seed, unit_interval))
+    task = family.task(config, dataset, where)
     options = {k: v for k, v in options.items() if v is not None}
-    results, report = task.evaluate(trained.model, split, seed=seed, progress=progress, **options)
+    rows = max(config.train.batch_size, config.eval.ais.runs)
+    choice = choose_threads(config.threads if threads is None else threads, trained.model, rows, where)
+    with using_threads(choice.threads):
+        results, report = task.evaluate(trained.model, split, seed=seed, progress=progress, **options)
     results = {"run": str(run_dir.path), "split": split, "seed": seed, "model_type": family.name, **results}
     path = run_dir.file("evaluation.json")
     path.write_text(json.dumps(_finite(results), indent=2))

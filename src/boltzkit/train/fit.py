@@ -12,6 +12,7 @@ and in-memory use (scikit-learn wrappers) all build on it.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,12 +22,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
-from ..data import Dataset, load_dataset
+from ..data import DataLike, as_dataset, load_dataset
 from ..errors import DivergenceError
 from ..families import Family, NonFiniteLoss, Stage, Task, TrainStep, get_family
 from ..seeding import global_rng_state, make_generator, set_global_rng_state
 from .batches import EpochBatches
 from .device import resolve_device
+from .threads import ThreadChoice, choose_threads, using_threads
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -72,15 +74,24 @@ class Fit:
 
     Args:
         config: validated run configuration.
-        dataset: an already loaded data set (default: the one ``config.data`` describes).
+        dataset: the data (default: the set ``config.data`` describes): a loaded
+            :class:`Dataset`, or features ``X`` / ``(X, y)`` given in Python, which are
+            split and binarized as ``config.data`` says. Data other than the config's
+            own set are recorded in ``self.config`` as ``data.name: memory``, so that a
+            later evaluation asks for them instead of loading another set.
     """
 
-    def __init__(self, config: RunConfig, dataset: Dataset | None = None):
-        self.config = config
+    def __init__(self, config: RunConfig, dataset: DataLike | None = None):
         self.family: Family = get_family(config.model.type)
+        unit_interval = self.family.unit_interval(config.model)
+        if dataset is None:
+            data = load_dataset(config.data, config.seed, unit_interval=unit_interval)
+        else:
+            data = as_dataset(dataset, config.data, config.seed, unit_interval)
+            if data.name != config.data.name:
+                config = config.with_overrides({"data.name": "memory"})
+        self.config = config
         self.device = resolve_device(config.device)
-        data = dataset or load_dataset(config.data, config.seed,
-                                       unit_interval=self.family.unit_interval(config.model))
         self.task: Task = self.family.task(config, data, self.device)
         self.model = self.task.build_model()
         self.stages: list[Stage] = self.task.stages(self.model)
@@ -89,6 +100,8 @@ class Fit:
                                     self.device)
         self.state = TrainState()
         self._step: TrainStep | None = None
+        self.threads: ThreadChoice = choose_threads(config.threads, self.model, config.train.batch_size,
+                                                    self.device)
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -138,8 +151,14 @@ class Fit:
         Raises:
             DivergenceError: a loss became NaN or infinite (no update was applied).
         """
+        with using_threads(self.threads.threads):
+            return self._run(progress, on_epoch_end, should_stop)
+
+    def _run(self, progress: bool, on_epoch_end: EpochCallback | None,
+             should_stop: Callable[[], bool] | None) -> list[dict[str, float]]:
         state, model, task = self.state, self.model, self.task
-        bar = tqdm(total=self.total_steps, initial=state.step, disable=not progress,
+        # a bar only on a terminal: in a log file its redraws are noise; epoch lines stay
+        bar = tqdm(total=self.total_steps, initial=state.step, disable=not (progress and _terminal()),
                    desc=self.config.name, unit="batch", dynamic_ncols=True, leave=False)
         try:
             while not self.done():
@@ -169,7 +188,7 @@ class Fit:
                 state.seconds += time.perf_counter() - started
                 metrics = self._end_epoch(stage, step)
                 if progress:
-                    bar.write(_summary(metrics, task.summary_keys))
+                    bar.write(_summary(metrics, task.summary_keys))  # prints even when disabled
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}", lr=f"{step.lr:.3g}")
                 if on_epoch_end is not None:
                     on_epoch_end(metrics["epoch"] - 1, metrics)
@@ -222,7 +241,7 @@ class Fit:
 
 def fit(
     config: RunConfig,
-    dataset: Dataset | None = None,
+    dataset: DataLike | None = None,
     *,
     progress: bool = False,
     on_epoch_end: EpochCallback | None = None,
@@ -230,11 +249,17 @@ def fit(
     """Train the model ``config`` describes, in memory; returns the model and its history.
 
     Nothing is written to disk (see :func:`boltzkit.train.train` for a run directory with
-    checkpoints and figures). ``dataset`` overrides the data ``config.data`` describes.
+    checkpoints and figures). ``dataset`` replaces the data ``config.data`` describes: a
+    :class:`~boltzkit.data.Dataset`, features ``X`` or ``(X, y)``; the result's config
+    then records ``data.name: memory``.
     """
     session = Fit(config, dataset)
     session.run(progress=progress, on_epoch_end=on_epoch_end)
-    return FitResult(config, session.model.eval(), session.history, session.task)
+    return FitResult(session.config, session.model.eval(), session.history, session.task)
+
+
+def _terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 def _summary(metrics: dict[str, float], keys: tuple[str, ...]) -> str:

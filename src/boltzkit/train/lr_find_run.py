@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..families import GradientStep
 from ..optim.lr_finder import LRFindResult, lr_range_test
 from .fit import Fit
+from .threads import using_threads
 
 
 def find_lr(
@@ -57,22 +58,23 @@ def find_lr(
         return value
 
     batches = (task.batch(rows, session.data_rng) for rows in session.batches.endless())
-    result = lr_range_test(
-        model,
-        step.optimizer,
-        batches,
-        step_loss=lambda batch: step.objective.loss(model, batch),
-        record=record,
-        low=low,
-        high=high,
-        iterations=iterations,
-        rule=rule,
-        beta=0.9 if probe else 0.98,  # a probe has no batch-to-batch noise: smooth lightly
-        stateful=[step.schedule, step.objective, session.data_rng, session.batches],
-        clip=lambda: step.clip(model),
-        loss_name=f"{task.proxy_name} ({'probe of ' + str(probe) if probe else 'training batch'})",
-        progress=progress,
-    )
+    with using_threads(session.threads.threads):
+        result = lr_range_test(
+            model,
+            step.optimizer,
+            batches,
+            step_loss=lambda batch: step.objective.loss(model, batch),
+            record=record,
+            low=low,
+            high=high,
+            iterations=iterations,
+            rule=rule,
+            beta=0.9 if probe else 0.98,  # a probe has no batch-to-batch noise: smooth lightly
+            stateful=[step.schedule, step.objective, session.data_rng, session.batches],
+            clip=lambda: step.clip(model),
+            loss_name=f"{task.proxy_name} ({'probe of ' + str(probe) if probe else 'training batch'})",
+            progress=progress,
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(

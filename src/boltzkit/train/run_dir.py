@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,11 @@ class RunDir:
 
 @dataclass
 class TrainedRun:
-    """What a finished (or checkpointed) run holds: config, model and data facts."""
+    """What a finished (or checkpointed) run holds: config, model and data facts.
+
+    ``history`` (one dict of metrics per epoch, from ``metrics.jsonl``) is filled by
+    :func:`load`.
+    """
 
     config: RunConfig
     model: nn.Module
@@ -106,6 +110,26 @@ class TrainedRun:
     image_shape: tuple[int, int] | None
     feature_mean: list[float] | None = None
     feature_std: list[float] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+    def __repr__(self) -> str:
+        return (f"TrainedRun({str(self.path)!r}, model.type {self.config.model.type!r}, "
+                f"{len(self.history)} epochs, model {self.model.__class__.__name__})")
+
+
+def load(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
+    """A trained run: ``.model`` (in eval mode, on ``device``), ``.config`` and ``.history``.
+
+    >>> run = boltzkit.load("runs/digits")
+    >>> run.model.sample(16)            # Boltzmann machines draw samples
+    >>> run.config.train.epochs, run.history[-1]["val_pseudo_log_likelihood"]
+    """
+    trained = load_run_model(run, device)
+    trained.model.eval()
+    trained.history = RunDir(run).read_metrics()
+    trained.path = Path(run)
+    return trained
 
 
 def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> TrainedRun:

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from ..config import RunConfig
-from ..data import Dataset
+from ..data import DataLike
 from ..errors import CheckpointError, ConfigError, DivergenceError
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted
@@ -46,7 +46,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
-    dataset: Dataset | None = None,
+    dataset: DataLike | None = None,
 ) -> TrainResult:
     """Train the model ``config`` describes and write a run directory at ``out``.
 
@@ -57,7 +57,9 @@ def train(
         progress: show a progress bar and per-epoch lines.
         on_epoch_end: called as ``f(epoch, metrics)`` after each epoch (tuning reports
             and pruning use it; an exception it raises stops training).
-        dataset: an already loaded data set (tuning reuses one across trials).
+        dataset: the data instead of ``config.data``'s set: a loaded
+            :class:`~boltzkit.data.Dataset` (tuning reuses one across trials) or features
+            ``X`` / ``(X, y)``, recorded in the run's config as ``data.name: memory``.
 
     Raises:
         DivergenceError: the loss became NaN or infinite (the last checkpoint is kept).
@@ -72,11 +74,12 @@ def train(
         raise CheckpointError(f"{run.path}: nothing to resume (no checkpoints/last.pt)")
 
     session = Fit(config, dataset)
-    data = session.task.data
+    config, data = session.config, session.task.data
     if progress:
         print(f"{'resuming' if resume else 'training'} {config.name} -> {run.path} "
               f"({session.task.n_examples()} train / {len(data.validation)} validation examples, "
-              f"{data.n_features} features, {session.model.__class__.__name__}, device {session.device})")
+              f"{data.n_features} features, {session.model.__class__.__name__}, device {session.device}; "
+              f"threads: {session.threads.threads or 'default'}, {session.threads.reason})")
     if resume:
         state = load_checkpoint(run.last_checkpoint, resumable=True)
         try:
