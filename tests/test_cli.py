@@ -30,12 +30,30 @@ def test_train_and_sample_end_to_end_on_digits(tmp_path, capsys):
     assert main(["sample", str(out), "--pt", "1"]) == 2
 
 
-def test_resume_extends_a_finished_run(tmp_path):
+def test_resume_of_a_finished_run_does_nothing_and_extending_is_recorded(tmp_path, capsys):
+    import json
+
+    import yaml
+
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), *FAST]) == 0
+    assert main(["train", "--out", str(out), *FAST, "--set", "train.schedule={name: cosine}"]) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "already finished its 2 epochs; nothing to do" in capsys.readouterr().out
+    assert (out / "model.safetensors").read_bytes() == weights and not (out / "resumes.jsonl").exists()
+
     assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3", "--quiet"]) == 0
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert len(lines) == 1 + 3
+    said = capsys.readouterr().out
+    assert "resuming after epoch 2 with train.epochs: 2 -> 3; the cosine schedule now spans 3 epochs" in said
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 3
+    record = json.loads((out / "resumes.jsonl").read_text())
+    assert record["after_epoch"] == 2 and record["changes"] == {"train.epochs": [2, 3]}
+
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs=1, but" in err and "accepted: train.epochs >= 3" in err
 
 
 @pytest.mark.parametrize(

@@ -170,11 +170,10 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"{stop}\nresume with: boltzkit train --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    last = result.history[-1] if result.history else {}
-    elapsed = time.perf_counter() - started
-    shown = ("val_log_likelihood", "val_ais_log_likelihood", "val_pseudo_log_likelihood",
-             "val_accuracy", "val_loss", "val_recon_error")
-    print(f"done in {elapsed:.1f} s: " + ", ".join(f"{k} {last[k]:.4g}" for k in shown if k in last))
+    if args.resume and result.epochs_trained == 0:
+        print(result.summary)
+        return 0
+    print(f"done in {time.perf_counter() - started:.1f} s: {result.summary}")
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
     print(f"wrote {out}/: {', '.join(files)}")
     return 0

@@ -262,7 +262,11 @@ def _terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def summarize(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
+    """``"loss 0.58, val_pseudo_log_likelihood -27.45"``: the ``keys`` present in ``metrics``."""
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
+
+
 def _summary(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
-    parts = [f"{k} {metrics[k]:.4g}" for k in keys if k in metrics]
     stage = f" [{metrics['stage']}]" if "stage" in metrics else ""
-    return f"epoch {metrics['epoch']:>3}{stage}: " + ", ".join(parts)
+    return f"epoch {metrics['epoch']:>3}{stage}: " + summarize(metrics, keys)

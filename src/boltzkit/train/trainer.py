@@ -8,10 +8,14 @@ ends with exactly the weights of an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -19,7 +23,7 @@ from ..config import RunConfig
 from ..data import DataLike
 from ..errors import CheckpointError, ConfigError, DivergenceError
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
-from .fit import EpochCallback, Fit, FitInterrupted
+from .fit import EpochCallback, Fit, FitInterrupted, summarize
 from .run_dir import RunDir
 
 
@@ -37,6 +41,10 @@ class TrainResult:
     config: RunConfig
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
+    summary: str = ""
+    """The last epoch's headline metrics (the family's summary keys), or why nothing ran."""
+    epochs_trained: int = 0
+    """Epochs this call trained (0: a resumed run that had already finished)."""
 
 
 def train(
@@ -81,6 +89,7 @@ def train(
               f"{data.n_features} features, {session.model.__class__.__name__}, device {session.device}; "
               f"threads: {session.threads.threads or 'default'}, {session.threads.reason})")
     if resume:
+        saved = run.read_config()
         state = load_checkpoint(run.last_checkpoint, resumable=True)
         try:
             session.load_state_dict(state["fit"])
@@ -88,8 +97,15 @@ def train(
             detail = " ".join(str(err).split())[:300]
             raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
                                   f"{detail})") from None
+        changes = changed_keys(saved.to_dict(), config.to_dict())
+        if session.done() and not changes:
+            return TrainResult(run.path, config, session.model.eval(), session.history,
+                               f"{run.path} already finished its {session.epochs_done} epochs; nothing "
+                               "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0)
+        _record_resume(run, session, saved, config, changes)
     else:
         run.write_config(config)
+    epochs_before = session.epochs_done
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, {"model": session.model.state_dict(), "fit": session.state_dict(),
@@ -117,7 +133,45 @@ def train(
     model = session.model.eval()
     save_weights(run.weights, model, config.to_dict(), session.task.data_info)
     session.task.write_figures(run.path, model, session.history)
-    return TrainResult(run.path, config, model, session.history)
+    last = session.history[-1] if session.history else {}
+    keys = tuple(k for k in session.task.summary_keys if k != "seconds")
+    return TrainResult(run.path, config, model, session.history, summarize(last, keys),
+                       session.epochs_done - epochs_before)
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
+    """``{"train.epochs": [3, 6], ...}``: the dotted keys whose values differ."""
+    changes: dict[str, list] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changes.update(changed_keys(a, b, name + "."))
+        elif a != b:
+            changes[name] = [a, b]
+    return changes
+
+
+def _record_resume(run: RunDir, session: Fit, saved: RunConfig, config: RunConfig,
+                   changes: dict[str, list]) -> None:
+    """Check and record what a resume changes: ``config.yaml`` is rewritten and every
+    resume is appended to ``resumes.jsonl`` (the epoch it started from and the changes)."""
+    done = session.epochs_done
+    if config.train.epochs < done and "train.epochs" in changes:
+        raise ConfigError(f"train.epochs={config.train.epochs}, but {run.path} has already trained "
+                          f"{done} epochs; accepted: train.epochs >= {done}")
+    notes = []
+    if "train.epochs" in changes and config.train.schedule.name != "constant" and session.history:
+        before, after = session.history[-1]["lr"], session.train_step().lr
+        notes.append(f"the {config.train.schedule.name} schedule now spans {config.train.epochs} epochs "
+                     f"instead of {saved.train.epochs}: the rate moves from {before:.3g} (last epoch) "
+                     f"to {after:.3g}")
+    if changes:
+        run.write_config(config)
+        shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items())
+        print(f"resuming after epoch {done} with {shown}" + "".join(f"; {n}" for n in notes))
+    with open(run.file("resumes.jsonl"), "a") as handle:
+        handle.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "after_epoch": done,
+                                 "step": session.state.step, "changes": changes, "notes": notes}) + "\n")
 
 
 class _StopOnCtrlC:
