@@ -273,7 +273,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     for name, lr in result.suggestions.items():
         print(f"  {name:9s} {lr:.3g}" + ("   <- suggested" if name == result.rule else ""))
     print(f"confidence: {result.confidence} (rules spread over {result.spread_decades:.2f} decades, "
-          f"noise {result.noise:.2f})")
+          f"noise {result.noise:.2f})" + (f"; {result.caveat}" if result.caveat else ""))
     print(f"wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}")
     if applied:
         print(f"wrote {applied}; train with: boltzkit train {applied}")

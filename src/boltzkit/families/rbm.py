@@ -123,6 +123,11 @@ class RBMTask(GenerativeTask):
                     "val_ais_log_likelihood", "free_energy_gap", "seconds")
     proxy_name = "negative pseudo-log-likelihood"
     range_test_iterations = 300  # an RBM's proxy only moves after a few hundred updates
+    range_test_caveat = (
+        "the range test is a weak guide for RBMs: the pseudo-likelihood barely moves at small "
+        "rates and first gets worse when learning starts, so every rule points too low (on "
+        "digits 1.6e-3 against the best 1e-2, docs/RESULTS.md); search the rate with boltzkit "
+        "tune or a short grid instead")
 
     def __init__(self, config, data: Dataset, device: torch.device):
         if config.model.visible == "categorical":

@@ -43,6 +43,9 @@ class Task:
     proxy_name = "loss"
     """What :meth:`proxy_loss` measures (the range test's axis label)."""
     range_test_iterations = 100
+    range_test_caveat: str = ""
+    """Where the range test is known to mislead for this family: ``lr-find`` prints it and
+    reports its confidence as low, whatever the curve looks like."""
 
     def __init__(self, config, data: Dataset, device: torch.device):
         self.config, self.data, self.device = config, data, device

@@ -56,6 +56,8 @@ class LRFindResult:
     noise: float
     stopped_early: bool
     loss_name: str = "loss"
+    caveat: str = ""
+    """Why the suggestion may mislead for this kind of model (then ``confidence`` is low)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

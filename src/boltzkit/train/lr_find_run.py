@@ -75,6 +75,8 @@ def find_lr(
             loss_name=f"{task.proxy_name} ({'probe of ' + str(probe) if probe else 'training batch'})",
             progress=progress,
         )
+    if task.range_test_caveat:  # the curve can look clean and still mislead
+        result.confidence, result.caveat = "low", task.range_test_caveat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(
