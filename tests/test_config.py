@@ -99,3 +99,32 @@ def test_run_config_validates_as_the_family_the_model_type_names():
     config = RunConfig.model_validate({"model": {"type": "mlp", "hidden_layers": [3]}})
     assert isinstance(config, RunConfig) and config.model.hidden_layers == [3]
     assert RunConfig.model_validate({}).model.n_hidden == 64  # rbm by default
+
+
+def test_replacing_the_schedule_keeps_its_unit_unless_given():
+    config = load_config("rbm-digits", ["train.schedule={name: exponential, steps: 10}"])
+    assert config.train.schedule.unit == "step"  # the preset steps per update
+    assert load_config("rbm-digits", ["train.schedule={name: constant, unit: epoch}"]).train.schedule.unit == "epoch"
+
+
+def test_switching_family_takes_its_data_defaults_and_metric_with_a_warning():
+    import warnings
+
+    from boltzkit.errors import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match="data.binarize dynamic -> none"):
+        config = load_config("rbm-digits", ["model={type: mlp}"])
+    assert config.data.binarize == "none" and config.tune.metric == "val_accuracy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit choice is kept, silently
+        kept = load_config("rbm-digits", ["model={type: mlp}", "data.binarize=dynamic"])
+    assert kept.data.binarize == "dynamic"
+    rbm = load_config("rbm-digits")
+    with pytest.warns(ConfigWarning, match="tune.metric val_pseudo_log_likelihood -> val_accuracy"):
+        assert rbm.with_overrides({"model": {"type": "mlp"}}).tune.metric == "val_accuracy"
+
+
+@pytest.mark.parametrize("family, metric", [("rbm", "val_pseudo_log_likelihood"),
+                                            ("bm", "val_log_likelihood"), ("mlp", "val_accuracy")])
+def test_tune_metric_defaults_to_the_family_headline(family, metric):
+    assert validate({"model": {"type": family}}).tune.metric == metric

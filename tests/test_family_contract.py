@@ -106,7 +106,7 @@ def _train(tmp_path, *overrides):
 def test_sample_is_refused_for_families_that_cannot(tmp_path, capsys):
     out = _train(tmp_path, "model={type: mlp, hidden_layers: [8]}", "data.binarize=none")
     assert main(["sample", str(out)]) == 2
-    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm)"
+    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm, bm)"
             in capsys.readouterr().err)
 
 

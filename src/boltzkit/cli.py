@@ -372,8 +372,26 @@ def _seed_globally(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _one_line_warnings() -> None:
+    """Config warnings as ``boltzkit: warning: ...`` lines, like the errors."""
+    import warnings
+
+    from .errors import ConfigWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ConfigWarning):
+            print(f"boltzkit: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return args.handler(args)
     except DivergenceError as err:

@@ -8,6 +8,7 @@ then validated into :class:`RunConfig`. Every mistake becomes a one-line
 from __future__ import annotations
 
 import copy
+import warnings
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -25,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigWarning
 from .families import ModelSection, family_names, get_family
 from .optim.optimizers import check_optimizer_kwargs
-from .optim.schedules import check_schedule
+from .optim.schedules import REACTIVE, check_schedule
 from .sections import Section
 
 PRESET_DIR = "presets"
@@ -234,7 +235,9 @@ class SpaceEntry(Section):
 class TuneConfig(Section):
     method: Literal["grid", "random", "qmc", "tpe", "gp", "cmaes"] = "tpe"
     pruner: Literal["none", "median", "successive-halving", "hyperband"] = "hyperband"
-    metric: str = "val_pseudo_log_likelihood"
+    metric: str | None = None
+    """Default: the model family's headline metric (RBM ``val_pseudo_log_likelihood``,
+    BM ``val_log_likelihood``, MLP ``val_accuracy``)."""
     direction: Literal["maximize", "minimize"] | None = None
     """Default: the direction the model family declares for the metric."""
     n_trials: int = Field(50, ge=1)
@@ -282,6 +285,12 @@ class RunConfig(Section):
         return value
 
     @model_validator(mode="after")
+    def _family_metric(self) -> RunConfig:
+        if self.tune.metric is None:
+            self.tune.metric = get_family(self.model.type).default_metric
+        return self
+
+    @model_validator(mode="after")
     def _space_keys_exist(self) -> RunConfig:
         base = self.model_dump(mode="json")
         base.pop("tune")
@@ -310,10 +319,8 @@ class RunConfig(Section):
     def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
         """A new validated config with ``{"a.b.c": value}`` applied (values as Python
         objects; a mapping value replaces a whole section, ``model.type`` may change)."""
-        raw = self.to_dict()
-        for key, value in overrides.items():
-            set_key(raw, key, value)
-        return validate(raw)
+        before = self.to_dict()
+        return validate(apply_overrides(before, overrides, before))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -370,12 +377,61 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return parsed
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``raw`` with ``{"a.b.c": value}`` set."""
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any],
+                    resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A deep copy of ``raw`` with ``{"a.b.c": value}`` set.
+
+    Two keys follow the user's intent rather than the letter of a replaced section:
+    ``train.schedule`` replaced without a ``unit`` keeps the old unit (steps or epochs are
+    independent of the schedule's shape; reactive schedules such as ``plateau`` always
+    step per epoch), and a ``model.type`` switched to another family
+    takes that family's ``data_defaults`` and default ``tune.metric`` unless the same
+    overrides set them; each such change is announced with a :class:`ConfigWarning`.
+    ``resolved`` is ``raw`` with defaults filled (a dumped config), to know the old values.
+    """
     result = copy.deepcopy(dict(raw))
     for key, value in overrides.items():
         set_key(result, key, value)
+    _keep_schedule_unit(resolved or raw, result, overrides)
+    _switch_family_defaults(resolved or raw, result, overrides)
     return result
+
+
+def _get(raw: Mapping[str, Any], key: str) -> Any:
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _keep_schedule_unit(before: Mapping[str, Any], after: dict[str, Any],
+                        overrides: Mapping[str, Any]) -> None:
+    replaced, unit = overrides.get("train.schedule"), _get(before, "train.schedule.unit")
+    if (isinstance(replaced, Mapping) and "unit" not in replaced and unit is not None
+            and replaced.get("name") not in REACTIVE):  # reactive schedules step per epoch
+        set_key(after, "train.schedule.unit", unit)
+
+
+def _switch_family_defaults(before: Mapping[str, Any], after: dict[str, Any],
+                            overrides: Mapping[str, Any]) -> None:
+    old, new = _model_type(before), _model_type(after)
+    if old == new or new not in family_names():
+        return
+    family = get_family(new)
+    for key, value in family.data_defaults.items():
+        current = _get(after, f"data.{key}")
+        if f"data.{key}" not in overrides and current is not None and current != value:
+            set_key(after, f"data.{key}", value)
+            warnings.warn(f"model.type {old} -> {new}: data.{key} {current} -> {value} (the {new} "
+                          f"family's default; --set data.{key}={current} keeps it)", ConfigWarning,
+                          stacklevel=3)
+    metric = _get(after, "tune.metric")
+    if "tune.metric" not in overrides and metric is not None and not family.logs(metric):
+        set_key(after, "tune.metric", family.default_metric)
+        warnings.warn(f"model.type {old} -> {new}: tune.metric {metric} -> {family.default_metric} "
+                      f"({new} runs do not log {metric})", ConfigWarning, stacklevel=3)
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -23,3 +23,7 @@ class CheckpointError(BoltzkitError, ValueError):
 
 class DivergenceError(BoltzkitError, RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class ConfigWarning(UserWarning):
+    """A config is valid but probably not what was meant (the CLI prints it as one line)."""

@@ -104,5 +104,6 @@ BM_FAMILY = register(Family(
     metrics={**split_metrics(log_likelihood="maximize"), "exact_log_z": None},
     capabilities=Capabilities(sample=True, exact_likelihood=True, evaluate=True),
     sample=draw_bm_samples,
+    default_metric="val_log_likelihood",
     unit_interval=lambda section: True,
 ))

@@ -84,6 +84,10 @@ class Family:
         sample: ``(model, n, steps, generator, temperatures, min_beta) -> (states, means)``,
             each ``(n, D)``: ``n`` samples after ``steps`` sweeps (tempered with
             ``temperatures >= 2``); required with ``capabilities.sample``.
+        default_metric: ``tune.metric`` when the config names none.
+        data_defaults: ``data`` keys this family wants unlike others (an MLP trains on grey
+            values, not binarized ones): a config switched to this family by an override
+            gets them, with a warning, unless the same overrides set them.
     """
 
     name: str
@@ -97,6 +101,8 @@ class Family:
     figures: tuple[str, ...] = ("curves.png",)
     presets: tuple[str, ...] = field(default_factory=tuple)
     sample: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    default_metric: str = "val_loss"
+    data_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def direction(self, metric: str) -> Direction | None:
         """``maximize`` / ``minimize`` as declared, None for informative or unknown metrics."""

@@ -169,4 +169,8 @@ MLP_FAMILY = register(Family(
              "val_accuracy": "maximize"},
     capabilities=Capabilities(evaluate=True),
     figures=("curves.png", "filters.png"),
+    presets=("mlp-digits",),
+    default_metric="val_accuracy",
+    # binarized digits cost an MLP accuracy (0.833 against 0.947 with grey values)
+    data_defaults={"binarize": "none"},
 ))

@@ -259,4 +259,5 @@ RBM_FAMILY = register(Family(
     figures=("samples.png", "filters.png", "curves.png"),
     presets=("rbm-digits", "rbm-mnist", "grbm-digits", "rbm-potts"),
     sample=draw_samples,
+    default_metric="val_pseudo_log_likelihood",
 ))
