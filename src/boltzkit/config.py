@@ -141,6 +141,20 @@ class TemperingConfig(Section):
         return value
 
 
+class EarlyStoppingConfig(Section):
+    """Stop when ``metric`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (the direction is the one the model family declares for the metric)."""
+
+    metric: str | None = None
+    """Default: the family's headline metric (as ``tune.metric``)."""
+    patience: int = Field(10, ge=1)
+    """Epochs without improvement before stopping."""
+    min_delta: float = Field(0.0, ge=0)
+    """Smallest change that counts as an improvement, in the metric's units."""
+    restore_best: bool = True
+    """End with the weights of the best epoch rather than the last."""
+
+
 class TrainConfig(Section):
     method: Literal["cd", "pcd", "pt"] = "pcd"
     k: int = Field(1, ge=1)
@@ -167,6 +181,10 @@ class TrainConfig(Section):
     metrics_examples: int = Field(1000, ge=0)
     """Examples of train and of validation data used for the per-epoch metrics (0: none,
     only the loss)."""
+    early_stopping: EarlyStoppingConfig | None = None
+    """Off by default; ``{}`` turns it on with the defaults."""
+    tensorboard: bool = False
+    """Also log every epoch's metrics to ``RUN/tensorboard`` (needs ``boltzkit[tensorboard]``)."""
 
 
 class AISConfig(Section):
@@ -286,8 +304,11 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _family_metric(self) -> RunConfig:
+        default = get_family(self.model.type).default_metric
         if self.tune.metric is None:
-            self.tune.metric = get_family(self.model.type).default_metric
+            self.tune.metric = default
+        if self.train.early_stopping is not None and self.train.early_stopping.metric is None:
+            self.train.early_stopping.metric = default
         return self
 
     @model_validator(mode="after")

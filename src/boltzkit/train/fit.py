@@ -23,11 +23,12 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import DataLike, as_dataset, load_dataset
-from ..errors import DivergenceError
-from ..families import Family, NonFiniteLoss, Stage, Task, TrainStep, get_family
+from ..errors import ConfigError, DivergenceError
+from ..families import COMMON_METRICS, Family, NonFiniteLoss, Stage, Task, TrainStep, get_family
 from ..seeding import global_rng_state, make_generator, set_global_rng_state
 from .batches import EpochBatches
 from .device import resolve_device
+from .early_stopping import EarlyStopping
 from .threads import ThreadChoice, choose_threads, using_threads
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -52,6 +53,8 @@ class TrainState:
     loss_sum: float = 0.0
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_at: int | None = None
+    """The epoch after which early stopping ended the run (None: it did not)."""
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +105,18 @@ class Fit:
         self._step: TrainStep | None = None
         self.threads: ThreadChoice = choose_threads(config.threads, self.model, config.train.batch_size,
                                                     self.device)
+        self.stopper = self._early_stopping()
+
+    def _early_stopping(self) -> EarlyStopping | None:
+        cfg = self.config.train.early_stopping
+        if cfg is None:
+            return None
+        direction = self.family.direction(cfg.metric)
+        if direction is None:
+            known = [m for m in {**COMMON_METRICS, **self.family.metrics} if self.family.direction(m)]
+            raise ConfigError(f"train.early_stopping.metric {cfg.metric!r} is not a metric model.type "
+                              f"{self.family.name!r} logs with a direction; accepted: {', '.join(known)}")
+        return EarlyStopping(cfg.metric, direction, cfg.patience, cfg.min_delta, cfg.restore_best)
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -126,6 +141,8 @@ class Fit:
         return self._epochs_before(self.state.stage) + self.state.epoch
 
     def done(self) -> bool:
+        if self.state.stopped_at is not None:
+            return True
         last = len(self.stages) - 1
         return self.state.stage >= last and self.state.epoch >= self.stages[last].epochs
 
@@ -190,6 +207,12 @@ class Fit:
                 if progress:
                     bar.write(_summary(metrics, task.summary_keys))  # prints even when disabled
                     bar.set_postfix(loss=f"{metrics['loss']:.3g}", lr=f"{step.lr:.3g}")
+                # before the callback, so that its checkpoint holds the stopper's verdict
+                if self.stopper is not None and self.stopper.update(metrics, model):
+                    state.stopped_at = metrics["epoch"]
+                    self.stopper.restore(model)
+                    if progress:
+                        bar.write(self.stopper.describe(state.stopped_at))
                 if on_epoch_end is not None:
                     on_epoch_end(metrics["epoch"] - 1, metrics)
         finally:
@@ -227,6 +250,7 @@ class Fit:
             "step": self.train_step().state_dict(),
             "data_rng": self.data_rng.get_state(),
             "global_rng": global_rng_state(),  # dropout draws from it
+            **({"early_stopping": self.stopper.state_dict()} if self.stopper is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -237,6 +261,8 @@ class Fit:
         self.train_step().load_state_dict(state["step"])
         self.data_rng.set_state(state["data_rng"])
         set_global_rng_state(state["global_rng"])
+        if self.stopper is not None and "early_stopping" in state:
+            self.stopper.load_state_dict(state["early_stopping"])
 
 
 def fit(

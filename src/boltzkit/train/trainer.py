@@ -98,6 +98,10 @@ def train(
             raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
                                   f"{detail})") from None
         changes = changed_keys(saved.to_dict(), config.to_dict())
+        if session.state.stopped_at is not None:
+            return TrainResult(run.path, config, session.model.eval(), session.history,
+                               f"{run.path} was stopped early after epoch {session.state.stopped_at}; "
+                               "nothing to do", epochs_trained=0)
         if session.done() and not changes:
             return TrainResult(run.path, config, session.model.eval(), session.history,
                                f"{run.path} already finished its {session.epochs_done} epochs; nothing "
@@ -135,7 +139,10 @@ def train(
     session.task.write_figures(run.path, model, session.history)
     last = session.history[-1] if session.history else {}
     keys = tuple(k for k in session.task.summary_keys if k != "seconds")
-    return TrainResult(run.path, config, model, session.history, summarize(last, keys),
+    summary = summarize(last, keys)
+    if session.state.stopped_at is not None:
+        summary += f" ({session.stopper.describe(session.state.stopped_at)})"
+    return TrainResult(run.path, config, model, session.history, summary,
                        session.epochs_done - epochs_before)
 
 

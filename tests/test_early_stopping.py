@@ -1,0 +1,74 @@
+"""Early stopping: patience, direction, min_delta, best weights restored, exact resume."""
+
+import pytest
+import torch
+from torch import nn
+
+from boltzkit import load_config
+from boltzkit.errors import ConfigError
+from boltzkit.train import fit, train
+from boltzkit.train.early_stopping import EarlyStopping
+
+MLP = ["model={type: mlp, hidden_layers: [16]}", "data.binarize=none", "threads=1",
+       "train.schedule={name: constant, unit: epoch}", "train.optimizer={name: sgd, lr: 0.5}",
+       "train.epochs=30", "train.checkpoint_every=1"]
+
+
+def _feed(stopper, values, model=None):
+    model = model or nn.Linear(1, 1)
+    return [stopper.update({"epoch": i + 1, "m": v}, model) for i, v in enumerate(values)]
+
+
+def test_patience_counts_epochs_without_improvement_in_the_metrics_direction():
+    assert _feed(EarlyStopping("m", "maximize", 2), [1, 2, 1.5, 1.9, 3]) == [False, False, False, True, False]
+    assert _feed(EarlyStopping("m", "minimize", 2), [3, 2, 2.5, 1, 1.5, 1.2]) == [False] * 5 + [True]
+    stopper = EarlyStopping("m", "minimize", 1, min_delta=0.5)
+    assert _feed(stopper, [3, 2.7]) == [False, True] and stopper.best == 3  # 0.3 < min_delta
+
+
+def test_best_weights_are_restored():
+    model = nn.Linear(2, 1)
+    stopper = EarlyStopping("m", "maximize", 1)
+    stopper.update({"epoch": 1, "m": 1.0}, model)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert stopper.update({"epoch": 2, "m": 0.5}, model) and stopper.restore(model)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
+
+
+def test_a_stopped_run_ends_with_the_weights_of_its_best_epoch():
+    result = fit(load_config(None, [*MLP, "train.early_stopping={metric: val_loss, patience: 2}"]))
+    epochs = [row["epoch"] for row in result.history]
+    losses = [row["val_loss"] for row in result.history]
+    best = epochs[losses.index(min(losses))]
+    assert len(epochs) < 30 and epochs[-1] == best + 2  # stopped by patience, not by the budget
+    shorter = fit(load_config(None, [*MLP, f"train.epochs={best}"]))  # constant rate: same path
+    for name, tensor in shorter.model.state_dict().items():
+        assert torch.equal(result.model.state_dict()[name], tensor), name
+
+
+def test_resume_stops_where_an_uninterrupted_run_does(tmp_path):
+    config = load_config(None, [*MLP, "train.early_stopping={metric: val_loss, patience: 2}"])
+    full = train(config, tmp_path / "full", progress=False)
+
+    def crash(epoch, metrics):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    assert len(resumed.history) == len(full.history) and "early stop after epoch" in resumed.summary
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    again = train(config, tmp_path / "cut", resume=True, progress=False)
+    assert again.epochs_trained == 0 and "stopped early" in again.summary
+
+
+def test_a_metric_without_a_direction_is_refused():
+    with pytest.raises(ConfigError, match="early_stopping.metric 'val_free_energy' is not a metric "
+                                          "model.type 'rbm' logs with a direction"):
+        fit(load_config(None, ["train.early_stopping={metric: val_free_energy}"]))
+    assert load_config(None, ["train.early_stopping={}"]).train.early_stopping.metric == \
+        "val_pseudo_log_likelihood"
