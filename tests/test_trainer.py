@@ -110,7 +110,7 @@ def test_same_config_and_seed_give_the_same_run(tmp_path):
 def test_divergence_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
     config = small_config(
         "train.checkpoint_every=1", "train.optimizer={name: sgd, lr: 0.1}",
-        "train.schedule={name: piecewise, boundaries: [1], values: [1.0, 1.0e+38]}")
+        "train.schedule={name: piecewise, unit: epoch, boundaries: [1], values: [1.0, 1.0e+38]}")
     with pytest.raises(DivergenceError) as info:
         train(config, tmp_path / "run", progress=False)
     message = str(info.value)
@@ -204,3 +204,49 @@ def test_parallel_tempering_training_logs_swap_rates(tmp_path):
         assert row["pt_swap_rate_min"] == row["pt_swap_rate_mean"] > 0.99  # one pair only
     for row in wide.history:
         assert row["pt_swap_rate_min"] < min(r["pt_swap_rate_mean"] for r in close.history)
+
+
+def test_metrics_are_appended_per_epoch_and_rewritten_when_a_column_appears(tmp_path):
+    run = RunDir(tmp_path)
+    history = [{"epoch": 1, "loss": 1.0}]
+    run.write_metrics(history)
+    history.append({"epoch": 2, "loss": 0.5})
+    run.write_metrics(history)
+    assert run.metrics_csv.read_text().splitlines() == ["epoch,loss", "1,1.0", "2,0.5"]
+    history.append({"epoch": 3, "loss": 0.25, "val_ais_log_likelihood": -20.0})  # a new column
+    run.write_metrics(history)
+    assert run.metrics_csv.read_text().splitlines() == [
+        "epoch,loss,val_ais_log_likelihood", "1,1.0,", "2,0.5,", "3,0.25,-20.0"]
+    assert run.read_metrics() == history
+    stale = RunDir(tmp_path)  # a resumed run: its history (2 rows) replaces what a crash left
+    stale.write_metrics(history[:2])
+    assert run.read_metrics() == history[:2]
+
+
+def test_tensorboard_logs_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(small_config("train.tensorboard=true", "train.epochs=3"), tmp_path / "run", progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("val_pseudo_log_likelihood")
+    assert [s.step for s in scalars] == [1, 2, 3]
+    assert [s.value for s in scalars] == pytest.approx(
+        [row["val_pseudo_log_likelihood"] for row in result.history], rel=1e-6)
+
+
+def test_tensorboard_missing_is_one_config_error_before_anything_is_written(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name == "torch.utils.tensorboard":
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(ConfigError, match=r"pip install 'boltzkit\[tensorboard\]'"):
+        train(small_config("train.tensorboard=true"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

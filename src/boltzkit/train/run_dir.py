@@ -30,6 +30,8 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._rows = -1  # history rows in the metrics files (-1: not written by this object)
+        self._columns: list[str] = []
 
     @property
     def config(self) -> Path:
@@ -78,17 +80,29 @@ class RunDir:
         return validate(raw)
 
     def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Rewrite ``metrics.csv`` and ``metrics.jsonl`` from the whole history."""
-        columns: list[str] = []
-        for row in history:
-            columns += [key for key in row if key not in columns]
-        with open(self.metrics_csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(history)
-        with open(self.metrics_jsonl, "w") as handle:
+        """Bring ``metrics.csv`` and ``metrics.jsonl`` up to ``history``: the new epoch is
+        appended, and the files are rewritten only on the first call (a resumed run's
+        history replaces rows a crash left past its checkpoint) or when a row brings a
+        column the CSV header lacks (metrics logged every few epochs)."""
+        new = history[-1] if history else {}
+        if self._rows == len(history) - 1 and all(key in self._columns for key in new):
+            with open(self.metrics_csv, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self._columns).writerow(new)
+            with open(self.metrics_jsonl, "a") as handle:
+                handle.write(json.dumps(new) + "\n")
+        else:
+            columns: list[str] = []
             for row in history:
-                handle.write(json.dumps(row) + "\n")
+                columns += [key for key in row if key not in columns]
+            with open(self.metrics_csv, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(history)
+            with open(self.metrics_jsonl, "w") as handle:
+                for row in history:
+                    handle.write(json.dumps(row) + "\n")
+            self._columns = columns
+        self._rows = len(history)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_jsonl.is_file():

@@ -25,6 +25,7 @@ from ..errors import CheckpointError, ConfigError, DivergenceError
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted, summarize
 from .run_dir import RunDir
+from .tensorboard import TensorBoardLog
 
 
 class TrainingInterrupted(Exception):
@@ -83,6 +84,8 @@ def train(
 
     session = Fit(config, dataset)
     config, data = session.config, session.task.data
+    if config.train.tensorboard:
+        TensorBoardLog.writer_class()
     if progress:
         print(f"{'resuming' if resume else 'training'} {config.name} -> {run.path} "
               f"({session.task.n_examples()} train / {len(data.validation)} validation examples, "
@@ -115,8 +118,12 @@ def train(
         save_checkpoint(path, {"model": session.model.state_dict(), "fit": session.state_dict(),
                                "config": config.to_dict(), "data_info": session.task.data_info})
 
+    board = TensorBoardLog(run.file("tensorboard")) if config.train.tensorboard else None
+
     def epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         run.write_metrics(session.history)
+        if board is not None:
+            board.log(metrics)
         every = config.train.checkpoint_every
         if every and (epoch + 1) % every == 0:
             checkpoint(run.epoch_checkpoint(epoch + 1))
@@ -132,6 +139,9 @@ def train(
             raise TrainingInterrupted(run.last_checkpoint, session.epochs_done, session.state.step) from None
         except DivergenceError as err:
             raise DivergenceError(f"{err} The last good checkpoint is {run.last_checkpoint}") from None
+        finally:
+            if board is not None:
+                board.close()
 
     checkpoint(run.last_checkpoint)
     model = session.model.eval()
