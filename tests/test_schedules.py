@@ -111,3 +111,43 @@ def test_schedule_command_plots(tmp_path, capsys):
     assert main(["schedule", "--set", "train.schedule={name: wsd, unit: step}", "--out", str(out)]) == 0
     assert out.is_file() and "step 0:" in capsys.readouterr().out
     assert main(["schedule", "--set", "train.schedule={name: plateau}"]) == 2
+
+
+def test_factor_schedule_runs_on_lambda_lr_and_restores_from_its_state(tmp_path):
+    opt = _optimizer(0.2)
+    schedule = make_schedule(opt, "cosine", total=20, unit="step", warmup=0.2)
+    assert isinstance(schedule.scheduler, torch.optim.lr_scheduler.LambdaLR)
+    for _ in range(6):
+        schedule.step()
+    assert schedule.t == 6 and schedule.lrs == schedule.scheduler.get_last_lr()
+    torch.save(schedule.state_dict(), tmp_path / "s.pt")  # checkpoints load with weights_only
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert state["last_epoch"] == 6
+    restored = make_schedule(_optimizer(0.2), "cosine", total=20, unit="step", warmup=0.2)
+    restored.load_state_dict(state)
+    assert restored.t == 6 and restored.lrs == schedule.lrs
+    for _ in range(5):
+        schedule.step()
+        restored.step()
+        assert restored.lrs == schedule.lrs
+
+
+def test_factor_schedule_loads_the_old_step_counter_form():
+    reference = make_schedule(_optimizer(0.2), "exponential", total=50, unit="step", steps=10)
+    for _ in range(7):
+        reference.step()
+    old = make_schedule(_optimizer(0.5), "exponential", total=50, unit="step", steps=10)
+    old.load_state_dict({"t": 7, "base_lrs": [0.2]})  # what the pre-LambdaLR schedule saved
+    assert old.t == 7 and old.lrs == reference.lrs and old.base_lrs == [0.2]
+    old.step()
+    reference.step()
+    assert old.lrs == reference.lrs
+    assert old.state_dict()["last_epoch"] == 8
+
+
+def test_setting_base_lrs_rescales_the_following_steps():
+    opt = _optimizer(0.1)
+    schedule = make_schedule(opt, "power", total=10, steps=1.0)
+    schedule.base_lrs = [1.0]  # what the scikit-learn estimators do after set_params
+    schedule.step()
+    assert schedule.lrs == [0.5]

@@ -1,4 +1,9 @@
-"""Figures: image grids (samples, filters) and training curves, written as PNG files."""
+"""Figures: image grids (samples, filters), categorical samples, training curves, the
+learning-rate range test and schedules, written as PNG files.
+
+Each ``save_*`` function draws with its ``*_figure`` twin, which returns the
+:class:`matplotlib.figure.Figure` (for tests and notebooks), then writes and closes it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+FLAT = 1e-6
+"""A series whose range is below ``FLAT`` times its magnitude is drawn as flat."""
+FLAT_MARGIN = 0.25
+"""A flat series gets a y-range of its value +- this fraction of it."""
+LOG_METRICS = frozenset({"lr"})
+"""Panels holding only these metrics get a log axis when their values span over a decade."""
 
 
 def tile_images(
@@ -36,6 +52,65 @@ def tile_images(
     return grid
 
 
+def wrap_text(text: str, width_inches: float, fontsize: float) -> str:
+    """``text`` with line breaks between words so that no line is wider than
+    ``width_inches`` at ``fontsize`` points (measured with the default font; a single
+    word wider than that keeps its own line)."""
+    from matplotlib.textpath import text_to_path
+
+    font = FontProperties(size=fontsize)
+    limit = width_inches * 72 / 1.05  # points, with a margin for hinting
+
+    def width(line: str) -> float:
+        return text_to_path.get_text_width_height_descent(line, font, ismath=False)[0]
+
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and width(candidate) > limit:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _save(fig: Figure, path: str | Path, tight: bool = False) -> Path:
+    path = Path(path)
+    fig.savefig(path, dpi=100, bbox_inches="tight" if tight else None)
+    plt.close(fig)
+    return path
+
+
+def image_grid_figure(
+    images: np.ndarray,
+    shape: tuple[int, int] | None,
+    title: str = "",
+    normalize: bool = False,
+    cmap: str = "gray",
+) -> Figure:
+    """Rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape)."""
+    images = np.asarray(images)
+    if shape is None:  # no image layout known: show each example as a row of pixels
+        shape = (1, images.shape[1])
+        columns = 1
+    else:
+        columns = None
+    grid = tile_images(images, shape, columns, normalize)
+    scale = 6.0 / max(grid.shape)
+    width = max(2.0, grid.shape[1] * scale)
+    fig, ax = plt.subplots(figsize=(width, max(2.0, grid.shape[0] * scale) + 0.4))
+    ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(wrap_text(title, width * 0.95, 10), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save_image_grid(
     images: np.ndarray,
     shape: tuple[int, int] | None,
@@ -45,38 +120,113 @@ def save_image_grid(
     cmap: str = "gray",
 ) -> Path:
     """Save rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape)."""
-    path = Path(path)
-    images = np.asarray(images)
-    if shape is None:  # no image layout known: show each example as a row of pixels
-        shape = (1, images.shape[1])
-        columns = 1
-    else:
-        columns = None
-    grid = tile_images(images, shape, columns, normalize)
-    scale = 6.0 / max(grid.shape)
-    fig, ax = plt.subplots(figsize=(max(2.0, grid.shape[1] * scale), max(2.0, grid.shape[0] * scale) + 0.4))
-    ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(image_grid_figure(images, shape, title, normalize, cmap), path)
 
 
-def save_curves(
-    history: Sequence[Mapping[str, float]],
+def filters_title(title: str, shown: int, total: int, what: str = "hidden units") -> str:
+    """``title`` with how many of the units are shown and how each tile is scaled."""
+    count = f"all {total}" if shown >= total else f"first {shown} of {total}"
+    return f"{title}: {count} {what}, each filter scaled to its own min-max (black = min, white = max)"
+
+
+def save_filters(
+    weights: np.ndarray,
+    shape: tuple[int, int] | None,
     path: str | Path,
+    title: str = "weights",
+    what: str = "hidden units",
+    limit: int = 100,
+) -> Path:
+    """The first ``limit`` rows of ``weights`` (one unit's incoming weights per row), each
+    tile scaled to its own range; the title says so and how many units there are."""
+    weights = np.asarray(weights)
+    shown = weights[:limit]
+    return save_image_grid(shown, shape, path, title=filters_title(title, len(shown), len(weights), what),
+                           normalize=True)
+
+
+def category_colors(k: int) -> ListedColormap:
+    """A discrete colormap with one distinguishable colour per category ``0 .. k-1``."""
+    if k <= 10:
+        colors = plt.get_cmap("tab10").colors[:k]
+    elif k <= 20:
+        colors = plt.get_cmap("tab20").colors[:k]
+    else:
+        colors = plt.get_cmap("turbo")(np.linspace(0, 1, k))
+    return ListedColormap(colors, name=f"categories{k}")
+
+
+def categorical_figure(states: np.ndarray, categories: int, title: str = "") -> Figure:
+    """Integer states ``(samples, positions)`` as an image: a row per sample, a column per
+    position, one colour per category with a colorbar naming them."""
+    states = np.asarray(states)
+    n, length = states.shape
+    width = min(12.0, max(4.0, 0.4 * length + 2.2))
+    height = min(10.0, max(3.0, 0.07 * n + 1.6, 0.22 * categories + 1.2))  # room for the colorbar
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    norm = BoundaryNorm(np.arange(categories + 1) - 0.5, categories)
+    image = ax.imshow(states, cmap=category_colors(categories), norm=norm, interpolation="nearest",
+                      aspect="auto")
+    ax.set_xlabel("position")
+    ax.set_ylabel("sample")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bar = fig.colorbar(image, ax=ax, ticks=range(categories), fraction=0.08,
+                       shrink=min(0.95, 0.25 + 0.08 * categories), aspect=15)
+    bar.set_label("category")
+    bar.ax.set_yticklabels([str(c) for c in range(categories)])
+    if title:
+        ax.set_title(wrap_text(title, width * 0.7, 10), fontsize=10)
+    return fig
+
+
+def one_hot_states(one_hot: np.ndarray, categories: int) -> np.ndarray:
+    """One-hot rows ``(n, L * k)`` (or their probabilities) as state indices ``(n, L)``."""
+    one_hot = np.asarray(one_hot)
+    return one_hot.reshape(len(one_hot), -1, categories).argmax(axis=2)
+
+
+def save_categorical(one_hot: np.ndarray, categories: int, path: str | Path, title: str = "") -> Path:
+    """``samples.png`` for categorical units: one-hot rows drawn by :func:`categorical_figure`."""
+    return _save(categorical_figure(one_hot_states(one_hot, categories), categories, title), path)
+
+
+def _scale_y(ax, values: Sequence[float], log_allowed: bool) -> None:
+    """A sensible y-axis for ``values``: around the value for a flat series (instead of
+    matplotlib's +-4 % or an offset axis of rounding noise), logarithmic for a rate
+    spanning more than a decade (symmetric-log when it also reaches zero)."""
+    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if not len(values):
+        return
+    low, high = float(values.min()), float(values.max())
+    size = max(abs(low), abs(high))
+    if high - low <= FLAT * size or size == 0:
+        middle = 0.5 * (low + high)
+        margin = FLAT_MARGIN * abs(middle) if middle else 1.0
+        ax.set_ylim(middle - margin, middle + margin)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        return
+    positive = values[values > 0]
+    if log_allowed and low >= 0 and len(positive) and high / positive.min() > 10:
+        if low > 0:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=float(positive.min()))
+
+
+def curves_figure(
+    history: Sequence[Mapping[str, float]],
     groups: Mapping[str, Sequence[str]],
     x: str = "epoch",
     title: str = "",
-) -> Path:
+) -> Figure:
     """One panel per group of metric names, each plotted against ``x``.
 
-    Metrics missing from ``history`` are skipped; empty panels are dropped.
+    Metrics missing from ``history`` are skipped; empty panels are dropped. With
+    ``x = 'epoch'`` the x ticks are integers; a flat series gets a y-range around its
+    value; a panel of learning rates (:data:`LOG_METRICS`) spanning over a decade is
+    logarithmic.
     """
-    path = Path(path)
     panels = {
         label: [name for name in names if any(name in row for row in history)]
         for label, names in groups.items()
@@ -87,29 +237,43 @@ def save_curves(
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
     for ax, (label, names) in zip(axes.flat, panels.items(), strict=False):
+        values: list[float] = []
         for name in names:
             points = [(row[x], row[name]) for row in history if name in row and row[name] is not None]
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=2.5, label=name)
+                values.extend(ys)
+        _scale_y(ax, values, log_allowed=set(names) <= LOG_METRICS)
         ax.set_xlabel(x)
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        if x == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(wrap_text(label, 4.0, 10), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(wrap_text(title, 4.2 * columns * 0.95, 11), fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def save_range_test(result, path: str | Path, title: str = "") -> Path:
-    """``lr_find.png``: raw and smoothed loss of a :class:`~boltzkit.optim.lr_finder.LRFindResult`
-    against the rate, one vertical line per suggestion rule."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def save_curves(
+    history: Sequence[Mapping[str, float]],
+    path: str | Path,
+    groups: Mapping[str, Sequence[str]],
+    x: str = "epoch",
+    title: str = "",
+) -> Path:
+    """``curves.png``: :func:`curves_figure` written to ``path``."""
+    return _save(curves_figure(history, groups, x, title), path)
+
+
+def range_test_figure(result, title: str = "") -> Figure:
+    """Raw and smoothed loss of a :class:`~boltzkit.optim.lr_finder.LRFindResult` against
+    the rate, one vertical line per suggestion rule; the legend beside the axes."""
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), layout="constrained")
     ax.plot(result.lrs, result.losses, color="0.75", linewidth=1, label="loss per batch")
     ax.plot(result.lrs, result.smoothed, color="C0", linewidth=2, label="smoothed")
     for index, (name, lr) in enumerate(result.suggestions.items()):
@@ -123,27 +287,36 @@ def save_range_test(result, path: str | Path, title: str = "") -> Path:
     top = smooth_values[0] + 0.5 * (smooth_values.max() - smooth_values.min())
     ax.set_ylim(smooth_values.min() - 0.1 * (top - smooth_values.min()), max(top, smooth_values[0] * 1.02))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"learning-rate range test: confidence {result.confidence} "
-                 f"(spread {result.spread_decades:.2f} decades, noise {result.noise:.2f})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    text = title or (f"learning-rate range test: confidence {result.confidence} "
+                     f"(spread {result.spread_decades:.2f} decades, noise {result.noise:.2f})")
+    ax.set_title(wrap_text(text, 6.5, 10), fontsize=10)
+    return fig
+
+
+def save_range_test(result, path: str | Path, title: str = "") -> Path:
+    """``lr_find.png``: :func:`range_test_figure` written to ``path``."""
+    return _save(range_test_figure(result, title), path, tight=True)
+
+
+def schedule_figure(rates: Sequence[float], steps_per_epoch: int, title: str) -> Figure:
+    """The learning rate at every update (``rates``) against the epoch; the title wrapped
+    to the figure's width."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot([t / steps_per_epoch for t in range(len(rates))], rates, color="C0")
+    _scale_y(ax, rates, log_allowed=False)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("learning rate")
+    ax.set_title(wrap_text(title, 7 * 0.9, 9), fontsize=9)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def save_schedule(rates: Sequence[float], steps_per_epoch: int, path: str | Path, title: str) -> Path:
     """The learning rate at every update (``rates``) against the epoch."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot([t / steps_per_epoch for t in range(len(rates))], rates, color="C0")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(schedule_figure(rates, steps_per_epoch, title), path)
 
 
 def to_pixels(x, mean=None, std=None):

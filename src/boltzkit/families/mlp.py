@@ -148,9 +148,8 @@ class ClassifierTask(Task):
             "learning rate": ["lr"],
         }, title=out.name)
         if self.data.image_shape is not None:
-            weights = model.first_linear().weight.detach()[:100].cpu().numpy()
-            plots.save_image_grid(weights, self.data.image_shape, out / "filters.png",
-                                  normalize=True, title="first-layer weights")
+            plots.save_filters(model.first_linear().weight.detach().cpu().numpy(), self.data.image_shape,
+                               out / "filters.png", title="first-layer weights")
 
 
 def classification_metrics(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:

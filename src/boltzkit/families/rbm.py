@@ -175,13 +175,20 @@ class RBMTask(GenerativeTask):
 
         shape = self.data.image_shape
         generator = make_generator(self.config.seed, "figures", self.device)
-        _, means = draw_samples(model, n_samples, steps, generator)
-        means = plots.to_pixels(means.cpu(), self.data.feature_mean, self.data.feature_std)
-        plots.save_image_grid(means.numpy(), shape, out / "samples.png",
-                              title=f"{n_samples} samples after {steps} Gibbs sweeps (E[v|h])")
-        weights = model.weight.detach().T[:100].cpu().numpy()  # one hidden unit per tile
-        plots.save_image_grid(weights, shape, out / "filters.png", normalize=True,
-                              title=f"weights of the first {len(weights)} hidden units")
+        states, means = draw_samples(model, n_samples, steps, generator)
+        layout = ""
+        if model.visible.name == "categorical":  # rows of states, a colour per category
+            k = model.visible.k
+            plots.save_categorical(states.cpu().numpy(), k, out / "samples.png",
+                                   title=f"{n_samples} samples after {steps} Gibbs sweeps")
+            if shape is not None and tuple(shape) == (model.visible.groups, k):
+                layout = " (tile rows = positions, columns = categories)"
+        else:
+            means = plots.to_pixels(means.cpu(), self.data.feature_mean, self.data.feature_std)
+            plots.save_image_grid(means.numpy(), shape, out / "samples.png",
+                                  title=f"{n_samples} samples after {steps} Gibbs sweeps (E[v|h])")
+        plots.save_filters(model.weight.detach().T.cpu().numpy(), shape, out / "filters.png",
+                           title=f"weights{layout}")  # one hidden unit per tile
         plots.save_curves(history, out / "curves.png", CURVE_GROUPS, title=out.name)
 
     def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,

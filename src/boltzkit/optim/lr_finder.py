@@ -22,6 +22,29 @@ Confidence: the spread of the three suggestions in decades (``log10 max - log10 
 and the curve's noise (median ``|loss - L|`` over the range of ``L``); ``high`` when they
 agree within half a decade on a smooth curve, ``low`` when they spread over more than
 a decade or the noise exceeds 30 % of the drop.
+
+What this test does beyond torch-lr-finder (0.2.x, whose default is the steepest point of
+its smoothed training loss):
+
+- **exact restore**: model parameters and buffers, the optimizer's state (momentum, Adam
+  moments, rates), every object in ``stateful`` (the schedule, the objective's sampler
+  chains, the data order and generators) and the global random generator are snapshot and
+  restored, so a run continues bit for bit as if the test had not happened; torch-lr-finder
+  reloads model and optimizer only (from a copy on disk or in memory).
+- **several suggestion rules** (``steepest``, ``valley``, ``minimum``) are always reported
+  together, one of them chosen as ``suggestion``.
+- **a confidence label** from the rules' spread in decades and the curve's noise, so a
+  flat or noisy curve says so instead of giving one confident-looking number.
+- **any recorded value**: ``record`` may log a proxy instead of the loss followed (a
+  fixed held-out probe batch in ``boltzkit lr-find``, which removes batch noise).
+
+Where it misleads: RBMs. Their proxy (pseudo-likelihood of a probe) barely moves at small
+rates and first gets *worse* when learning starts, so every rule tends to point too low,
+and suggestions spread over decades across seeds (docs/RESULTS.md, "Learning-rate range
+test quality"). Tune an RBM's rate with
+``boltzkit tune`` instead. Even for discriminative nets no rule fits every optimizer: the
+best fixed-budget rate of plain SGD sits near the curve's minimum, Adam's near its
+steepest point.
 """
 
 from __future__ import annotations

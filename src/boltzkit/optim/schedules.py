@@ -1,20 +1,63 @@
 """Learning-rate schedules by name.
 
 Each schedule is a pure function ``factor(t, total, **params)`` giving the multiplier of
-the optimizer's initial learning rate at step ``t`` of ``total`` (steps are batches or
-epochs, as ``unit`` says), so a schedule can be plotted, tested against its formula
-and restored from a checkpoint by restoring ``t`` alone. Schedules that react to the
-run instead of the clock are classes in :data:`REACTIVE`: ``plateau`` watches a metric
-(``metric``, default ``val_loss``; ``mode`` from the metric's direction, which the
-trainer knows) and wraps :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`.
-:func:`make_schedule` builds either kind behind one interface, :class:`Schedule`.
+the optimizer's initial learning rate at step ``t`` of ``total``. A step is one ``unit``
+of the run: a batch (``unit: step``) or an epoch (``unit: epoch``), and ``total`` is the
+run's length in that unit. :class:`FactorSchedule` drives an optimizer with one of them
+through :class:`torch.optim.lr_scheduler.LambdaLR`, so a schedule can be plotted, tested
+against its formula and restored from a checkpoint by LambdaLR's own state.
+
+Schedules that react to the run instead of the clock are classes in :data:`REACTIVE`:
+``plateau`` watches a metric (``metric``, default ``val_loss``; ``mode`` from the
+metric's direction, which the trainer knows) and wraps
+:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`. :func:`make_schedule` builds either
+kind behind one interface, :class:`Schedule`.
+
+Parameters and their units. Two kinds of length appear: *counts* of ``unit`` (absolute:
+they mean a different point of the run when ``unit`` or the run length changes) and
+*fractions* of the run (relative: ``0.1`` is the first tenth whatever ``total`` is).
+Every value is a multiplier of the optimizer's ``lr`` unless it says otherwise.
+
+============  =====================  ==========================================  ===============
+schedule      parameter              unit                                        default
+============  =====================  ==========================================  ===============
+constant      (none)
+exponential   ``steps``              count of ``unit``                           1
+exponential   ``rate``               factor per ``steps``                        0.1
+power         ``steps``              count of ``unit``                           1
+power         ``power``              exponent                                    1
+piecewise     ``boundaries``         counts of ``unit`` (absolute, increasing)   ``()``
+piecewise     ``values``             multipliers, one more than boundaries       ``(1.0,)``
+cosine        ``warmup``             fraction of the run                         0
+cosine        ``min_factor``         multiplier at the end                       0
+onecycle      ``pct_start``          fraction of the run                         0.45
+onecycle      ``div_factor``         start = peak / div_factor                   10
+onecycle      ``final_div_factor``   end = start / final_div_factor              100
+onecycle      ``anneal``             ``linear`` or ``cos``                       ``linear``
+wsd           ``warmup``             fraction of the run                         0.05
+wsd           ``decay``              fraction of the run (the last one)          0.2
+wsd           ``min_factor``         multiplier at the end                       0
+wsd           ``shape``              ``linear``, ``cosine`` or ``sqrt``          ``linear``
+plateau       ``metric``             a logged metric's name                      ``val_loss``
+plateau       ``factor``             multiplier per reduction                    0.1
+plateau       ``patience``           epochs without improvement                  10
+plateau       ``threshold``          relative improvement that counts            1e-4
+plateau       ``cooldown``           epochs to wait after a reduction            0
+plateau       ``min_lr``             absolute learning rate (a floor)            0
+plateau       ``mode``               ``min`` or ``max``                          the metric's direction
+============  =====================  ==========================================  ===============
+
+``plateau`` steps once per epoch (its defaults are ReduceLROnPlateau's).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,12 +71,20 @@ def constant(t: int, total: int) -> float:
 
 
 def exponential(t: int, total: int, *, steps: float = 1.0, rate: float = 0.1) -> float:
-    """``rate ** (t / steps)``: divides the rate by ``1/rate`` every ``steps`` steps."""
+    """``rate ** (t / steps)``: multiplies the rate by ``rate`` every ``steps`` steps.
+
+    ``steps`` is a count of the schedule's ``unit`` (batches or epochs), not a fraction of
+    the run; ``rate`` is the factor applied per ``steps``.
+    """
     return rate ** (t / steps)
 
 
 def power(t: int, total: int, *, steps: float = 1.0, power: float = 1.0) -> float:
-    """``1 / (1 + t / steps) ** power`` (power scheduling; ``power=1`` is 1/t decay)."""
+    """``1 / (1 + t / steps) ** power`` (power scheduling; ``power=1`` is 1/t decay).
+
+    ``steps`` is a count of the schedule's ``unit`` (batches or epochs): the rate has
+    fallen to ``2 ** -power`` of its start after ``steps`` of them.
+    """
     return (1.0 + t / steps) ** -power
 
 
@@ -42,6 +93,9 @@ def piecewise(
 ) -> float:
     """``values[i]`` for ``boundaries[i-1] <= t < boundaries[i]``: multipliers of the rate.
 
+    ``boundaries`` are absolute counts of the schedule's ``unit`` (batches with
+    ``unit: step``, epochs with ``unit: epoch``), not fractions of the run: with
+    ``unit: step`` a boundary of 500 is the 500th update, whatever the run's length.
     ``len(values) == len(boundaries) + 1``; boundaries must increase.
     """
     index = sum(1 for b in boundaries if t >= b)
@@ -50,7 +104,11 @@ def piecewise(
 
 def cosine(t: int, total: int, *, warmup: float = 0.0, min_factor: float = 0.0) -> float:
     """Linear warm-up over the first ``warmup`` fraction of the run, then a half cosine
-    from 1 down to ``min_factor`` at ``t = total`` (Loshchilov & Hutter, 2017)."""
+    from 1 down to ``min_factor`` at ``t = total`` (Loshchilov & Hutter, 2017).
+
+    ``warmup`` is a fraction of the run in [0, 1] (``0.1``: the first tenth of ``total``);
+    ``min_factor`` is the final multiplier of the rate.
+    """
     warm = warmup * total
     if t < warm:
         return warming_up(t, warm)
@@ -74,6 +132,9 @@ def onecycle(
     linearly to ``1/(div_factor * final_div_factor)`` over the rest ("annihilation").
     ``cos``: the two-phase cosine variant: cosine rise over ``pct_start`` of the run, then
     cosine fall straight to ``1/(div_factor * final_div_factor)``.
+
+    ``pct_start`` is a fraction of the run in [0, 1] (so ``linear`` needs it <= 0.5 to
+    leave room for the annihilation); ``div_factor`` and ``final_div_factor`` are ratios.
     """
     low = 1.0 / div_factor
     final = low / final_div_factor
@@ -100,7 +161,11 @@ def wsd(
 ) -> float:
     """Warmup-stable-decay: linear warm-up over the first ``warmup`` fraction, constant
     1, then a decay over the last ``decay`` fraction to ``min_factor``, ``linear``,
-    ``cosine`` or ``sqrt`` (``1 - sqrt(progress)``, Hägele et al., 2024)."""
+    ``cosine`` or ``sqrt`` (``1 - sqrt(progress)``, Hägele et al., 2024).
+
+    ``warmup`` and ``decay`` are fractions of the run in [0, 1] (the first and the last
+    part of ``total``); ``min_factor`` is the final multiplier of the rate.
+    """
     warm, start = warmup * total, (1 - decay) * total
     if t < warm:
         return warming_up(t, warm)
@@ -144,16 +209,14 @@ class Schedule:
     """Drives an optimizer's learning rates; built by :func:`make_schedule`.
 
     Call :meth:`step` once per ``unit`` (batch or epoch), with the epoch's metrics where
-    the trainer has them. The state (the step counter, and what a reactive schedule
-    keeps) round-trips through :meth:`state_dict`.
+    the trainer has them. ``t`` counts the steps taken; ``base_lrs`` are the rates the
+    schedule's multipliers apply to. The state round-trips through :meth:`state_dict`.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, total: int = 1, unit: str = "epoch"):
         if unit not in UNITS:
             raise ValueError(f"unknown schedule unit {unit!r}; accepted: {', '.join(UNITS)}")
         self.optimizer, self.total, self.unit = optimizer, total, unit
-        self.t = 0
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
 
     def step(self, metrics: Mapping[str, float] | None = None) -> None:
         raise NotImplementedError
@@ -163,34 +226,63 @@ class Schedule:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "base_lrs": list(self.base_lrs)}
+        raise NotImplementedError
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.t = int(state["t"])
-        self.base_lrs = list(state["base_lrs"])
+        raise NotImplementedError
 
 
 class FactorSchedule(Schedule):
-    """A pure schedule: ``lr = base_lr * SCHEDULES[name](t, total, **params)``."""
+    """A pure schedule: ``lr = base_lr * SCHEDULES[name](t, total, **params)``, run by a
+    :class:`torch.optim.lr_scheduler.LambdaLR` (``scheduler``) whose lambda is the factor
+    function with ``total`` and ``params`` bound.
+
+    ``state_dict`` is LambdaLR's; :meth:`load_state_dict` also accepts the
+    ``{"t": steps taken, "base_lrs": [...]}`` form that checkpoints written before
+    LambdaLR was used hold.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, name: str, total: int = 1,
                  unit: str = "epoch", **params: Any):
         super().__init__(optimizer, total, unit)
         self.name, self.params = name, params
-        self._apply()
+        for group in optimizer.param_groups:  # the base is the rate now, whatever ran before
+            group["initial_lr"] = group["lr"]
+        self.factor = partial(SCHEDULES[name], total=total, **params)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)
 
-    def _apply(self) -> None:
-        factor = SCHEDULES[self.name](self.t, self.total, **self.params)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
+    @property
+    def t(self) -> int:
+        return self.scheduler.last_epoch
+
+    @property
+    def base_lrs(self) -> list[float]:
+        return self.scheduler.base_lrs
+
+    @base_lrs.setter
+    def base_lrs(self, rates: Sequence[float]) -> None:
+        self.scheduler.base_lrs = list(rates)
 
     def step(self, metrics: Mapping[str, float] | None = None) -> None:
-        self.t += 1
-        self._apply()
+        with warnings.catch_warnings():  # a step whose update was skipped still counts
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._apply()
+        if "last_epoch" in state:
+            self.scheduler.load_state_dict(copy.deepcopy(dict(state)))
+        else:  # written by the FactorSchedule that kept its own step counter
+            t = int(state["t"])
+            self.scheduler.last_epoch, self.scheduler._step_count = t, t + 1
+            self.scheduler.base_lrs = list(state["base_lrs"])
+        rates = [base * fn(self.t) for fn, base in
+                 zip(self.scheduler.lr_lambdas, self.scheduler.base_lrs, strict=True)]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        self.scheduler._last_lr = list(rates)
 
 
 class PlateauSchedule(Schedule):
@@ -203,6 +295,8 @@ class PlateauSchedule(Schedule):
     def __init__(self, optimizer: torch.optim.Optimizer, total: int = 1, unit: str = "epoch",
                  direction: Callable[[str], str] | None = None, **params: Any):
         super().__init__(optimizer, total, unit)
+        self.t = 0
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         options = {k: v for k, v in params.items() if k != "metric"}
         self.metric = params.get("metric", "val_loss")
         if "mode" not in options:
@@ -221,10 +315,11 @@ class PlateauSchedule(Schedule):
         self._plateau.step(metrics[self.metric])
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "plateau": self._plateau.state_dict()}
+        return {"t": self.t, "base_lrs": list(self.base_lrs), "plateau": self._plateau.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+        self.t = int(state["t"])
+        self.base_lrs = list(state["base_lrs"])
         self._plateau.load_state_dict(state["plateau"])
 
 
