@@ -16,6 +16,7 @@ Median of 3 seeds. Target: TPE + Hyperband within 1 % of the grid's best value u
 most 20 % of the grid's epochs.
 
     python benchmarks/hpo_efficiency.py
+    python benchmarks/hpo_efficiency.py --plot-only   # redraw the figure from the JSON
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from boltzkit.config import load_config
 from boltzkit.data import load_dataset
@@ -87,7 +91,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget-fraction", type=float, default=0.2)
     parser.add_argument("--out", default=str(RESULTS / "hpo_efficiency.json"))
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the figure from the curves saved in --out, without training")
     args = parser.parse_args()
+    if args.plot_only:
+        saved = json.loads(Path(args.out).read_text())
+        if "curves" not in saved:
+            sys.exit(f"{args.out} holds no curves (written before they were saved): rerun the benchmark")
+        grid_epochs = next(r["median_epochs"] for r in saved["summary"] if r["method"] == "grid")
+        figure = plot(saved["curves"], args.budget_fraction * grid_epochs, args.budget_fraction,
+                      Path(args.out).with_suffix(".png"))
+        print(f"wrote {figure}")
+        return
     rows, curves = [], {}
     for seed in range(args.seeds):
         data = load_dataset(load_config(None, []).data, seed)  # the trials' validation split
@@ -128,24 +143,45 @@ def main() -> None:
     print(f"target (TPE+Hyperband within 1 % of the grid's best with <= 20 % of its epochs): "
           f"{'met' if met else 'NOT met'}")
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for index, (name, runs) in enumerate(curves.items()):
-        for k, (epochs, best) in enumerate(runs):
-            ax.plot(epochs, best, color=f"C{index}", alpha=0.8, label=name if k == 0 else None)
-    ax.axvline(args.budget_fraction * grid_epochs, color="0.5", linestyle=":", label="20 % of the grid")
-    ax.set_xlabel("training epochs consumed")
-    ax.set_ylabel("best val. LL so far (quick AIS)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     RESULTS.mkdir(exist_ok=True)
-    figure = Path(args.out).with_suffix(".png")
-    fig.savefig(figure, dpi=100)
+    figure = plot(curves, args.budget_fraction * grid_epochs, args.budget_fraction,
+                  Path(args.out).with_suffix(".png"))
     Path(args.out).write_text(json.dumps({
         "command": "python benchmarks/hpo_efficiency.py", "threads": torch.get_num_threads(),
         "epochs_per_trial": EPOCHS, "summary": summary, "target_met": met, "runs": rows,
         "curves": curves}, indent=1))
     print(f"wrote {args.out} and {figure}")
+
+
+def plot(curves: dict[str, list], budget: float, fraction: float, path: Path) -> Path:
+    """Best value so far against epochs consumed: a colour per method, a line style (and
+    width, widest first) per seed, a marker where each run ends, so coinciding runs stay
+    visible."""
+    styles = ["-", "--", ":", "-."]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    seeds = max(len(runs) for runs in curves.values())
+    for index, runs in enumerate(curves.values()):
+        for k, (epochs, best) in enumerate(runs):
+            if not epochs:
+                continue
+            width = 1.5 + 1.5 * (seeds - 1 - k) / max(1, seeds - 1)
+            ax.plot(epochs, best, color=f"C{index}", linestyle=styles[k % len(styles)], linewidth=width,
+                    drawstyle="steps-post", alpha=0.85, zorder=2 + k)
+            ax.plot(epochs[-1], best[-1], marker="o", color=f"C{index}", markersize=5, zorder=10)
+    ax.axvspan(0, budget, color="0.92", zorder=0)
+    handles = [Line2D([], [], color=f"C{i}", linewidth=2, label=name) for i, name in enumerate(curves)]
+    handles += [Line2D([], [], color="0.3", linestyle=styles[k % len(styles)], label=f"seed {k}")
+                for k in range(seeds)]
+    handles += [Patch(color="0.92", label=f"within {100 * fraction:.0f} % of the grid's epochs"),
+                Line2D([], [], color="0.3", marker="o", linestyle="", label="end of a run")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_xlabel("training epochs consumed")
+    ax.set_ylabel("best val. log-likelihood so far\n(quick AIS, nats)")
+    ax.set_title("HPO efficiency: best value found against training epochs")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def _curve(study) -> tuple[list[int], list[float]]:

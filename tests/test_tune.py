@@ -93,6 +93,184 @@ def test_pruning_stops_bad_trials_early(tmp_path):
         assert t.intermediate_values[step] < np.median(earlier)
 
 
+class PruneFrom(optuna.pruners.BasePruner):
+    """Says prune once a trial has reported step ``first`` (0: always); notes what it was asked."""
+
+    def __init__(self, first: int):
+        self.first, self.asked = first, []
+
+    def prune(self, study, trial):
+        self.asked.append((trial.number, trial.last_step))
+        return trial.last_step >= self.first
+
+
+@pytest.mark.parametrize("epochs, first", [(1, 0), (2, 1), (3, 1)])
+def test_a_trial_that_ran_all_its_epochs_completes_whatever_the_pruner_says(tmp_path, monkeypatch, epochs, first):
+    pruner = PruneFrom(first)
+    monkeypatch.setattr("boltzkit.tune.study.make_pruner", lambda config: pruner)
+    config = tune_config("{train.optimizer.lr: {low: 1.0e-3, high: 0.1, log: true}}",
+                         f"train.epochs={epochs}", "tune.n_trials=2")
+    study = run(config, tmp_path, progress=False)
+    assert all(step < epochs - 1 for _, step in pruner.asked)  # never after the last epoch
+    for t in study.trials:
+        if first < epochs - 1:  # told to prune before the last epoch: it is, there
+            assert t.state == TrialState.PRUNED and sorted(t.intermediate_values) == list(range(first + 1))
+            assert t.user_attrs["pruned_reason"].startswith(f"pruned after epoch {first + 1}:")
+        else:  # the pruner would stop it only at its last epoch: it completes with its final value
+            assert t.state == TrialState.COMPLETE and "pruned_reason" not in t.user_attrs
+            assert sorted(t.intermediate_values) == list(range(epochs))
+            assert t.value == t.intermediate_values[epochs - 1]
+
+
+METRIC = "val_pseudo_log_likelihood"
+
+
+def _study(completed: int, pruned: int, epochs: int = 4) -> optuna.Study:
+    """An in-memory study of made-up trials (no training): every third one pruned after
+    epoch 2 while there are pruned ones to make, the others ran all ``epochs``."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    rng = np.random.default_rng(0)
+    distributions = {"train.optimizer.lr": FloatDistribution(1e-4, 1.0, log=True),
+                     "train.optimizer.momentum": FloatDistribution(0.0, 0.95),
+                     "train.batch_size": CategoricalDistribution([16, 32, 64])}
+    study = optuna.create_study(direction="maximize")
+    kinds = ["pruned" if i % 3 == 2 and i // 3 < pruned else "complete" for i in range(completed + pruned)]
+    kinds += ["pruned"] * (pruned - kinds.count("pruned"))
+    for number, kind in enumerate(kinds):
+        params = {"train.optimizer.lr": float(10 ** rng.uniform(-4, 0)),
+                  "train.optimizer.momentum": float(rng.uniform(0, 0.95)),
+                  "train.batch_size": int(rng.choice([16, 32, 64]))}
+        start = -30 + 5 * rng.random()
+        steps = 2 if kind == "pruned" else epochs
+        values = {step: start + step for step in range(steps)}
+        attrs = {"worker": 4242, "run_dir": f"trials/trial-{number:04d}"}
+        if kind == "pruned":
+            attrs["pruned_reason"] = f"pruned after epoch 2: {METRIC} {values[1]:.5g}"
+            study.add_trial(create_trial(params=params, distributions=distributions, state=TrialState.PRUNED,
+                                         intermediate_values=values, user_attrs=attrs))
+        else:
+            study.add_trial(create_trial(params=params, distributions=distributions, value=values[steps - 1],
+                                         intermediate_values=values, user_attrs=attrs))
+    return study
+
+
+def _find_spec_without(monkeypatch, missing: str):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == missing else real(name, *args))
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_report_says_how_to_get_optuna_dashboard(tmp_path, monkeypatch, installed):
+    import importlib.util
+
+    from boltzkit.tune.report import write_report
+
+    if installed:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object()
+                            if name == "optuna_dashboard" else real(name, *args))
+    else:
+        _find_spec_without(monkeypatch, "optuna_dashboard")
+    config = tune_config("{train.optimizer.lr: {low: 1.0e-4, high: 1.0, log: true}}")
+    text = write_report(_study(3, 1), config, tmp_path, url="sqlite:////x/study.db", echo=False)
+    last = text.splitlines()[-1]
+    assert last.endswith("optuna-dashboard sqlite:////x/study.db")
+    if installed:
+        assert last == "browse it: optuna-dashboard sqlite:////x/study.db"
+    else:
+        assert "not installed" in last and "pip install 'boltzkit[dashboard]'" in last
+        assert "pip install optuna-dashboard" in last
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_trials_csv_from_trials_dataframe_and_without_pandas(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    from boltzkit.tune.report import write_trials_csv
+
+    study = _study(3, 2)
+    write_trials_csv(study, tmp_path / "pandas.csv")
+    _find_spec_without(monkeypatch, "pandas")
+    write_trials_csv(study, tmp_path / "plain.csv")
+    expected = ["number", "state", "value", "epochs", "seconds", "train.batch_size", "train.optimizer.lr",
+                "train.optimizer.momentum", "pruned_reason", "run_dir", "worker", "datetime_start",
+                "datetime_complete"]
+    for name in ("pandas.csv", "plain.csv"):
+        rows = _read_csv(tmp_path / name)
+        assert list(rows[0]) == expected, name
+        assert len(rows) == len(study.trials)
+        for row, t in zip(rows, study.trials, strict=True):
+            assert int(row["number"]) == t.number and row["state"] == t.state.name
+            assert int(row["epochs"]) == len(t.intermediate_values)
+            assert (row["value"] == "") if t.value is None else float(row["value"]) == t.value
+            assert float(row["train.optimizer.lr"]) == t.params["train.optimizer.lr"]
+            assert int(row["train.batch_size"]) == t.params["train.batch_size"]
+            assert row["worker"] == "4242" and row["pruned_reason"] == t.user_attrs.get("pruned_reason", "")
+
+
+def _tick_labels(ax, axis="x"):
+    """The tick labels shown inside the axis's view limits, once drawn."""
+    ax.figure.canvas.draw()
+    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [label.get_text() for label in labels if lo <= (label.get_position()[0 if axis == "x" else 1]) <= hi]
+
+
+def test_tuning_figures_name_the_metric_count_in_integers_and_show_pruned_trials():
+    from boltzkit.plots import plt
+    from boltzkit.tune.report import build_figures
+
+    study = _study(4, 2, epochs=4)
+    figures, skipped = build_figures(study, METRIC)
+    try:
+        assert set(figures) == {"optimization_history.png", "parallel_coordinate.png", "intermediate_values.png"}
+        assert "4 completed trial(s)" in skipped["param_importances.png"]
+
+        history = figures["optimization_history.png"].axes[0]
+        assert METRIC in history.get_ylabel()
+        ticks = _tick_labels(history)
+        assert ticks and all(text.isdigit() for text in ticks), ticks
+        pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+        marks = [c for c in history.collections if c.get_label() == "pruned (last reported)"]
+        assert len(marks) == 1
+        assert sorted(map(tuple, marks[0].get_offsets().tolist())) == sorted(
+            (t.number, t.intermediate_values[1]) for t in pruned)
+        assert "pruned (last reported)" in [text.get_text() for text in history.get_legend().get_texts()]
+
+        steps = figures["intermediate_values.png"].axes[0]
+        assert steps.get_xlabel() == "epoch" and METRIC in steps.get_ylabel()
+        ticks = _tick_labels(steps)
+        assert ticks and all(text.isdigit() for text in ticks), ticks
+        assert min(map(int, ticks)) >= 1 and max(map(int, ticks)) == 4  # epochs 1..4, steps 0..3
+
+        parallel = figures["parallel_coordinate.png"]
+        ax = parallel.axes[0]
+        names = _tick_labels(ax)
+        assert names == [METRIC, "train.batch_size", "train.optimizer.lr", "train.optimizer.momentum"]
+        renderer = parallel.canvas.get_renderer()
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_text()]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    finally:
+        plt.close("all")
+
+    figures, skipped = build_figures(_study(10, 1), METRIC)
+    try:
+        assert "param_importances.png" in figures and not skipped
+        assert "10 completed trials" in figures["param_importances.png"].axes[0].get_title(loc="left")
+    finally:
+        plt.close("all")
+
+
 def test_resume_continues_the_trial_count(tmp_path):
     space = "{train.optimizer.lr: {low: 1.0e-3, high: 0.1, log: true}}"
     run(tune_config(space, "tune.n_trials=2", "tune.pruner=none"), tmp_path, progress=False)
@@ -127,13 +305,16 @@ def test_outputs_best_config_and_report(tmp_path, capsys):
                  "--set", "train.epochs=1"]) == 0
     lines = (tmp_path / "trials.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("number,state,value,epochs,seconds,train.optimizer.lr")
-    for name in ["trials.csv", "optimization_history.png", "param_importances.png"]:
+    for name in ["trials.csv", "optimization_history.png"]:
         (tmp_path / name).unlink()
     capsys.readouterr()
     assert main(["tune", "--report", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "best: trial" in printed and "optuna-dashboard sqlite:///" in printed
-    assert (tmp_path / "trials.csv").is_file() and (tmp_path / "param_importances.png").is_file()
+    assert (tmp_path / "trials.csv").is_file() and (tmp_path / "optimization_history.png").is_file()
+    # 3 completed trials are too few for parameter importances: no figure, and the summary says so
+    assert not (tmp_path / "param_importances.png").exists()
+    assert "param_importances.png not drawn: 3 completed trial(s)" in printed
 
 
 @pytest.mark.parametrize("space, message", [

@@ -2,7 +2,8 @@
 
 A trial turns ``tune.space`` into config overrides, trains a run in
 ``OUT/trials/trial-NNNN`` and reports ``tune.metric`` after every epoch, so pruners
-(median, successive halving, Hyperband) can stop unpromising trials early. A diverged
+(median, successive halving, Hyperband) can stop unpromising trials early; the pruner
+is not asked after the last epoch, so a trial that ran all its epochs completes. A diverged
 trial (NaN loss) is pruned with the reason recorded; a crashed trial is recorded as
 failed with its error, and the study goes on. The study lives in an SQLite file in the
 output directory by default (running again resumes it) or in any Optuna storage URL,
@@ -135,11 +136,14 @@ def objective(config: RunConfig, out: Path, dataset=None):
                     f"tune.metric {metric!r} is not logged by this run; logged metrics: "
                     f"{', '.join(sorted(metrics))} (likelihoods need eval.every >= 1)")
             trial.report(metrics[metric], epoch)
-            if trial.should_prune():
+            # a trial that has run all its epochs completes: pruning it then saves nothing
+            # and would drop a finished result (``epochs`` is set before training starts)
+            if epoch + 1 < epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {metric} {metrics[metric]:.5g}")
 
         try:
             run = trial_config(config, params, trial.number)  # a bad combination fails the trial
+            epochs = run.train.epochs
             result = train(run, run_dir, progress=False, on_epoch_end=report, dataset=dataset)
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("pruned_reason", str(pruned))
