@@ -38,7 +38,9 @@ def test_presets_command_names_each_preset_family(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == preset_names()
-    assert all(line.split()[1] == "rbm:" for line in lines)
+    assert {line.split()[0]: line.split()[1] for line in lines} == {
+        "grbm-digits": "rbm:", "mlp-digits": "mlp:", "rbm-digits": "rbm:", "rbm-mnist": "rbm:",
+        "rbm-potts": "rbm:"}
 
 
 def test_config_prints_only_the_family_keys(capsys):

@@ -216,11 +216,10 @@ def _sample(args: argparse.Namespace) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
-    pixels = plots.to_pixels(means.cpu(), trained.feature_mean, trained.feature_std)
-    plots.save_image_grid(pixels.numpy(), trained.image_shape, stem.with_suffix(".png"),
-                          title=f"{args.n} samples after {args.steps} "
-                                + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
-                                + " (E[v|h])")
+    plots.save_samples(trained.model, states, means, stem.with_suffix(".png"),
+                       f"{args.n} samples after {args.steps} "
+                       + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps"),
+                       trained.image_shape, trained.feature_mean, trained.feature_std)
     print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
           "(arrays: samples = binary states, means = E[v|h])")
     return 0

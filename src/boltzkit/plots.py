@@ -327,3 +327,15 @@ def to_pixels(x, mean=None, std=None):
     if mean is not None:
         x = x * torch.as_tensor(std, dtype=x.dtype) + torch.as_tensor(mean, dtype=x.dtype)
     return x.clamp(0, 1)
+
+
+def save_samples(model, states, means, path: str | Path, title: str, shape=None,
+                 feature_mean=None, feature_std=None) -> Path:
+    """A trained model's samples: categorical visible units as rows of coloured states,
+    anything else as an image grid of ``E[v | h]`` (standardized features mapped back).
+    ``states`` and ``means`` are ``(n, D)`` tensors."""
+    visible = getattr(model, "visible", None)
+    if visible is not None and visible.name == "categorical":
+        return save_categorical(states.cpu().numpy(), visible.k, path, title=title)
+    pixels = to_pixels(means.cpu(), feature_mean, feature_std)
+    return save_image_grid(pixels.numpy(), shape, path, title=f"{title} (E[v|h])")

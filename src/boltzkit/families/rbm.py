@@ -176,17 +176,13 @@ class RBMTask(GenerativeTask):
         shape = self.data.image_shape
         generator = make_generator(self.config.seed, "figures", self.device)
         states, means = draw_samples(model, n_samples, steps, generator)
+        plots.save_samples(model, states, means, out / "samples.png",
+                           f"{n_samples} samples after {steps} Gibbs sweeps", shape,
+                           self.data.feature_mean, self.data.feature_std)
         layout = ""
-        if model.visible.name == "categorical":  # rows of states, a colour per category
-            k = model.visible.k
-            plots.save_categorical(states.cpu().numpy(), k, out / "samples.png",
-                                   title=f"{n_samples} samples after {steps} Gibbs sweeps")
-            if shape is not None and tuple(shape) == (model.visible.groups, k):
-                layout = " (tile rows = positions, columns = categories)"
-        else:
-            means = plots.to_pixels(means.cpu(), self.data.feature_mean, self.data.feature_std)
-            plots.save_image_grid(means.numpy(), shape, out / "samples.png",
-                                  title=f"{n_samples} samples after {steps} Gibbs sweeps (E[v|h])")
+        if model.visible.name == "categorical" and shape is not None \
+                and tuple(shape) == (model.visible.groups, model.visible.k):
+            layout = " (tile rows = positions, columns = categories)"
         plots.save_filters(model.weight.detach().T.cpu().numpy(), shape, out / "filters.png",
                            title=f"weights{layout}")  # one hidden unit per tile
         plots.save_curves(history, out / "curves.png", CURVE_GROUPS, title=out.name)
