@@ -8,8 +8,8 @@ then validated into :class:`RunConfig`. Every mistake becomes a one-line
 from __future__ import annotations
 
 import copy
-import warnings
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path

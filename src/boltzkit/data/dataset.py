@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -204,7 +203,7 @@ def _image_shape(cfg, found: tuple[int, int] | None, width: int) -> tuple[int, i
     return (side, side) if side * side == width else None
 
 
-DataLike = Union[Dataset, Tensor, np.ndarray, tuple]
+DataLike = Dataset | Tensor | np.ndarray | tuple
 """What ``fit``/``train``/``evaluate_run`` accept as data: a :class:`Dataset`, features
 ``X`` (``(N, D)`` array or tensor), or ``(X, y)`` with integer labels."""
 
