@@ -61,14 +61,37 @@ def timed_train(preset_args: list[str], threads: str, timeout: float) -> dict:
     return {"threads": threads, "seconds": seconds, "finished": ok, "chosen": chosen}
 
 
+def summarize(rows: list[dict], cores: int) -> list[dict]:
+    """Fastest and slowest run of each setting: a neighbour makes the spread the story."""
+    print(f"\n{cpu_name()}, {cores} cores; neighbour: {cores}-thread matrix products")
+    print(f"{'run':48s} {'neighbour':>9s} {'auto s (min-max)':>17s} {'null s (min-max)':>17s}")
+    summary = []
+    for label in dict.fromkeys(r["run"] for r in rows):
+        for busy in (False, True):
+            pick = [r for r in rows if r["run"] == label and r["neighbour"] is busy]
+            auto = [r["seconds"] for r in pick if r["threads"] == "auto"]
+            null = [r["seconds"] for r in pick if r["threads"] == "null"]
+            summary.append({"run": label, "neighbour": busy, "auto_seconds": [min(auto), max(auto)],
+                            "null_seconds": [min(null), max(null)]})
+            print(f"{label:48s} {str(busy):>9s} {min(auto):8.1f}-{max(auto):<8.1f} "
+                  f"{min(null):8.1f}-{max(null):<8.1f}")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", help="mnist.npz, for the larger model")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a run counts as failed")
     parser.add_argument("--out", default=str(RESULTS / "threads_busy.json"))
+    parser.add_argument("--summary-only", action="store_true", help="re-print the table of --out")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.summary_only:
+        saved = json.loads(Path(args.out).read_text())
+        saved["summary"] = summarize(saved["rows"], saved["cores"])
+        Path(args.out).write_text(json.dumps(saved, indent=2))
+        return
     runs = {"rbm-digits (default boltzkit train)": ["rbm-digits"]}
     if args.mnist:
         runs["784x500 RBM, 1 epoch of 10,000 MNIST images"] = [
@@ -92,17 +115,7 @@ def main() -> None:
         finally:
             busy.terminate()
             busy.join()
-    print(f"\n{cpu_name()}, {cores} cores; neighbour: {cores}-thread matrix products")
-    print(f"{'run':48s} {'neighbour':>9s} {'auto s':>9s} {'null s':>9s} {'null/auto':>9s}")
-    summary = []
-    for label in runs:
-        for busy in (False, True):
-            pick = [r for r in rows if r["run"] == label and r["neighbour"] is busy]
-            auto = min(r["seconds"] for r in pick if r["threads"] == "auto")
-            null = min(r["seconds"] for r in pick if r["threads"] == "null")
-            summary.append({"run": label, "neighbour": busy, "auto_seconds": auto, "null_seconds": null,
-                            "ratio": null / auto})
-            print(f"{label:48s} {str(busy):>9s} {auto:9.1f} {null:9.1f} {null / auto:9.2f}")
+    summary = summarize(rows, cores)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "cores": cores, "repeats": args.repeats,
                                           "rows": rows, "summary": summary}, indent=2))

@@ -6,6 +6,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# unexpected errors raise in tests instead of becoming the CLI's one-line "internal error"
+os.environ["BOLTZKIT_DEBUG"] = "1"
+
 SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.npz"
 
 

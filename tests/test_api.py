@@ -77,5 +77,5 @@ def test_arrays_given_in_python_are_recorded_and_evaluate_asks_for_them(tmp_path
 
 def test_labels_must_match_examples():
     x = np.zeros((10, 4), dtype=np.float32)
-    with pytest.raises(DataError, match="3 for 10 examples"):
+    with pytest.raises(DataError, match="3 training labels for 10 examples"):
         fit(load_config("rbm-digits", FAST), (x, np.zeros(3, dtype=int)))

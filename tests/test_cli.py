@@ -120,9 +120,9 @@ def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--ais-runs", "0"], "--ais-runs must be >= 1, got 0"),
-        (["--ais-betas", "1"], "--ais-betas must be >= 2, got 1"),
-        (["--reverse-examples", "-1"], "--reverse-examples must be >= 0, got -1"),
+        (["--ais-runs", "0"], "--ais-runs must be from 1 to 1,000,000, got 0"),
+        (["--ais-betas", "1"], "--ais-betas must be from 2 to 10,000,000, got 1"),
+        (["--reverse-examples", "-1"], "--reverse-examples must be from 0 to 1,000,000, got -1"),
     ],
 )
 def test_evaluate_rejects_bad_settings(tmp_path, argv, message, capsys):

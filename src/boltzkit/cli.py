@@ -7,6 +7,9 @@ one line), 1 when training diverges, 130 when interrupted with Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and inspect Boltzmann machines and other generative models.",
     )
     parser.add_argument("--version", action="version", version=f"boltzkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error (also BOLTZKIT_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run in --out and start it over")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
@@ -148,6 +155,8 @@ def _train(args: argparse.Namespace) -> int:
     from .train.run_dir import RunDir
     from .train.trainer import TrainingInterrupted, train
 
+    if args.resume and args.overwrite:
+        raise BoltzkitError("--resume continues a run and --overwrite starts it over: choose one")
     if args.resume:
         if not args.out:
             raise BoltzkitError("--resume needs --out RUN_DIR, the run to continue")
@@ -166,7 +175,7 @@ def _train(args: argparse.Namespace) -> int:
         _seed_globally(config.seed)
     started = time.perf_counter()
     try:
-        result = train(config, out, resume=args.resume, progress=not args.quiet)
+        result = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except TrainingInterrupted as stop:
         print(f"{stop}\nresume with: boltzkit train --out {out} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -190,8 +199,9 @@ def _sample(args: argparse.Namespace) -> int:
     from .train.threads import choose_threads, using_threads
 
     _check_threads(args)
-    if args.n < 1 or args.steps < 1:
-        raise BoltzkitError(f"--n and --steps must be >= 1, got --n {args.n} --steps {args.steps}")
+    _in_range("--n", args.n, 1, 1_000_000)
+    _in_range("--steps", args.steps, 1, 10_000_000)
+    _in_range("--pt", args.pt, 0, 1_000)
     if args.pt == 1 or args.pt < 0 or not 0 < args.min_beta < 1:
         raise BoltzkitError(f"--pt needs at least 2 temperatures and 0 < --min-beta < 1, "
                             f"got --pt {args.pt} --min-beta {args.min_beta}")
@@ -228,13 +238,10 @@ def _sample(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .train.evaluate_run import evaluate_run
 
-    for name in ("ais_runs", "ais_betas", "reverse_runs"):
-        value = getattr(args, name)
-        if value is not None and value < (2 if name == "ais_betas" else 1):
-            raise BoltzkitError(f"--{name.replace('_', '-')} must be >= "
-                                f"{2 if name == 'ais_betas' else 1}, got {value}")
-    if args.reverse_examples is not None and args.reverse_examples < 0:
-        raise BoltzkitError(f"--reverse-examples must be >= 0, got {args.reverse_examples}")
+    for name, low, high in (("ais_runs", 1, 1_000_000), ("ais_betas", 2, 10_000_000),
+                            ("reverse_runs", 1, 10_000), ("reverse_examples", 0, 1_000_000)):
+        if getattr(args, name) is not None:
+            _in_range(f"--{name.replace('_', '-')}", getattr(args, name), low, high)
     _check_threads(args)
     results = evaluate_run(
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
@@ -255,10 +262,10 @@ def _lr_find(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train.lr_find_run import find_lr
 
-    if not 0 < args.low < args.high:
+    if not (math.isfinite(args.low) and math.isfinite(args.high) and 0 < args.low < args.high):
         raise BoltzkitError(f"--low and --high must satisfy 0 < low < high, got {args.low} and {args.high}")
-    if args.iterations is not None and args.iterations < 5:
-        raise BoltzkitError(f"--iterations must be >= 5, got {args.iterations}")
+    if args.iterations is not None:
+        _in_range("--iterations", args.iterations, 5, 1_000_000)
     if args.probe < 0:
         raise BoltzkitError(f"--probe must be >= 0, got {args.probe}")
     config = load_config(args.config, _shortcuts(args))
@@ -324,7 +331,8 @@ def _tune(args: argparse.Namespace) -> int:
     if args.report:
         tuning.report(args.report, args.storage)
         return 0
-    overrides = _shortcuts(args) + ([f"tune.n_trials={args.n_trials}"] if args.n_trials else [])
+    _in_range("--workers", args.workers, 1, 1_024)
+    overrides = _shortcuts(args) + ([f"tune.n_trials={args.n_trials}"] if args.n_trials is not None else [])
     config = load_config(args.config, overrides)
     _seed_globally(config.seed)
     out = Path(args.out or f"runs/{config.name}-tune")
@@ -358,6 +366,11 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise BoltzkitError(f"{flag} must be from {low:,} to {high:,}, got {value:,}")
+
+
 def _check_threads(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise BoltzkitError(f"--threads must be >= 1, got {args.threads}")
@@ -388,8 +401,30 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:500]
+
+
+def _out_of_memory(err: BaseException) -> str | None:
+    """The one-line reason when ``err`` is an allocation failure, else None."""
+    text = str(err)
+    if isinstance(err, MemoryError) or "alloc" in text.lower() and "memory" in text.lower():
+        from .train.memory import format_bytes
+
+        asked = re.search(r"allocate (\d+) bytes", text)
+        size = f" (asked for {format_bytes(int(asked.group(1)))})" if asked else ""
+        return (f"out of memory{size}: lower the sizes in the config (model widths, "
+                "train.batch_size, train.n_chains, eval runs) or --n")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure ends as one line on stderr: 2 for bad input (config,
+    data, checkpoints, output paths, memory), 1 for a diverged run or an unexpected error
+    (``--debug`` or ``BOLTZKIT_DEBUG=1`` re-raises those with their traceback), 130 for
+    Ctrl-C."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("BOLTZKIT_DEBUG", "") not in ("", "0")
     _one_line_warnings()
     try:
         return args.handler(args)
@@ -399,6 +434,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BoltzkitError as err:
         print(f"boltzkit: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("boltzkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as err:
+        reason = _out_of_memory(err)
+        if reason is None:
+            return _unexpected(err, debug)
+        print(f"boltzkit: error: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # an output path that is a file, read-only, on a full disk, ...
+        if err.filename is None:
+            return _unexpected(err, debug)
+        print(f"boltzkit: error: {err.filename}: {err.strerror or _one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 (the last-resort boundary)
+        return _unexpected(err, debug)
+
+
+def _unexpected(err: Exception, debug: bool) -> int:
+    if debug:
+        raise err
+    print(f"boltzkit: internal error: {type(err).__name__}: {_one_line(err)} (a bug or an unchecked "
+          "input; rerun with --debug for the traceback and report it)", file=sys.stderr)
+    return EXIT_DIVERGED
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, ConfigWarning
+from .errors import BoltzkitError, ConfigError, ConfigWarning
 from .families import ModelSection, family_names, get_family
-from .optim.optimizers import check_optimizer_kwargs
+from .optim.optimizers import check_optimizer_kwargs, check_optimizer_values
 from .optim.schedules import REACTIVE, check_schedule
 from .sections import Section
 
@@ -36,15 +36,33 @@ PRESET_DIR = "presets"
 DEFAULT_PRESET = "rbm-digits"
 
 
+MAX_SEED = 2**63 - 1
+"""Seeds are 64-bit: PyTorch's generators take no more."""
+MAX_THREADS = 4096
+
+
 class PottsConfig(Section):
     """A synthetic Potts chain with a known distribution (``data.name: potts``)."""
 
-    length: int = Field(6, ge=2)
-    states: int = Field(3, ge=2)
-    coupling: float = 1.0
-    field: float = 0.5
-    examples: int = Field(5000, ge=10)
-    seed: int = Field(0, ge=0)
+    length: int = Field(6, ge=2, le=10_000)
+    states: int = Field(3, ge=2, le=1_000)
+    coupling: float = Field(1.0, ge=-50, le=50)
+    """Energy of equal neighbours, in units of kT (beyond +-50 the chain is frozen and
+    its probabilities underflow)."""
+    field: float = Field(0.5, ge=-50, le=50)
+    examples: int = Field(5000, ge=10, le=10_000_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> PottsConfig:
+        values = self.examples * self.length * self.states  # one-hot float32 features
+        if values > MAX_GENERATED_VALUES:
+            raise ValueError(f"examples x length x states = {values:,} one-hot values "
+                             f"({values * 4 / 2**30:.1f} GiB); at most {MAX_GENERATED_VALUES:,}")
+        return self
+
+
+MAX_GENERATED_VALUES = 500_000_000
 
 
 class DataConfig(Section):
@@ -91,7 +109,7 @@ class DataConfig(Section):
 class OptimizerConfig(BaseModel):
     """``name`` picks a ``torch.optim`` class; the other keys are its keyword arguments."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "sgd"
     lr: float = Field(0.05, gt=0)
     decay_biases: bool = False
@@ -100,6 +118,7 @@ class OptimizerConfig(BaseModel):
     @model_validator(mode="after")
     def _known_arguments(self) -> OptimizerConfig:
         check_optimizer_kwargs(self.name, self.kwargs())
+        check_optimizer_values(self.name, self.kwargs())
         return self
 
     def kwargs(self) -> dict[str, Any]:
@@ -110,7 +129,7 @@ class OptimizerConfig(BaseModel):
 class ScheduleConfig(BaseModel):
     """``name`` picks a schedule; ``unit`` says whether it steps per epoch or per batch."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "constant"
     unit: Literal["epoch", "step"] = "epoch"
 
@@ -124,7 +143,7 @@ class ScheduleConfig(BaseModel):
 
 
 class TemperingConfig(Section):
-    temperatures: int = Field(10, ge=2)
+    temperatures: int = Field(10, ge=2, le=1_000)
     """Chains per ladder: inverse temperatures from 1 down to min_beta."""
     min_beta: float = Field(0.1, gt=0, lt=1)
     ladder: Literal["geometric", "linear"] = "geometric"
@@ -157,16 +176,16 @@ class EarlyStoppingConfig(Section):
 
 class TrainConfig(Section):
     method: Literal["cd", "pcd", "pt"] = "pcd"
-    k: int = Field(1, ge=1)
+    k: int = Field(1, ge=1, le=100_000)
     pt: TemperingConfig = Field(default_factory=TemperingConfig)
     positive: Literal["gibbs", "meanfield"] = "meanfield"
     """General Boltzmann machines (model.type bm): how the hidden units are filled in for
     the data."""
-    positive_steps: int = Field(10, ge=1)
-    n_chains: int | None = Field(None, ge=1)
+    positive_steps: int = Field(10, ge=1, le=100_000)
+    n_chains: int | None = Field(None, ge=1, le=10_000_000)
     """Persistent chains for ``pcd`` (default: the batch size)."""
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(20, ge=1, le=1_000_000)
+    batch_size: int = Field(64, ge=1, le=10_000_000)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     gradient: Literal["autograd", "closed_form", "auto"] = "autograd"
@@ -188,19 +207,19 @@ class TrainConfig(Section):
 
 
 class AISConfig(Section):
-    runs: int = Field(100, ge=1)
-    betas: int = Field(14501, ge=2)
+    runs: int = Field(100, ge=1, le=1_000_000)
+    betas: int = Field(14501, ge=2, le=10_000_000)
     """Number of inverse temperatures (14,501 = Salakhutdinov & Murray's schedule)."""
     pseudocount: float = Field(1.0, gt=0)
     """Added to pixel counts for the base-rate model's visible biases."""
 
 
 class ReverseAISConfig(Section):
-    examples: int = Field(0, ge=0)
+    examples: int = Field(0, ge=0, le=1_000_000)
     """Held-out examples evaluated by reverse AIS (0: skip, the default: it bounds the
     annealing model, costs about 0.5 s per example on a 784 x 500 RBM, and adds evidence,
     not proof; e.g. --reverse-examples 1000)."""
-    runs: int = Field(1, ge=1)
+    runs: int = Field(1, ge=1, le=10_000)
 
 
 class EvalConfig(Section):
@@ -258,9 +277,9 @@ class TuneConfig(Section):
     BM ``val_log_likelihood``, MLP ``val_accuracy``)."""
     direction: Literal["maximize", "minimize"] | None = None
     """Default: the direction the model family declares for the metric."""
-    n_trials: int = Field(50, ge=1)
+    n_trials: int = Field(50, ge=1, le=1_000_000)
     """Total trials of the study, counting those of earlier and parallel runs."""
-    startup_trials: int = Field(10, ge=1)
+    startup_trials: int = Field(10, ge=1, le=100_000)
     """Random trials before a model-based sampler (tpe, gp, cmaes) takes over."""
     timeout: float | None = Field(None, gt=0)
     storage: str | None = None
@@ -275,7 +294,7 @@ class RunConfig(Section):
     :func:`load_config` or :meth:`with_overrides`, which pick the family's subclass."""
 
     name: str = "run"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"
     threads: int | Literal["auto"] | None = "auto"
     """CPU threads for PyTorch: ``auto`` (one thread for small models, else the faster of
@@ -291,9 +310,10 @@ class RunConfig(Section):
     @classmethod
     def _thread_count(cls, value: Any) -> Any:
         if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
-                                                and value >= 1):
+                                                and 1 <= value <= MAX_THREADS):
             return value
-        raise ValueError(f"threads must be auto, null (PyTorch's default) or an integer >= 1, got {value!r}")
+        raise ValueError(f"threads must be auto, null (PyTorch's default) or an integer from 1 to "
+                         f"{MAX_THREADS}, got {value!r}")
 
     @field_validator("device")
     @classmethod
@@ -361,7 +381,7 @@ def read_source(source: str | Path | None) -> tuple[dict[str, Any], str]:
         source = DEFAULT_PRESET
     path = Path(source)
     if path.is_file():
-        return _parse_yaml(path.read_text(), str(path)), path.stem
+        return read_yaml_file(path), path.stem
     if str(source) in preset_names():
         text = resources.files("boltzkit").joinpath(PRESET_DIR, f"{source}.yaml").read_text()
         return _parse_yaml(text, f"preset {source}"), str(source)
@@ -371,15 +391,30 @@ def read_source(source: str | Path | None) -> tuple[dict[str, Any], str]:
     )
 
 
-def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
+def read_yaml_file(path: str | Path, error: type[BoltzkitError] = ConfigError) -> dict[str, Any]:
+    """The mapping in a YAML file, or ``error`` naming the file: unreadable, not UTF-8,
+    not YAML, nested too deep or not a mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror})") from None
+    return _parse_yaml(text, str(path), error)
+
+
+def _parse_yaml(text: str, origin: str, error: type[BoltzkitError] = ConfigError) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{origin}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise error(f"{origin}: not valid YAML: {' '.join(str(err).split())[:300]}") from None
+    except RecursionError:
+        raise error(f"{origin}: nested too deeply to be a config") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: expected a mapping of config keys, got {type(raw).__name__}")
+        raise error(f"{origin}: expected a mapping of config keys, got {type(raw).__name__}")
     return raw
 
 
@@ -395,6 +430,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             parsed[key] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             parsed[key] = text
+        except RecursionError:
+            raise ConfigError(f"--set {key}: value nested too deeply") from None
     return parsed
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, values are checked on assignment."""
+    """A config section: unknown keys are errors, values are checked on assignment, and
+    NaN or infinite floats are refused (no key means anything by them)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

@@ -113,8 +113,11 @@ def load_dataset(data_config, seed: int = 0, unit_interval: bool = True,
 
     train_t = torch.from_numpy(train)
     test_t = torch.from_numpy(test) if test is not None else None
-    y_train = _labels(raw.y_train)
-    y_test = _labels(raw.y_test)
+    y_train = _labels(raw.y_train, f"{source} (labels)")
+    y_test = _labels(raw.y_test, f"{source} (test labels)")
+    for x, y, which in ((train, y_train, "training"), (test, y_test, "test")):
+        if y is not None and x is not None and len(y) != len(x):
+            raise DataError(f"{source}: {len(y)} {which} labels for {len(x)} examples")
 
     # Validation split: a seeded permutation of the training set.
     n_val = int(round(cfg.validation * len(train_t)))
@@ -184,8 +187,20 @@ def _head(array: np.ndarray | None, n: int) -> np.ndarray | None:
     return None if array is None else array[:n]
 
 
-def _labels(array: np.ndarray | None) -> Tensor | None:
-    return None if array is None else torch.from_numpy(np.asarray(array).astype(np.int64))
+def _labels(array: np.ndarray | None, source: str = "labels") -> Tensor | None:
+    """Class labels as int64: whole numbers >= 0, one per example (checked by the caller)."""
+    if array is None:
+        return None
+    values = np.asarray(array)
+    if values.ndim != 1 or values.dtype.kind not in "biuf":
+        raise DataError(f"{source}: labels must be a 1-d array of class numbers, got dtype "
+                        f"{values.dtype} and shape {values.shape}")
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.round(values)).all()):
+        raise DataError(f"{source}: labels must be whole numbers (class indices), got e.g. "
+                        f"{values[~(np.isfinite(values) & (values == np.round(values)))][0]}")
+    if len(values) and values.min() < 0:
+        raise DataError(f"{source}: labels must be >= 0 (class indices), got {values.min()}")
+    return torch.from_numpy(values.astype(np.int64))
 
 
 def _image_shape(cfg, found: tuple[int, int] | None, width: int) -> tuple[int, int] | None:
@@ -220,8 +235,6 @@ def as_dataset(data: DataLike, data_config, seed: int = 0, unit_interval: bool =
         y = y.detach().cpu().numpy()
     raw = RawData(np.asarray(x), None, None if y is None else np.asarray(y), None,
                   source="arrays given in Python")
-    if raw.y_train is not None and len(raw.y_train) != len(raw.x_train):
-        raise DataError(f"labels: {len(raw.y_train)} for {len(raw.x_train)} examples")
     dataset = load_dataset(data_config, seed, unit_interval, arrays=raw)
     dataset.name = "memory"
     return dataset

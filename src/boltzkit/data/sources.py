@@ -12,6 +12,8 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +221,18 @@ def _open_npz(path: Path):
 
 def load_npz(path: Path, key: str = "x") -> RawData:
     """An ``.npz`` holding ``key`` (all training data) or ``key_train`` and ``key_test``."""
+    try:
+        return _read_npz(path, key)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        if isinstance(err, DataError):
+            raise
+        # truncated or corrupted archives, bad headers, pickled object arrays, ...
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise DataError(f"{path}: not a readable .npz file ({detail}); boltzkit reads numeric "
+                        "arrays saved with numpy.savez, never pickled objects") from None
+
+
+def _read_npz(path: Path, key: str) -> RawData:
     with _open_npz(path) as archive:
         names = list(archive.files)
         label = "y" if key == "x" else f"{key}_labels"
@@ -244,11 +258,20 @@ def load_csv(
     """Numeric columns of a CSV file with a header row; returns ``(features, labels)``."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, newline="") as handle:
-        header = next(csv.reader(handle), None)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}); save the CSV as UTF-8") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV file ({err})") from None
     if not header:
         raise DataError(f"{path}: empty file (expected a header row of column names)")
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}: column names appear more than once: {', '.join(repeated)}; "
+                        "each column needs its own name")
     wanted = columns if columns is not None else [h for h in header if h != label_column]
     for name in [*wanted, *([label_column] if label_column else [])]:
         if name not in header:
@@ -257,10 +280,10 @@ def load_csv(
         raise DataError(f"{path}: no feature columns selected")
     index = [header.index(name) for name in wanted]
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2,
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8",
                            usecols=index + ([header.index(label_column)] if label_column else []))
-    except ValueError as err:
-        raise DataError(f"{path}: {err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: {' '.join(str(err).split())[:200]}") from None
     if label_column:
         return table[:, :-1], table[:, -1]
     return table, None

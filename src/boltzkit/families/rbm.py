@@ -37,7 +37,7 @@ class RBMSection(ModelSection):
     visible: UnitName = "bernoulli"
     hidden: UnitName = "bernoulli"
     init_std: float = Field(0.01, ge=0)
-    categories: int = Field(2, ge=2)
+    categories: int = Field(2, ge=2, le=10_000)
     """States per group of categorical units (the alphabet size)."""
     learn_variance: bool = True
     """Gaussian units: learn each unit's standard deviation (else it stays 1)."""

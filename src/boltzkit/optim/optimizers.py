@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,6 +48,40 @@ def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     check_keywords(kwargs, optimizer_arguments(name), f"torch.optim.{optimizer_class(name).__name__}",
                    hint=". To switch optimizers, set the whole section, e.g. "
                         f"--set 'train.optimizer={{name: {name}, lr: 0.001}}'")
+
+
+NEEDS_CLOSURE = ("lbfgs",)
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for keyword values the optimizer would refuse or misuse:
+    NaN/inf, wrong types and ranges (found by building it on a one-element probe, so
+    torch's own checks apply, ``weight_decay`` included, which parameter groups would
+    otherwise bypass), and optimizers that need a closure per step."""
+    cls = optimizer_class(name)
+    if name.lower() in NEEDS_CLOSURE:
+        raise ValueError(f"torch.optim.{cls.__name__} needs a closure at every step, which boltzkit's "
+                         "training loop does not pass; accepted: sgd, adam, adamw, rmsprop or any "
+                         "other torch.optim class")
+    for key, value in kwargs.items():
+        if _non_finite(value):
+            raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r} is not finite")
+    probe = torch.zeros(1, requires_grad=True)
+    try:
+        cls([probe], **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        detail = " ".join(str(err).split())
+        raise ValueError(f"torch.optim.{cls.__name__} refuses {dict(kwargs)}: {detail}") from None
 
 
 NO_DECAY_MARKERS = ("bias", "log_sigma", "log_scale")

@@ -351,6 +351,9 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
             )
         if boundaries != sorted(boundaries):
             raise ValueError(f"piecewise boundaries must increase, got {boundaries}")
+        if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"piecewise values are multipliers of the rate and must be finite and "
+                             f">= 0, got {values}")
     for key in ("steps", "div_factor", "final_div_factor"):
         if key in params and not float(params[key]) > 0:
             raise ValueError(f"{key} must be > 0, got {params[key]}")
@@ -362,6 +365,30 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
         raise ValueError(f"onecycle anneal must be 'linear' or 'cos', got {params['anneal']!r}")
     if name == "wsd" and params.get("shape", "linear") not in ("linear", "cosine", "sqrt"):
         raise ValueError(f"wsd shape must be linear, cosine or sqrt, got {params['shape']!r}")
+    if name in REACTIVE:
+        _probe_reactive(name, params)
+        return
+    try:  # whatever the parameters, the rate must stay a finite, non-negative multiple
+        factors = schedule_factors(name, PROBE_STEPS, **params)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
+        raise ValueError(f"schedule {name!r} cannot use {dict(params)}: {err}") from None
+    bad = next((f for f in factors if not (math.isfinite(f) and f >= 0)), None)
+    if bad is not None:
+        raise ValueError(f"schedule {name!r} with {dict(params)} gives a learning-rate factor of {bad:g}; "
+                         "factors must be finite and >= 0 (check min_factor, values, rate)")
+
+
+PROBE_STEPS = 1000
+"""Steps over which :func:`check_schedule` evaluates a schedule's factors."""
+
+
+def _probe_reactive(name: str, params: Mapping[str, Any]) -> None:
+    """Build the reactive schedule on a one-parameter optimizer, so torch checks its values."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:
+        REACTIVE[name](optimizer, **params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"schedule {name!r} refuses {dict(params)}: {' '.join(str(err).split())}") from None
 
 
 def make_schedule(

@@ -9,6 +9,7 @@ sampler chains, generator states, position in the run; the config), read back wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -45,10 +46,48 @@ def _atomic_write(path: Path, write) -> Path:
     return path
 
 
+def _digest(value: Any, hasher: Any, path: str = "") -> None:
+    """Feed ``value`` (tensors inside plain containers) into ``hasher``, keys and order
+    included, so that a flipped bit anywhere changes the digest."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        hasher.update(f"{path}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    elif isinstance(value, dict):  # by key: safetensors hands tensors back sorted by name
+        for key in sorted(value, key=str):
+            _digest(value[key], hasher, f"{path}/{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _digest(item, hasher, f"{path}[{index}]")
+    else:
+        hasher.update(f"{path}={value!r}".encode())
+
+
+def checksum(state: dict[str, Any]) -> str:
+    """SHA-256 over every tensor's bytes and every value of a checkpoint's state."""
+    hasher = hashlib.sha256()
+    _digest({k: v for k, v in state.items() if k != "checksum"}, hasher)
+    return hasher.hexdigest()
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Save ``state`` (tensors and plain Python containers) atomically to ``path``."""
+    """Save ``state`` (tensors and plain Python containers) atomically to ``path``, with a
+    checksum that :func:`load_checkpoint` verifies."""
     payload = {"format": FORMAT, "version": VERSION, **state}
+    payload["checksum"] = checksum(payload)
     return _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+NOT_TRUSTED = ("it holds objects other than tensors and plain containers, so it is not trusted and "
+               "was not loaded (boltzkit never unpickles arbitrary objects)")
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    text = str(err).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return CheckpointError(f"{path}: {NOT_TRUSTED}")
+    reason = text.splitlines()[0] if text else type(err).__name__
+    return CheckpointError(f"{path}: not a readable boltzkit checkpoint ({reason[:200]})")
 
 
 def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
@@ -60,8 +99,7 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable boltzkit checkpoint ({reason})") from None
+        raise _unreadable(path, err) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a boltzkit checkpoint (no '{FORMAT}' marker)")
     version = payload.get("version")
@@ -70,6 +108,9 @@ def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]
             f"{path}: checkpoint version {version} is not supported "
             f"(this boltzkit reads versions {', '.join(map(str, WEIGHTS_READABLE))})"
         )
+    if "checksum" in payload and payload["checksum"] != checksum(payload):
+        raise CheckpointError(f"{path}: checksum mismatch: the file was altered or damaged after it "
+                              "was written; it is not loaded (resume from an earlier epoch-NNNN.pt)")
     if resumable and version != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {version} was written by an earlier boltzkit; "
                               f"its weights load (evaluate, sample) but training resumes only from "
@@ -85,7 +126,7 @@ def save_weights(
     model and draw its samples without the data set."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "boltzkit-model", "config": json.dumps(config),
-                "data_info": json.dumps(data_info)}
+                "data_info": json.dumps(data_info), "sha256": checksum(tensors)}
     return _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -97,9 +138,13 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     try:
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
-        return load_file(path), metadata
+        tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if "sha256" in metadata and metadata["sha256"] != checksum(tensors):
+        raise CheckpointError(f"{path}: checksum mismatch: the weights were altered or damaged after "
+                              "they were written; they are not loaded")
+    return tensors, metadata
 
 
 def load_state_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

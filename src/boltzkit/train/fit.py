@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -29,6 +30,7 @@ from ..seeding import global_rng_state, make_generator, set_global_rng_state
 from .batches import EpochBatches
 from .device import resolve_device
 from .early_stopping import EarlyStopping
+from .memory import check_model_fits
 from .threads import ThreadChoice, choose_threads, using_threads
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -96,6 +98,10 @@ class Fit:
         self.config = config
         self.device = resolve_device(config.device)
         self.task: Task = self.family.task(config, data, self.device)
+        sizes = ", ".join(f"model.{k}={v}" for k, v in config.model.model_dump().items()
+                          if "hidden" in k and not isinstance(v, bool | str))
+        check_model_fits(lambda: self.family.build(config.model, self.task.data_info, torch.Generator()),
+                         self.device, f"{sizes} on {data.n_features} features")
         self.model = self.task.build_model()
         self.stages: list[Stage] = self.task.stages(self.model)
         self.data_rng = make_generator(config.seed, "train.data", self.device)

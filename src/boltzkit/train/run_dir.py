@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
-from ..config import RunConfig, validate
+from ..config import RunConfig, read_yaml_file, validate
 from ..errors import CheckpointError
 from ..families import get_family
 from ..seeding import make_generator
 from .checkpoint import load_checkpoint, load_state_into, load_weights
+
+PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
+"""Checkpoints and weights are written through a hidden ``.<name>.<random>`` temporary
+that a kill can leave behind."""
 
 
 class RunDir:
@@ -66,6 +70,20 @@ class RunDir:
     def exists(self) -> bool:
         return self.config.is_file()
 
+    def clear(self) -> None:
+        """Delete the run in this directory (only a boltzkit run: it has ``config.yaml``)."""
+        if self.path.is_file():
+            raise CheckpointError(f"--out {self.path} is a file, not a run directory")
+        if self.exists():
+            shutil.rmtree(self.path)
+
+    def remove_partial_files(self) -> None:
+        """Remove the temporary files of writes a kill interrupted (``.last.pt.XXXX``)."""
+        for folder in (self.path, self.checkpoints):
+            for pattern in PARTIAL_FILES:
+                for partial in folder.glob(pattern):
+                    partial.unlink(missing_ok=True)
+
     def write_config(self, config: RunConfig) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self.config.write_text(config.to_yaml())
@@ -73,10 +91,7 @@ class RunDir:
     def read_config(self) -> RunConfig:
         if not self.config.is_file():
             raise CheckpointError(f"{self.path}: not a boltzkit run directory (no config.yaml)")
-        try:
-            raw = yaml.safe_load(self.config.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise CheckpointError(f"{self.config}: not valid YAML ({err})") from None
+        raw = read_yaml_file(self.config, CheckpointError)
         return validate(raw)
 
     def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:

@@ -53,6 +53,7 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
     dataset: DataLike | None = None,
@@ -62,7 +63,9 @@ def train(
     Args:
         config: validated run configuration.
         out: run directory; must not hold a run unless ``resume``.
-        resume: continue the run in ``out`` from ``checkpoints/last.pt``.
+        resume: continue the run in ``out`` from ``checkpoints/last.pt`` (a run killed
+            before its first checkpoint starts again from the beginning).
+        overwrite: delete the run in ``out`` first and start over.
         progress: show a progress bar and per-epoch lines.
         on_epoch_end: called as ``f(epoch, metrics)`` after each epoch (tuning reports
             and pruning use it; an exception it raises stops training).
@@ -75,12 +78,16 @@ def train(
         TrainingInterrupted: Ctrl-C; a checkpoint of the exact position was saved.
     """
     run = RunDir(out)
+    if overwrite:
+        run.clear()
     if run.exists() and not resume:
-        raise ConfigError(
-            f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
-        )
+        raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, --overwrite "
+                          "to start it over, or choose another --out")
+    run.remove_partial_files()
     if resume and not run.last_checkpoint.is_file():
-        raise CheckpointError(f"{run.path}: nothing to resume (no checkpoints/last.pt)")
+        print(f"{run.path} has no checkpoint yet (stopped before its first): starting it from the "
+              "beginning")
+        resume = False
 
     session = Fit(config, dataset)
     config, data = session.config, session.task.data
@@ -138,7 +145,12 @@ def train(
             checkpoint(run.last_checkpoint)
             raise TrainingInterrupted(run.last_checkpoint, session.epochs_done, session.state.step) from None
         except DivergenceError as err:
-            raise DivergenceError(f"{err} The last good checkpoint is {run.last_checkpoint}") from None
+            if run.last_checkpoint.is_file():
+                where = (f"The last good checkpoint is {run.last_checkpoint}: continue from it with "
+                         "--resume and a lower rate (--set train.optimizer.lr=...)")
+            else:
+                where = "No checkpoint was written before it: start over with --overwrite"
+            raise DivergenceError(f"{err} {where}") from None
         finally:
             if board is not None:
                 board.close()

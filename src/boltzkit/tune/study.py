@@ -18,13 +18,12 @@ import warnings
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from ..config import RunConfig, validate
+from ..config import RunConfig, read_yaml_file, validate
 from ..data import load_dataset
-from ..errors import BoltzkitError, ConfigError, DivergenceError
+from ..errors import BoltzkitError, CheckpointError, ConfigError, DivergenceError
 from ..families import get_family
 from ..train.trainer import TrainingInterrupted, train
 from .report import write_report
@@ -270,14 +269,12 @@ def run(
 
 def report(out: str | Path, storage: str | None = None) -> optuna.Study:
     """Rebuild ``best.yaml``, ``trials.csv`` and the figures of the study in ``out``."""
-    from ..errors import CheckpointError
-
     out = Path(out)
     saved = out / CONFIG_FILE
     if not saved.is_file():
         raise CheckpointError(
             f"{out}: no study here (no {CONFIG_FILE}); give the --out of a boltzkit tune run")
-    config = validate(yaml.safe_load(saved.read_text()))
+    config = validate(read_yaml_file(saved, CheckpointError))
     study = open_study(config, out, storage)
     write_report(study, config, out, storage_url(config, out, storage))
     return study
@@ -287,7 +284,7 @@ def _check_resume(config: RunConfig, out: Path) -> None:
     saved_path = out / CONFIG_FILE
     if not saved_path.is_file():
         return
-    saved = validate(yaml.safe_load(saved_path.read_text()))
+    saved = validate(read_yaml_file(saved_path, CheckpointError))
     for key in ("space", "method", "metric", "direction"):
         if getattr(saved.tune, key) != getattr(config.tune, key):
             raise ConfigError(
