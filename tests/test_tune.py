@@ -281,17 +281,32 @@ def test_resume_continues_the_trial_count(tmp_path):
         run(tune_config("{train.k: {choices: [1, 2]}}"), tmp_path, progress=False)
 
 
-def test_diverged_trials_are_pruned_and_crashed_trials_fail(tmp_path):
+def test_diverged_trials_are_pruned_and_crashed_trials_fail(tmp_path, monkeypatch):
+    from boltzkit.tune import study as study_module
+
+    real_train = study_module.train
+
+    def train_or_crash(run, *args, **kwargs):
+        if run.train.optimizer.model_extra.get("momentum") == 0.25:
+            raise RuntimeError("simulated crash inside a trial")
+        return real_train(run, *args, **kwargs)
+
+    monkeypatch.setattr(study_module, "train", train_or_crash)
     config = tune_config("{train.optimizer.lr: {values: [0.05, 1.0e+38]}, "
-                         "train.optimizer.momentum: {values: [0.5, -1.0]}}",
+                         "train.optimizer.momentum: {values: [0.5, 0.25]}}",
                          "tune.method=grid", "tune.pruner=none", "tune.n_trials=4")
     study = run(config, tmp_path, progress=False)
     states = {(t.params["train.optimizer.lr"], t.params["train.optimizer.momentum"]): t for t in study.trials}
     assert states[(0.05, 0.5)].state == TrialState.COMPLETE
     diverged = states[(1e38, 0.5)]
     assert diverged.state == TrialState.PRUNED and "diverged: the loss became" in diverged.user_attrs["pruned_reason"]
-    crashed = states[(0.05, -1.0)]
-    assert crashed.state == TrialState.FAIL and "Invalid momentum value: -1.0" in crashed.user_attrs["error"]
+    crashed = states[(0.05, 0.25)]
+    assert crashed.state == TrialState.FAIL and "simulated crash inside a trial" in crashed.user_attrs["error"]
+
+
+def test_every_value_of_the_space_is_validated_before_the_study():
+    with pytest.raises(ConfigError, match="tune.space key 'train.optimizer.momentum' = -1.0: .*Invalid momentum"):
+        tune_config("{train.optimizer.momentum: {values: [0.5, -1.0]}}")
 
 
 def test_outputs_best_config_and_report(tmp_path, capsys):
@@ -320,7 +335,7 @@ def test_outputs_best_config_and_report(tmp_path, capsys):
 @pytest.mark.parametrize("space, message", [
     ("{train.optimizer.lr: {low: 1.0, high: 0.1}}", "low (1) must be <= high (0.1)"),
     ("{train.optimizer.lr: {low: 0, high: 0.1, log: true}}", "log: true needs low > 0, got low=0"),
-    ("{train.learning_rate: {low: 0.1, high: 1}}", "tune.space key 'train.learning_rate': unknown config key"),
+    ("{train.learning_rate: {low: 0.1, high: 1}}", "tune.space key 'train.learning_rate' = 0.1: unknown config key"),
     ("{train.k: {choices: []}}", "choices must not be empty"),
     ("{train.k: {low: 1, high: 5, choices: [1]}}", "give either low/high, choices or values"),
     ("{train.k: {low: 1.5, high: 5, type: int}}", "type: int needs integer low and high"),
@@ -402,3 +417,51 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     again = optuna.load_study(study_name=study.study_name, storage=postgres_url)
     assert len(again.trials) == len(study.trials)
     assert not math.isnan(again.best_value)
+
+
+def test_a_trial_whose_worker_died_is_failed_retried_and_not_counted(tmp_path, monkeypatch):
+    import time
+
+    from boltzkit.tune import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(study_module, "GRACE_PERIOD", 2)
+    config = tune_config("{train.optimizer.lr: {low: 1.0e-3, high: 0.1, log: true}}",
+                         "tune.n_trials=2", "tune.pruner=none", "tune.method=random")
+    tmp_path.mkdir(exist_ok=True)
+    study = study_module.open_study(config, tmp_path)
+    lost = study.ask({"train.optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)})
+    study._storage.record_heartbeat(lost._trial_id)  # a worker that then died mid-trial
+    time.sleep(3)
+    finished = run(config, tmp_path, progress=False).trials
+    assert finished[0].state == TrialState.FAIL and "error" not in finished[0].user_attrs
+    retried = [t for t in finished[1:] if t.params == finished[0].params]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE  # its parameters ran again
+    assert sum(t.state == TrialState.COMPLETE for t in finished) == 2  # the lost one did not count
+
+
+def test_a_rerun_continues_the_search_instead_of_replaying_it(tmp_path):
+    first = tune_config("{train.optimizer.lr: {low: 1.0e-3, high: 0.1, log: true}}",
+                        "tune.n_trials=2", "tune.pruner=none", "tune.method=random")
+    run(first, tmp_path, progress=False)
+    trials = run(first.with_overrides({"tune.n_trials": 4}), tmp_path, progress=False).trials
+    rates = [t.params["train.optimizer.lr"] for t in trials]
+    assert len(rates) == 4 and len(set(rates)) == 4  # trials 2-3 are new points, not 0-1 again
+
+
+def test_repeated_parameters_reuse_the_finished_result(tmp_path):
+    config = tune_config("{train.k: {choices: [1]}}", "tune.n_trials=2", "tune.pruner=none",
+                         "tune.method=random")
+    first, second = run(config, tmp_path, progress=False).trials
+    assert second.user_attrs["reused_from"] == 0 and second.value == first.value
+    assert not (tmp_path / "trials" / "trial-0001").exists()  # nothing trained again
+
+
+def test_report_of_a_missing_study_creates_nothing(tmp_path, capsys):
+    config = tune_config("{train.k: {choices: [1, 2]}}", "tune.n_trials=1", "tune.pruner=none")
+    run(config, tmp_path, progress=False)
+    (tmp_path / "tune-config.yaml").write_text(config.with_overrides({"tune.study_name": "other"}).to_yaml())
+    assert main(["tune", "--report", str(tmp_path)]) == 2
+    assert "no study 'other'" in capsys.readouterr().err
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'study.db'}")] == [
+        config.name]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import BoltzkitError, DivergenceError
+from .errors import BoltzkitError, DivergenceError, RunFailed
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
@@ -305,13 +305,13 @@ def _schedule(args: argparse.Namespace) -> int:
         steps = math.ceil(len(data.train) / train.batch_size)
     if steps < 1:
         raise BoltzkitError(f"--steps-per-epoch must be >= 1, got {steps}")
-    out = Path(args.out or f"runs/{config.name}-schedule.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
     name, params = train.schedule.name, train.schedule.params()
     try:
         rates = learning_rates(name, params, train.optimizer.lr, train.epochs, steps, train.schedule.unit)
     except ValueError as err:
         raise BoltzkitError(f"train.schedule: {err}") from None
+    out = Path(args.out or f"runs/{config.name}-schedule.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     detail = ", ".join(f"{k}={v}" for k, v in params.items())
     save_schedule(rates, steps, out, f"{name} ({detail or 'default parameters'}), stepped per "
                   f"{train.schedule.unit}; {train.epochs} epochs x {steps} updates")
@@ -430,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except DivergenceError as err:
         print(f"boltzkit: training diverged: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except RunFailed as err:
+        print(f"boltzkit: error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
     except BoltzkitError as err:
         print(f"boltzkit: error: {err}", file=sys.stderr)

@@ -338,13 +338,15 @@ class RunConfig(Section):
         for key, entry in self.tune.space.items():
             if key.split(".")[0] == "tune":
                 raise ValueError(f"tune.space cannot tune the tune section itself ({key!r})")
-            sample = entry.low if entry.low is not None else (entry.choices or entry.values)[0]
-            if entry.type == "int" and sample is not None:
-                sample = int(sample)
-            try:
-                validate(apply_overrides(base, {key: sample}))
-            except ConfigError as err:
-                raise ValueError(f"tune.space key {key!r}: {err}") from None
+            # every value a trial can get: both ends of a range, every choice
+            samples = [entry.low, entry.high] if entry.low is not None else (entry.choices or entry.values)
+            for sample in samples:
+                if entry.type == "int" and sample is not None:
+                    sample = int(sample)
+                try:
+                    validate(apply_overrides(base, {key: sample}))
+                except ConfigError as err:
+                    raise ValueError(f"tune.space key {key!r} = {sample!r}: {err}") from None
         return self
 
     @classmethod

@@ -21,6 +21,10 @@ class CheckpointError(BoltzkitError, ValueError):
     """A checkpoint or run directory is missing, corrupt or incompatible."""
 
 
+class RunFailed(BoltzkitError):
+    """Work started and failed partway (the CLI exits 1, not 2: the input was fine)."""
+
+
 class DivergenceError(BoltzkitError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 

@@ -341,6 +341,16 @@ def schedule_arguments(name: str) -> list[str]:
 def check_schedule(name: str, params: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for an unknown schedule, parameter or inconsistent values."""
     check_keywords(params, schedule_arguments(name), f"schedule {name!r}", "parameter")
+    for key, value in params.items():
+        if key in NON_NUMERIC_PARAMETERS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"schedule {name!r}: {key} must be a finite number, got {value!r}")
+    for key in ("boundaries", "values"):
+        items = params.get(key, ())
+        if not isinstance(items, list | tuple) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+            raise ValueError(f"schedule {name!r}: {key} must be a list of finite numbers, got {items!r}")
     if name == "piecewise":
         boundaries = list(params.get("boundaries", ()))
         values = list(params.get("values", (1.0,)))
@@ -378,6 +388,7 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
                          "factors must be finite and >= 0 (check min_factor, values, rate)")
 
 
+NON_NUMERIC_PARAMETERS = ("anneal", "shape", "mode", "metric", "boundaries", "values")
 PROBE_STEPS = 1000
 """Steps over which :func:`check_schedule` evaluates a schedule's factors."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from ..errors import ConfigError
@@ -9,6 +11,8 @@ from ..errors import ConfigError
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else the CPU; an unavailable device is an error."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        raise ConfigError(f"device {name!r}: accepted auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

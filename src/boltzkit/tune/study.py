@@ -8,6 +8,14 @@ trial (NaN loss) is pruned with the reason recorded; a crashed trial is recorded
 failed with its error, and the study goes on. The study lives in an SQLite file in the
 output directory by default (running again resumes it) or in any Optuna storage URL,
 such as PostgreSQL shared by workers on many machines.
+
+Surviving workers and re-runs: every running trial sends a heartbeat; a trial whose
+worker was killed is marked failed after :data:`GRACE_PERIOD` seconds and its
+parameters are queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``), and it does not
+count toward ``tune.n_trials``. A re-run seeds its sampler with the number of trials
+already in the study, so it continues the search instead of replaying it; a trial whose
+parameters equal a completed one's reuses that result (``reused_from``) instead of
+training again.
 """
 
 from __future__ import annotations
@@ -18,19 +26,35 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from ..config import RunConfig, read_yaml_file, validate
 from ..data import load_dataset
-from ..errors import BoltzkitError, CheckpointError, ConfigError, DivergenceError
+from ..errors import BoltzkitError, CheckpointError, ConfigError, DivergenceError, RunFailed
 from ..families import get_family
 from ..train.trainer import TrainingInterrupted, train
 from .report import write_report
 from .space import grid, suggest, trial_config
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_FILE = "tune-config.yaml"
+HEARTBEAT_INTERVAL = 10
+"""Seconds between a running trial's heartbeats."""
+GRACE_PERIOD = 40
+"""Seconds without a heartbeat after which a trial's worker counts as lost."""
+MAX_RETRY = 2
+"""How often the parameters of a trial whose worker was lost are tried again."""
+
+
+class WorkersLost(RunFailed):
+    """Some tuning workers died; the study keeps what they finished (exit status 1)."""
+
+
+def counted(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts toward ``tune.n_trials``: it completed, was pruned, or failed
+    by itself (an error), not because its worker was lost (those are run again)."""
+    if trial.state == TrialState.FAIL:
+        return "error" in trial.user_attrs
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class MetricMissing(BoltzkitError):
@@ -66,13 +90,29 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60,
-                                          grace_period=180)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **_heartbeat())
+        except Exception as err:  # noqa: BLE001 (SQLAlchemy raises many kinds for a bad URL)
+            detail = " ".join(str(err).split())[:200]
+            raise ConfigError(f"storage {url!r} cannot be opened ({type(err).__name__}: {detail}); "
+                              "accepted: sqlite:///PATH or postgresql://USER@HOST/DB") from None
 
 
-def make_sampler(config: RunConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler ``tune.method`` names, seeded from the run seed (and the worker index)."""
-    seed = config.seed + 1000 * worker
+def _heartbeat() -> dict:
+    """Heartbeat settings and the retry of lost trials (named differently before Optuna 4.9)."""
+    settings: dict = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD}
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+        settings["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=MAX_RETRY)
+    else:
+        settings["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+    return settings
+
+
+def make_sampler(config: RunConfig, worker: int = 0, done: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``tune.method`` names, seeded from the run seed, the worker index and
+    ``done``, the trials already in the study (so that a re-run does not replay them)."""
+    seed = (config.seed + 1000 * worker + 1_000_003 * done) % 2**32
     method = config.tune.method
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -107,14 +147,23 @@ def make_pruner(config: RunConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: RunConfig, out: Path, storage: str | None = None, worker: int = 0) -> optuna.Study:
+def open_study(config: RunConfig, out: Path, storage: str | None = None, worker: int = 0,
+               create: bool = True) -> optuna.Study:
+    """The study (created unless ``create`` is false: a report never makes an empty one)."""
     name = config.tune.study_name or config.name
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by _announce
+    backend = make_storage(storage_url(config, out, storage))
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    if not create and name not in names:
+        raise CheckpointError(f"no study {name!r} in {storage_url(config, out, storage)}; studies there: "
+                              f"{', '.join(names) or 'none'}")
+    done = 0
+    if name in names:
+        done = len(optuna.load_study(study_name=name, storage=backend).get_trials(deepcopy=False))
     try:
         return optuna.create_study(
-            study_name=name, storage=make_storage(storage_url(config, out, storage)),
-            sampler=make_sampler(config, worker), pruner=make_pruner(config),
-            direction=direction(config), load_if_exists=True)
+            study_name=name, storage=backend, sampler=make_sampler(config, worker, done),
+            pruner=make_pruner(config), direction=direction(config), load_if_exists=True)
     except ValueError as err:
         raise ConfigError(f"study {name!r}: {err}") from None
 
@@ -125,6 +174,10 @@ def objective(config: RunConfig, out: Path, dataset=None):
 
     def run_trial(trial: optuna.Trial) -> float:
         params = suggest(trial, config.tune.space)
+        for earlier in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if earlier.params == params and earlier.number != trial.number:
+                trial.set_user_attr("reused_from", earlier.number)  # same config, same result
+                return earlier.value
         run_dir = out / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", os.getpid())
@@ -174,12 +227,10 @@ def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: i
     shared = not any(key.startswith("data.") or key == "seed" for key in config.tune.space)
     unit_interval = get_family(config.model.type).unit_interval(config.model)
     dataset = load_dataset(config.data, config.seed, unit_interval=unit_interval) if shared else None
-    remaining = config.tune.n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = config.tune.n_trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
     if remaining <= 0:
         return study
-    # running trials count too: a worker that finishes while another runs the last trial
-    # must not start one more
-    callbacks = [MaxTrialsCallback(config.tune.n_trials, states=(*FINISHED, TrialState.RUNNING))]
+    callbacks = [_stop_at(config.tune.n_trials)]
     if progress:
         callbacks.append(_announce(config.tune.metric))
     with warnings.catch_warnings():
@@ -195,6 +246,18 @@ def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: i
     return study
 
 
+def _stop_at(n_trials: int):
+    """Stop when counted trials plus running ones reach ``n_trials``: a worker that finishes
+    while another runs the last trial must not start one more."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        if sum(counted(t) or t.state == TrialState.RUNNING for t in trials) >= n_trials:
+            study.stop()
+
+    return callback
+
+
 def _announce(metric: str):
     """A callback printing one line per finished trial."""
 
@@ -203,6 +266,8 @@ def _announce(metric: str):
                            for k, v in trial.params.items())
         if trial.state == TrialState.COMPLETE:
             outcome = f"{metric} {trial.value:.5g}"
+            if "reused_from" in trial.user_attrs:
+                outcome += f" (same parameters as trial {trial.user_attrs['reused_from']}: reused)"
         else:
             reason = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("error", "")
             outcome = f"{trial.state.name.lower()}: {reason[:120]}"
@@ -247,6 +312,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(config.to_yaml())
     open_study(config, out, storage)  # create it once, before workers race to
+    lost: list[int] = []
     if workers == 1:
         optimize(config, out, storage, 0, progress)
     else:
@@ -258,12 +324,13 @@ def run(
             process.start()
         for process in processes:
             process.join()
-        failed = [p.exitcode for p in processes if p.exitcode]
-        if failed:
-            raise BoltzkitError(f"{len(failed)} worker process(es) exited with an error "
-                                f"(exit codes {failed}); the study holds what finished")
+        lost = [p.exitcode for p in processes if p.exitcode]
     study = open_study(config, out, storage)
     write_report(study, config, out, storage_url(config, out, storage), echo=progress)
+    if lost:
+        raise WorkersLost(f"{len(lost)} of {workers} worker processes died (exit codes {lost}); the "
+                          f"study keeps every finished trial and {out} has its report; run the same "
+                          "command again to finish it")
     return study
 
 
@@ -275,7 +342,7 @@ def report(out: str | Path, storage: str | None = None) -> optuna.Study:
         raise CheckpointError(
             f"{out}: no study here (no {CONFIG_FILE}); give the --out of a boltzkit tune run")
     config = validate(read_yaml_file(saved, CheckpointError))
-    study = open_study(config, out, storage)
+    study = open_study(config, out, storage, create=False)
     write_report(study, config, out, storage_url(config, out, storage))
     return study
 
