@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from boltzkit.cli import main
 
@@ -144,3 +145,65 @@ def test_threads_on_every_command_and_evaluate_follows_the_run(tmp_path, capsys,
     assert main(["evaluate", str(out), "--threads", "0"]) == 2
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
     assert main(["config", "--threads", "3"]) == 0 and "threads: 3" in capsys.readouterr().out
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("")
+    assert main(["train", "--out", str(out), *FAST]) == 2  # an empty config.yaml is still "a run"
+    assert "--overwrite to start it over" in capsys.readouterr().err
+    from boltzkit.config import load_config
+
+    config = load_config(None, ["train.epochs=2", "model.n_hidden=16", "train.metrics_examples=50"])
+    config.name = "rbm-digits"  # what `boltzkit train` without a config file names the run
+    (out / "config.yaml").write_text(config.to_yaml())
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / ".last.pt.k2j4x9").write_bytes(b"half a checkpoint")  # a kill mid-write
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "has no checkpoint yet (stopped before its first): starting it from the beginning" in said
+    assert not list((out / "checkpoints").glob(".last.pt.*")) and (out / "model.safetensors").is_file()
+    from safetensors.torch import load_file
+
+    first = load_file(out / "model.safetensors")
+    assert main(["train", "--out", str(out), *FAST, "--overwrite"]) == 0
+    again = load_file(out / "model.safetensors")  # same config and seed, started over: same weights
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert main(["train", "--out", str(out), "--resume", "--overwrite"]) == 2
+
+
+def test_divergence_names_only_checkpoints_that_exist(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST, "--set", "model={type: mlp, hidden_layers: [4]}",
+                 "--set", "data.binarize=none", "--set", "train.optimizer={name: sgd, lr: 1.0e+30}"]) == 1
+    err = capsys.readouterr().err
+    assert "No checkpoint was written before it: start over with --overwrite" in err
+    assert "last.pt" not in err and not (out / "checkpoints" / "last.pt").exists()
+
+
+def test_ctrl_c_while_figures_are_drawn_is_one_line_and_130(tmp_path, capsys, monkeypatch):
+    from boltzkit.families.rbm import RBMTask
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RBMTask, "write_figures", interrupted)
+    assert main(["train", "--out", str(tmp_path / "run"), *FAST]) == 130
+    assert capsys.readouterr().err.strip() == "boltzkit: interrupted"
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys):
+    import boltzkit.cli as cli
+
+    def broken(args):
+        raise ZeroDivisionError("deep inside")
+
+    monkeypatch.setattr(cli, "_show_config", broken)
+    monkeypatch.setenv("BOLTZKIT_DEBUG", "0")
+    assert main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("boltzkit: internal error: ZeroDivisionError: deep inside") and "--debug" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "config"])

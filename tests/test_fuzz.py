@@ -164,13 +164,32 @@ def _run_dir_cases(folder: Path, good_run: Path) -> list[tuple[str, list[str]]]:
     (bad_config / "config.yaml").write_bytes(b"\xff\xfe\x00garbage")
     wrong_config = copy("wrong-config")
     (wrong_config / "config.yaml").write_text("model: {type: rbm, n_hidden: 999}\n")
+    from safetensors.torch import load_file, save_file
+
+    from boltzkit.train.checkpoint import save_checkpoint
+
+    metadata = copy("metadata")  # edited metadata: the checksum covers it too
+    tensors = load_file(metadata / "model.safetensors")
+    save_file(tensors, metadata / "model.safetensors", metadata={"format": "boltzkit-model",
+                                                                 "data_info": "not json {"})
+    unchecked = copy("metadata-unchecked")  # no checksum at all (an older or foreign writer)
+    save_file(tensors, unchecked / "model.safetensors", metadata={"data_info": '{"n_classes": 3}'})
+    no_model = copy("no-model")  # a valid, checksummed checkpoint that lacks the weights
+    save_checkpoint(no_model / "checkpoints" / "last.pt", {"data_info": {"n_features": 64}})
+    (no_model / "model.safetensors").unlink()
+    (no_model / "evaluation.json").mkdir()
+    occupied = copy("evaluation-is-a-folder")
+    (occupied / "evaluation.json").mkdir()
     a_file = folder / "a-file"
     a_file.write_text("x")
     cases = []
-    for run in (flipped, weights, truncated, evil, no_config, bad_config, wrong_config, folder / "missing", a_file):
+    for run in (flipped, weights, truncated, evil, no_config, bad_config, wrong_config, metadata, unchecked,
+                no_model, folder / "missing", a_file):
         cases.append((f"evaluate {run.name}", ["evaluate", str(run), "--quiet", "--ais-runs", "4",
                                                "--ais-betas", "10"]))
         cases.append((f"sample {run.name}", ["sample", str(run), "--n", "2", "--steps", "2"]))
+    cases.append(("evaluation.json is a folder", ["evaluate", str(occupied), "--quiet", "--ais-runs", "4",
+                                                  "--ais-betas", "10"]))
     for run in (flipped, truncated, evil, bad_config):
         cases.append((f"resume {run.name}", ["train", "--out", str(run), "--resume", "--quiet",
                                              "--set", "train.epochs=3"]))

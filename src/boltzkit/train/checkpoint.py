@@ -83,11 +83,15 @@ NOT_TRUSTED = ("it holds objects other than tensors and plain containers, so it 
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:
-    text = str(err).strip()
-    if "weights only load failed" in text.lower() or "weights_only" in text:
+    """One line for a file the safe loader refused, without passing on PyTorch's advice to
+    load it unsafely."""
+    text = str(err)
+    if "GLOBAL" in text or "global" in text.split("Weights only load failed")[-1].lower():
         return CheckpointError(f"{path}: {NOT_TRUSTED}")
-    reason = text.splitlines()[0] if text else type(err).__name__
-    return CheckpointError(f"{path}: not a readable boltzkit checkpoint ({reason[:200]})")
+    detail = next((line.strip() for line in text.splitlines()
+                   if line.strip() and "weights_only" not in line and "Weights only" not in line
+                   and "WeightsUnpickler" not in line and "documentation" not in line), type(err).__name__)
+    return CheckpointError(f"{path}: not a readable boltzkit checkpoint ({detail[:200]})")
 
 
 def load_checkpoint(path: str | Path, resumable: bool = False) -> dict[str, Any]:
@@ -125,8 +129,8 @@ def save_weights(
     config and ``data_info`` (number of features, image shape), enough to rebuild the
     model and draw its samples without the data set."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "boltzkit-model", "config": json.dumps(config),
-                "data_info": json.dumps(data_info), "sha256": checksum(tensors)}
+    metadata = {"format": "boltzkit-model", "config": json.dumps(config), "data_info": json.dumps(data_info)}
+    metadata["sha256"] = checksum({"tensors": tensors, "metadata": metadata})
     return _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -141,7 +145,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    if "sha256" in metadata and metadata["sha256"] != checksum(tensors):
+    described = {k: v for k, v in metadata.items() if k != "sha256"}
+    if "sha256" in metadata and metadata["sha256"] != checksum({"tensors": tensors, "metadata": described}):
         raise CheckpointError(f"{path}: checksum mismatch: the weights were altered or damaged after "
                               "they were written; they are not loaded")
     return tensors, metadata

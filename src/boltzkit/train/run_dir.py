@@ -172,19 +172,28 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
     if run_dir.weights.is_file():
         state, metadata = load_weights(run_dir.weights)
         source = str(run_dir.weights)
-        info = json.loads(metadata.get("data_info", "{}"))
+        try:
+            info = json.loads(metadata.get("data_info", "{}"))
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{source}: its data_info metadata is not JSON") from None
     elif run_dir.last_checkpoint.is_file():
         checkpoint = load_checkpoint(run_dir.last_checkpoint)
-        state, source = checkpoint["model"], str(run_dir.last_checkpoint)
+        state, source = checkpoint.get("model"), str(run_dir.last_checkpoint)
         info = checkpoint.get("data_info", {})
     else:
         raise CheckpointError(
             f"{run_dir.path}: no trained weights (model.safetensors or checkpoints/last.pt)"
         )
-    if "n_features" not in info:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: holds no model weights")
+    if not isinstance(info, dict) or not isinstance(info.get("n_features"), int) or info["n_features"] < 1:
         raise CheckpointError(f"{source}: the number of input features is not recorded")
     # the initial draw is overwritten by the saved weights
-    model = get_family(config.model.type).build(config.model, info, make_generator(config.seed, "model.init"))
+    try:
+        model = get_family(config.model.type).build(config.model, info, make_generator(config.seed, "model.init"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: its data_info ({info}) does not describe the configured "
+                              f"model.type {config.model.type!r} ({type(err).__name__}: {err})") from None
     load_state_into(model, state, source)
     shape = info.get("image_shape")
     return TrainedRun(config, model.to(device), int(info["n_features"]),
