@@ -190,7 +190,8 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
         raise CheckpointError(f"{source}: the number of input features is not recorded")
     # the initial draw is overwritten by the saved weights
     try:
-        model = get_family(config.model.type).build(config.model, info, make_generator(config.seed, "model.init"))
+        generator = make_generator(config.seed, "model.init")
+        model = get_family(config.model.type).build(config.model, info, generator)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: its data_info ({info}) does not describe the configured "
                               f"model.type {config.model.type!r} ({type(err).__name__}: {err})") from None
