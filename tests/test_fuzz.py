@@ -268,3 +268,22 @@ def test_every_bad_input_is_one_line_and_a_usage_exit(tmp_path, good_run, capsys
             failures.append(f"{label}: exit {code}, stderr {err.strip()[:300]!r}")
     assert not failures, f"{len(failures)} bad inputs not refused cleanly:\n" + "\n".join(failures)
     assert set(tmp_path.iterdir()) == before  # no stray runs/ or files in the working directory
+
+
+@pytest.mark.slow
+def test_the_command_itself_never_prints_a_traceback(tmp_path, good_run):
+    """A spread of the cases through ``python -m boltzkit.cli`` with debugging off, as a
+    user runs it: no traceback and no "internal error" either."""
+    import subprocess
+    import sys
+
+    cases_dir = tmp_path / "cases"
+    cases_dir.mkdir()
+    env = {**os.environ, "BOLTZKIT_DEBUG": "0", "OMP_NUM_THREADS": "1"}
+    failures = []
+    for label, argv in _all_cases(cases_dir, good_run)[::4]:
+        done = subprocess.run([sys.executable, "-m", "boltzkit.cli", *argv], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+        if done.returncode not in (1, 2) or "Traceback" in done.stderr or "internal error" in done.stderr:
+            failures.append(f"{label}: exit {done.returncode}, {done.stderr.strip()[-300:]!r}")
+    assert not failures, "\n".join(failures)

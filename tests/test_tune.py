@@ -419,21 +419,23 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     assert not math.isnan(again.best_value)
 
 
-def test_a_trial_whose_worker_died_is_failed_retried_and_not_counted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_trial_whose_worker_died_is_failed_retried_and_not_counted(tmp_path, monkeypatch, request, backend):
     import time
 
     from boltzkit.tune import study as study_module
 
+    storage = request.getfixturevalue("postgres_url") if backend == "postgres" else None
     monkeypatch.setattr(study_module, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(study_module, "GRACE_PERIOD", 2)
     config = tune_config("{train.optimizer.lr: {low: 1.0e-3, high: 0.1, log: true}}",
-                         "tune.n_trials=2", "tune.pruner=none", "tune.method=random")
-    tmp_path.mkdir(exist_ok=True)
-    study = study_module.open_study(config, tmp_path)
+                         "tune.n_trials=2", "tune.pruner=none", "tune.method=random",
+                         f"tune.study_name=lost-worker-{backend}")
+    study = study_module.open_study(config, tmp_path, storage)
     lost = study.ask({"train.optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)})
     study._storage.record_heartbeat(lost._trial_id)  # a worker that then died mid-trial
     time.sleep(3)
-    finished = run(config, tmp_path, progress=False).trials
+    finished = run(config, tmp_path, storage=storage, progress=False).trials
     assert finished[0].state == TrialState.FAIL and "error" not in finished[0].user_attrs
     retried = [t for t in finished[1:] if t.params == finished[0].params]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE  # its parameters ran again
