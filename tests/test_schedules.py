@@ -151,3 +151,44 @@ def test_setting_base_lrs_rescales_the_following_steps():
     schedule.base_lrs = [1.0]  # what the scikit-learn estimators do after set_params
     schedule.step()
     assert schedule.lrs == [0.5]
+
+
+def test_onecycle_cycles_momentum_inversely_to_the_rate():
+    from boltzkit.optim.schedules import make_schedule, onecycle_momentum
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    sgd = torch.optim.SGD([param], lr=1.0, momentum=0.9)
+    schedule = make_schedule(sgd, "onecycle", total=100, unit="step", pct_start=0.3)
+    seen = []
+    for _ in range(100):
+        seen.append((schedule.lrs[0], schedule.momenta[0]))
+        schedule.step()
+    assert seen[0] == pytest.approx((0.1, 0.95))  # start: lowest rate, highest momentum
+    peak = max(range(100), key=lambda i: seen[i][0])
+    assert seen[peak][0] == pytest.approx(1.0, abs=0.02) and seen[peak][1] == pytest.approx(0.85, abs=0.002)
+    assert seen[-1][1] == pytest.approx(0.95)  # the annihilation keeps the highest momentum
+    for rate, momentum in seen:  # linear in the rate between the two
+        assert momentum == pytest.approx(0.95 - 0.1 * min(1, max(0, (rate - 0.1) / 0.9)))
+    assert onecycle_momentum(0.55, base_momentum=0.8, max_momentum=0.9) == pytest.approx(0.85)
+
+
+def test_onecycle_sets_adam_beta1_restores_it_and_leaves_plain_sgd_alone():
+    from boltzkit.optim.schedules import make_schedule
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    adam = torch.optim.Adam([param], lr=1.0, betas=(0.9, 0.99))
+    schedule = make_schedule(adam, "onecycle", total=10, unit="step")
+    for _ in range(3):
+        schedule.step()
+    beta1 = adam.param_groups[0]["betas"][0]
+    assert beta1 < 0.95 and adam.param_groups[0]["betas"][1] == 0.99
+    fresh = torch.optim.Adam([param], lr=1.0)
+    restored = make_schedule(fresh, "onecycle", total=10, unit="step")
+    restored.load_state_dict(schedule.state_dict())
+    assert fresh.param_groups[0]["betas"][0] == beta1 and restored.lrs == schedule.lrs
+    plain = torch.optim.SGD([param], lr=1.0)
+    make_schedule(plain, "onecycle", total=10, unit="step").step()
+    assert plain.param_groups[0]["momentum"] == 0  # no momentum to cycle
+    off = torch.optim.SGD([param], lr=1.0, momentum=0.5)
+    make_schedule(off, "onecycle", total=10, unit="step", cycle_momentum=False).step()
+    assert off.param_groups[0]["momentum"] == 0.5

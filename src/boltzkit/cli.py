@@ -292,7 +292,7 @@ def _schedule(args: argparse.Namespace) -> int:
     import math
 
     from .config import load_config
-    from .optim.schedules import learning_rates
+    from .optim.schedules import cycled_momenta, learning_rates
     from .plots import save_schedule
 
     config = load_config(args.config, _shortcuts(args))
@@ -313,8 +313,9 @@ def _schedule(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{config.name}-schedule.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     detail = ", ".join(f"{k}={v}" for k, v in params.items())
+    momenta = cycled_momenta(name, params, train.optimizer.lr, rates)
     save_schedule(rates, steps, out, f"{name} ({detail or 'default parameters'}), stepped per "
-                  f"{train.schedule.unit}; {train.epochs} epochs x {steps} updates")
+                  f"{train.schedule.unit}; {train.epochs} epochs x {steps} updates", momenta)
     marks = sorted({0, len(rates) // 4, len(rates) // 2, 3 * len(rates) // 4, len(rates) - 1})
     print("  ".join(f"step {t}: {rates[t]:.3g}" for t in marks))
     print(f"wrote {out}")

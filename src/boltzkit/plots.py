@@ -299,24 +299,32 @@ def save_range_test(result, path: str | Path, title: str = "") -> Path:
     return _save(range_test_figure(result, title), path, tight=True)
 
 
-def schedule_figure(rates: Sequence[float], steps_per_epoch: int, title: str) -> Figure:
-    """The learning rate at every update (``rates``) against the epoch; the title wrapped
-    to the figure's width."""
+def schedule_figure(rates: Sequence[float], steps_per_epoch: int, title: str,
+                    momenta: Sequence[float] | None = None) -> Figure:
+    """The learning rate at every update (``rates``) against the epoch, and the momentum
+    on a second axis when the schedule cycles it (1cycle); the title wrapped to the
+    figure's width."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot([t / steps_per_epoch for t in range(len(rates))], rates, color="C0")
+    epochs = [t / steps_per_epoch for t in range(len(rates))]
+    ax.plot(epochs, rates, color="C0", label="learning rate")
     _scale_y(ax, rates, log_allowed=False)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("learning rate")
+    ax.set_ylabel("learning rate", color="C0")
+    if momenta is not None:
+        other = ax.twinx()
+        other.plot(epochs, momenta, color="C1", linestyle="--", label="momentum")
+        other.set_ylabel("momentum (Adam: beta1)", color="C1")
     ax.set_title(wrap_text(title, 7 * 0.9, 9), fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def save_schedule(rates: Sequence[float], steps_per_epoch: int, path: str | Path, title: str) -> Path:
-    """The learning rate at every update (``rates``) against the epoch."""
-    return _save(schedule_figure(rates, steps_per_epoch, title), path)
+def save_schedule(rates: Sequence[float], steps_per_epoch: int, path: str | Path, title: str,
+                  momenta: Sequence[float] | None = None) -> Path:
+    """The learning rate (and a cycled momentum) at every update against the epoch."""
+    return _save(schedule_figure(rates, steps_per_epoch, title, momenta), path)
 
 
 def to_pixels(x, mean=None, std=None):

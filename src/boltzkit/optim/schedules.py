@@ -124,8 +124,16 @@ def onecycle(
     div_factor: float = 10.0,
     final_div_factor: float = 100.0,
     anneal: str = "linear",
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
 ) -> float:
     """1cycle (Smith, 2018; Smith & Topin, 2019), peak factor 1 = the optimizer's rate.
+
+    Momentum cycles inversely to the rate, as Smith prescribes (on by default,
+    ``cycle_momentum``): ``max_momentum`` where the rate is at its start ``1/div_factor``
+    or below, ``base_momentum`` at the peak, linear in the rate between (see
+    :func:`onecycle_momentum`; SGD's and RMSprop's ``momentum``, Adam's ``beta1``).
 
     ``linear``: rise linearly from ``1/div_factor`` to 1 over ``pct_start`` of the run,
     fall back linearly to ``1/div_factor`` over the next ``pct_start``, then anneal
@@ -148,6 +156,16 @@ def onecycle(
     if x < 2 * pct_start:
         return 1 - (1 - low) * (x - pct_start) / pct_start
     return low + (final - low) * min(1.0, (x - 2 * pct_start) / max(1e-12, 1 - 2 * pct_start))
+
+
+def onecycle_momentum(factor: float, *, div_factor: float = 10.0, base_momentum: float = 0.85,
+                      max_momentum: float = 0.95, **_: Any) -> float:
+    """The momentum that goes with rate multiplier ``factor`` in 1cycle: linear in the rate,
+    ``max_momentum`` at ``1/div_factor`` (and below, in the annihilation) and
+    ``base_momentum`` at the peak ``1``."""
+    low = 1.0 / div_factor
+    rise = min(1.0, max(0.0, (factor - low) / max(1e-12, 1.0 - low)))
+    return max_momentum - (max_momentum - base_momentum) * rise
 
 
 def wsd(
@@ -250,6 +268,26 @@ class FactorSchedule(Schedule):
             group["initial_lr"] = group["lr"]
         self.factor = partial(SCHEDULES[name], total=total, **params)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)
+        self.cycles_momentum = name == "onecycle" and params.get("cycle_momentum", True)
+        self._set_momentum()
+
+    def _set_momentum(self) -> None:
+        """1cycle: every group's momentum (or Adam's beta1) from the current factor; groups
+        without momentum (plain SGD) are left alone."""
+        if not self.cycles_momentum:
+            return
+        momentum = onecycle_momentum(self.factor(self.t), **self.params)
+        for group in self.optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (momentum, *tuple(group["betas"])[1:])
+            elif group.get("momentum", 0):
+                group["momentum"] = momentum
+
+    @property
+    def momenta(self) -> list[float | None]:
+        """Each group's momentum (Adam: beta1; None without momentum)."""
+        return [group["betas"][0] if "betas" in group else group.get("momentum")
+                for group in self.optimizer.param_groups]
 
     @property
     def t(self) -> int:
@@ -267,6 +305,7 @@ class FactorSchedule(Schedule):
         with warnings.catch_warnings():  # a step whose update was skipped still counts
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()
+        self._set_momentum()
 
     def state_dict(self) -> dict:
         return self.scheduler.state_dict()
@@ -283,6 +322,7 @@ class FactorSchedule(Schedule):
         for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate
         self.scheduler._last_lr = list(rates)
+        self._set_momentum()
 
 
 class PlateauSchedule(Schedule):
@@ -371,6 +411,12 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
         if key in params and not 0 <= float(params[key]) <= 1:
             raise ValueError(f"{key} is a fraction of the run and must lie in [0, 1], "
                              f"got {params[key]}")
+    if name == "onecycle":
+        if not isinstance(params.get("cycle_momentum", True), bool):
+            raise ValueError(f"onecycle cycle_momentum must be true or false, got {params['cycle_momentum']!r}")
+        low, high = params.get("base_momentum", 0.85), params.get("max_momentum", 0.95)
+        if not 0 <= low <= high < 1:
+            raise ValueError(f"onecycle needs 0 <= base_momentum <= max_momentum < 1, got {low} and {high}")
     if name == "onecycle" and params.get("anneal", "linear") not in ("linear", "cos"):
         raise ValueError(f"onecycle anneal must be 'linear' or 'cos', got {params['anneal']!r}")
     if name == "wsd" and params.get("shape", "linear") not in ("linear", "cosine", "sqrt"):
@@ -388,7 +434,7 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
                          "factors must be finite and >= 0 (check min_factor, values, rate)")
 
 
-NON_NUMERIC_PARAMETERS = ("anneal", "shape", "mode", "metric", "boundaries", "values")
+NON_NUMERIC_PARAMETERS = ("anneal", "shape", "mode", "metric", "boundaries", "values", "cycle_momentum")
 PROBE_STEPS = 1000
 """Steps over which :func:`check_schedule` evaluates a schedule's factors."""
 
@@ -430,6 +476,14 @@ def schedule_factors(name: str, total: int, **params: Any) -> list[float]:
     """The multiplier at every step ``0 .. total - 1`` (for plots and tests)."""
     fn = SCHEDULES[name]
     return [fn(t, total, **params) for t in range(total)]
+
+
+def cycled_momenta(name: str, params: Mapping[str, Any], lr: float, rates: Sequence[float]) -> list[float] | None:
+    """The momentum at every update that goes with ``rates`` (1cycle), or None when the
+    schedule does not cycle it."""
+    if name != "onecycle" or not params.get("cycle_momentum", True):
+        return None
+    return [onecycle_momentum(rate / lr, **params) for rate in rates]
 
 
 def learning_rates(name: str, params: Mapping[str, Any], lr: float, epochs: int,
