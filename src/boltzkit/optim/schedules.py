@@ -413,7 +413,8 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
                              f"got {params[key]}")
     if name == "onecycle":
         if not isinstance(params.get("cycle_momentum", True), bool):
-            raise ValueError(f"onecycle cycle_momentum must be true or false, got {params['cycle_momentum']!r}")
+            raise ValueError(f"onecycle cycle_momentum must be true or false, "
+                             f"got {params['cycle_momentum']!r}")
         low, high = params.get("base_momentum", 0.85), params.get("max_momentum", 0.95)
         if not 0 <= low <= high < 1:
             raise ValueError(f"onecycle needs 0 <= base_momentum <= max_momentum < 1, got {low} and {high}")
@@ -478,7 +479,8 @@ def schedule_factors(name: str, total: int, **params: Any) -> list[float]:
     return [fn(t, total, **params) for t in range(total)]
 
 
-def cycled_momenta(name: str, params: Mapping[str, Any], lr: float, rates: Sequence[float]) -> list[float] | None:
+def cycled_momenta(name: str, params: Mapping[str, Any], lr: float,
+                   rates: Sequence[float]) -> list[float] | None:
     """The momentum at every update that goes with ``rates`` (1cycle), or None when the
     schedule does not cycle it."""
     if name != "onecycle" or not params.get("cycle_momentum", True):
