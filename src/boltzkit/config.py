@@ -204,6 +204,9 @@ class TrainConfig(Section):
     """Off by default; ``{}`` turns it on with the defaults."""
     tensorboard: bool = False
     """Also log every epoch's metrics to ``RUN/tensorboard`` (needs ``boltzkit[tensorboard]``)."""
+    log_grad_norms: bool = False
+    """Log each parameter's gradient norm (epoch mean, before clipping) as
+    ``grad_norm/<parameter>`` and draw ``grad_norms.png``."""
 
 
 class AISConfig(Section):

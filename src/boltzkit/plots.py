@@ -347,3 +347,31 @@ def save_samples(model, states, means, path: str | Path, title: str, shape=None,
         return save_categorical(states.cpu().numpy(), visible.k, path, title=title)
     pixels = to_pixels(means.cpu(), feature_mean, feature_std)
     return save_image_grid(pixels.numpy(), shape, path, title=f"{title} (E[v|h])")
+
+
+def grad_norms_figure(history: Sequence[Mapping[str, float]]) -> Figure:
+    """Each weight's gradient norm (epoch mean, ``grad_norm/<name>``) against the epoch on
+    a log axis: layers whose gradients vanish sink, exploding ones climb."""
+    names = [k for k in history[0] if k.startswith("grad_norm/")] if history else []
+    weights = [k for k in names if k.endswith("weight")] or names
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(weights))))
+    for color, name in zip(colors, weights, strict=False):
+        points = [(row["epoch"], row[name]) for row in history if row.get(name)]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, color=color,
+                    label=name.removeprefix("grad_norm/"))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("gradient norm (epoch mean, before clipping)")
+    ax.set_title("gradient norm per layer (first layer dark, last light)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def save_grad_norms(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """``grad_norms.png``: see :func:`grad_norms_figure`."""
+    return _save(grad_norms_figure(history), path, tight=True)

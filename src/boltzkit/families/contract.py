@@ -30,6 +30,8 @@ COMMON_METRICS: dict[str, Direction | None] = {
     "step": None,
 }
 """Metrics the trainer logs for every family (None: not a quantity to optimise)."""
+COMMON_PREFIXES = ("grad_norm/",)
+"""Informative metrics named per parameter (``train.log_grad_norms``)."""
 
 
 class ModelSection(Section):
@@ -110,4 +112,4 @@ class Family:
 
     def logs(self, metric: str) -> bool:
         """Whether ``metric`` is declared by this family or by the trainer."""
-        return metric in self.metrics or metric in COMMON_METRICS
+        return metric in self.metrics or metric in COMMON_METRICS or metric.startswith(COMMON_PREFIXES)

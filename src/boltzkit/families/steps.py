@@ -63,13 +63,27 @@ class GradientStep(TrainStep):
     (:meth:`~boltzkit.objectives.base.Objective.write_gradients`) instead of the backward
     pass: the same update to rounding, without an autograd graph.
 
-    A non-finite loss raises :class:`NonFiniteLoss` before any parameter changes.
+    A non-finite loss raises :class:`NonFiniteLoss` before any parameter changes. With
+    ``log_grad_norms`` every parameter's gradient norm (before clipping) is averaged over
+    the epoch and logged as ``grad_norm/<parameter>``: vanishing or exploding gradients
+    show layer by layer.
     """
 
     def __init__(self, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Schedule,
-                 clip: Callable[[nn.Module], None] | None = None, closed_form: bool = False):
+                 clip: Callable[[nn.Module], None] | None = None, closed_form: bool = False,
+                 log_grad_norms: bool = False):
         self.objective, self.optimizer, self.schedule, self.clip = objective, optimizer, schedule, clip
         self.closed_form = closed_form
+        self.log_grad_norms = log_grad_norms
+        self.norm_sums: dict[str, float] = {}
+        self.norm_steps = 0
+
+    def _record_norms(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                norm = float(torch.linalg.vector_norm(param.grad))
+                self.norm_sums[name] = self.norm_sums.get(name, 0.0) + norm
+        self.norm_steps += 1
 
     def __call__(self, model: nn.Module, batch: Any) -> float:
         if self.closed_form:
@@ -82,6 +96,8 @@ class GradientStep(TrainStep):
         if not self.closed_form:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        if self.log_grad_norms:
+            self._record_norms(model)
         if self.clip is not None:
             self.clip(model)
         self.optimizer.step()
@@ -98,16 +114,21 @@ class GradientStep(TrainStep):
             self.schedule.step(metrics)
 
     def epoch_metrics(self) -> dict[str, float]:
-        return self.objective.epoch_metrics()
+        norms = {f"grad_norm/{name}": total / self.norm_steps for name, total in self.norm_sums.items()}
+        self.norm_sums, self.norm_steps = {}, 0
+        return {**self.objective.epoch_metrics(), **norms}
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "objective": self.objective.state_dict()}
+                "objective": self.objective.state_dict(),
+                "grad_norms": {"sums": dict(self.norm_sums), "steps": self.norm_steps}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.objective.load_state_dict(state["objective"])
+        norms = state.get("grad_norms", {"sums": {}, "steps": 0})  # absent before they were logged
+        self.norm_sums, self.norm_steps = dict(norms["sums"]), int(norms["steps"])
 
 
 @dataclass

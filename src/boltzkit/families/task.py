@@ -107,7 +107,7 @@ class Task:
             raise ConfigError(f"config key 'train.gradient': closed_form is not available for this "
                               f"model.type {self.family.name!r} model; use autograd or auto")
         return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg),
-                            closed_form)
+                            closed_form, log_grad_norms=self.config.train.log_grad_norms)
 
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
         """Metrics after ``epoch`` (1-based) on fixed monitoring subsets."""

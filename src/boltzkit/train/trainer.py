@@ -159,6 +159,10 @@ def train(
     model = session.model.eval()
     save_weights(run.weights, model, config.to_dict(), session.task.data_info)
     session.task.write_figures(run.path, model, session.history)
+    if config.train.log_grad_norms:
+        from ..plots import save_grad_norms
+
+        save_grad_norms(session.history, run.file("grad_norms.png"))
     last = session.history[-1] if session.history else {}
     keys = tuple(k for k in session.task.summary_keys if k != "seconds")
     summary = summarize(last, keys)
