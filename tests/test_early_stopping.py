@@ -72,3 +72,41 @@ def test_a_metric_without_a_direction_is_refused():
         fit(load_config(None, ["train.early_stopping={metric: val_free_energy}"]))
     assert load_config(None, ["train.early_stopping={}"]).train.early_stopping.metric == \
         "val_pseudo_log_likelihood"
+
+
+BACKOFF = [*MLP[:3], "train.optimizer={name: sgd, lr: 0.1}", "train.epochs=4", "train.checkpoint_every=1",
+           "train.schedule={name: piecewise, unit: epoch, boundaries: [1], values: [1.0, 1.0e+38]}"]
+
+
+def test_backoff_restarts_the_epoch_with_a_lower_rate_and_records_it():
+    from boltzkit.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match="set train.clip_grad_norm or train.backoff"):
+        fit(load_config(None, BACKOFF))
+    result = fit(load_config(None, [*BACKOFF, "train.backoff={factor: 1.0e-37, retries: 2}"]))
+    assert [row["lr_backoffs"] for row in result.history] == [0, 1, 1, 1]
+    assert [row["lr"] for row in result.history] == pytest.approx([0.1, 1.0, 1.0, 1.0])  # 0.1 x 1e38 x 1e-37
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_backoff_gives_up_after_its_retries():
+    from boltzkit.errors import DivergenceError
+
+    with pytest.raises(DivergenceError):
+        fit(load_config(None, [*BACKOFF, "train.backoff={factor: 0.5, retries: 2}"]))
+
+
+def test_a_run_that_backed_off_resumes_exactly(tmp_path):
+    config = load_config(None, [*BACKOFF, "train.backoff={factor: 1.0e-37}"])
+    full = train(config, tmp_path / "full", progress=False)
+
+    def crash(epoch, metrics):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.history == [{**row, "seconds": r["seconds"]} for row, r in zip(full.history, resumed.history)]
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name

@@ -160,6 +160,14 @@ class TemperingConfig(Section):
         return value
 
 
+class BackoffConfig(Section):
+    """When the loss becomes NaN or infinite: go back to the start of the epoch, multiply
+    the learning rate by ``factor`` and go on, at most ``retries`` times in a run."""
+
+    factor: float = Field(0.5, gt=0, lt=1)
+    retries: int = Field(3, ge=1, le=100)
+
+
 class EarlyStoppingConfig(Section):
     """Stop when ``metric`` has not improved by more than ``min_delta`` for ``patience``
     epochs (the direction is the one the model family declares for the metric)."""
@@ -202,6 +210,8 @@ class TrainConfig(Section):
     only the loss)."""
     early_stopping: EarlyStoppingConfig | None = None
     """Off by default; ``{}`` turns it on with the defaults."""
+    backoff: BackoffConfig | None = None
+    """Off by default (a diverging run stops); ``{}`` backs off with the defaults."""
     tensorboard: bool = False
     """Also log every epoch's metrics to ``RUN/tensorboard`` (needs ``boltzkit[tensorboard]``)."""
     log_grad_norms: bool = False

@@ -28,6 +28,7 @@ COMMON_METRICS: dict[str, Direction | None] = {
     "seconds": None,
     "epoch": None,
     "step": None,
+    "lr_backoffs": None,  # train.backoff: times the rate was lowered after a NaN loss
 }
 """Metrics the trainer logs for every family (None: not a quantity to optimise)."""
 COMMON_PREFIXES = ("grad_norm/",)

@@ -249,6 +249,12 @@ class Schedule:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
+    def scale(self, factor: float) -> None:
+        """Multiply the rates, now and for the rest of the run (``train.backoff``)."""
+        self.base_lrs = [rate * factor for rate in self.base_lrs]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+
 
 class FactorSchedule(Schedule):
     """A pure schedule: ``lr = base_lr * SCHEDULES[name](t, total, **params)``, run by a

@@ -12,6 +12,7 @@ and in-memory use (scikit-learn wrappers) all build on it.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,16 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data import DataLike, as_dataset, load_dataset
 from ..errors import ConfigError, DivergenceError
-from ..families import COMMON_METRICS, Family, NonFiniteLoss, Stage, Task, TrainStep, get_family
+from ..families import (
+    COMMON_METRICS,
+    Family,
+    GradientStep,
+    NonFiniteLoss,
+    Stage,
+    Task,
+    TrainStep,
+    get_family,
+)
 from ..seeding import global_rng_state, make_generator, set_global_rng_state
 from .batches import EpochBatches
 from .device import resolve_device
@@ -57,13 +67,15 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_at: int | None = None
     """The epoch after which early stopping ended the run (None: it did not)."""
+    backoffs: list[dict[str, float]] = field(default_factory=list)
+    """``train.backoff``: each time the rate was lowered after a non-finite loss."""
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            setattr(self, key, list(value) if key == "history" else value)
+            setattr(self, key, list(value) if key in ("history", "backoffs") else value)
 
 
 @dataclass
@@ -190,8 +202,11 @@ class Fit:
                     state.stage, state.epoch, self._step = state.stage + 1, 0, None
                     continue
                 step = self.train_step()
+                # train.backoff: where to go back to if this epoch diverges
+                snapshot = copy.deepcopy(self.state_dict()) if self.config.train.backoff else None
                 started = time.perf_counter()
                 model.train()
+                restarted = False
                 for rows in self.batches.epoch():
                     batch = task.batch(rows, self.data_rng)
                     if stage.prepare is not None:
@@ -199,15 +214,21 @@ class Fit:
                     try:
                         value = step(model, batch)
                     except NonFiniteLoss as err:
+                        if snapshot is not None and self._back_off(snapshot, err, progress, bar):
+                            restarted = True
+                            break
                         raise DivergenceError(
                             f"{err} at epoch {self.epochs_done + 1}, "
                             f"step {state.step + 1} (learning rate {err.lr:.3g}); lower "
-                            "train.optimizer.lr or set train.clip_grad_norm.") from None
+                            "train.optimizer.lr, set train.clip_grad_norm or train.backoff.") from None
                     state.step, state.loss_sum = state.step + 1, state.loss_sum + value
                     bar.update(1)
                     if should_stop is not None and should_stop():
                         state.seconds += time.perf_counter() - started
                         raise FitInterrupted(f"stopped at epoch {self.epochs_done + 1}, step {state.step}")
+                if restarted:
+                    bar.n = state.step
+                    continue
                 state.seconds += time.perf_counter() - started
                 metrics = self._end_epoch(stage, step)
                 if progress:
@@ -225,6 +246,24 @@ class Fit:
             bar.close()
         return state.history
 
+    def _back_off(self, snapshot: dict[str, Any], err: NonFiniteLoss, progress: bool, bar) -> bool:
+        """Restore ``snapshot`` (the epoch's start) with the rate lowered; False when no
+        retry is left or the step has no single schedule to lower."""
+        cfg = self.config.train.backoff
+        done = list(self.state.backoffs)
+        if len(done) >= cfg.retries or not isinstance(self.train_step(), GradientStep):
+            return False
+        record = {"epoch": self.epochs_done + 1, "step": self.state.step + 1, "lr": err.lr,
+                  "factor": cfg.factor}
+        self.load_state_dict(snapshot)
+        self.state.backoffs = [*done, record]
+        self.train_step().schedule.scale(cfg.factor)
+        if progress:
+            bar.write(f"the loss became {err.value} at epoch {record['epoch']}, step {record['step']} "
+                      f"(learning rate {err.lr:.3g}): back to the epoch's start with the rate x "
+                      f"{cfg.factor:g} (back-off {len(done) + 1} of {cfg.retries})")
+        return True
+
     def _end_epoch(self, stage: Stage, step: TrainStep) -> dict[str, float]:
         state, model = self.state, self.model
         epoch = self.epochs_done + 1
@@ -240,6 +279,8 @@ class Fit:
         }
         if len(self.stages) > 1:
             metrics["stage"] = stage.name
+        if self.config.train.backoff is not None:
+            metrics["lr_backoffs"] = len(state.backoffs)
         state.history.append(metrics)
         step.end_epoch(metrics)
         state.epoch, state.loss_sum, state.seconds = state.epoch + 1, 0.0, 0.0
