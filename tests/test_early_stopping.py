@@ -107,6 +107,8 @@ def test_a_run_that_backed_off_resumes_exactly(tmp_path):
     with pytest.raises(RuntimeError):
         train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
     resumed = train(config, tmp_path / "cut", resume=True, progress=False)
-    assert resumed.history == [{**row, "seconds": r["seconds"]} for row, r in zip(full.history, resumed.history)]
+    assert len(resumed.history) == len(full.history)
+    assert resumed.history == [{**row, "seconds": r["seconds"]}
+                               for row, r in zip(full.history, resumed.history, strict=True)]
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
