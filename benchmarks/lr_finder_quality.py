@@ -128,7 +128,13 @@ def main() -> None:
     parser.add_argument("--mnist", default=os.environ.get("BOLTZKIT_MNIST", "../shared/data/mnist.npz"))
     parser.add_argument("--only", help="run only the tasks whose name contains this text")
     parser.add_argument("--out", default=str(RESULTS / "lr_finder_quality.json"))
+    parser.add_argument("--verify", action="store_true",
+                        help="run lr-find --verify on each task and compare its pick with the grid and "
+                             "torch-lr-finder results already in --out (writes lr_finder_verify.json)")
     args = parser.parse_args()
+    if args.verify:
+        verify_main(args)
+        return
     mnist = Path(args.mnist).resolve()
     rows = []
     for name, spec in tasks(mnist).items():
@@ -180,6 +186,51 @@ def main() -> None:
         "command": "python benchmarks/lr_finder_quality.py --mnist ../shared/data/mnist.npz",
         "threads": torch.get_num_threads(), "tasks": rows}, indent=2, default=float))
     print(f"wrote {args.out}")
+
+
+def verify_main(args: argparse.Namespace) -> None:
+    """``--verify``: the verified pick of each task against the stored grid and torch-lr-finder
+    losses (the grid is not trained again: 13 budgets per task)."""
+    stored = {row["task"]: row for row in json.loads(Path(args.out).read_text())["tasks"]}
+    mnist = Path(args.mnist).resolve()
+    rows = []
+    for name, spec in tasks(mnist).items():
+        if (args.only and args.only not in name) or name not in stored:
+            continue
+        started = time.perf_counter()
+        overrides = [*spec["overrides"], "train.schedule={name: constant}", "train.checkpoint_every=0"]
+        config = load_config(None, overrides)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(config.seed)
+            ours, _ = find_lr(config, tmp, low=spec["low"], high=spec["high"], verify=True, progress=False)
+        check = ours.verification
+        loss = final_loss(overrides, ours.suggestion, spec["metric"])
+        old = stored[name]
+        best = old["grid_best_loss"]
+        rows.append({
+            "task": name, "verified_lr": ours.suggestion, "verified_loss": loss,
+            "candidates": check["candidates"], "verify_epochs": check["epochs_spent"],
+            "grid_epochs": 13 * config.train.epochs, "rule_lr": old["boltzkit_lr"],
+            "rule_loss": old["boltzkit_loss"],
+            "torch_lr_finder_loss": old["torch_lr_finder_loss"], "grid_best_lr": old["grid_best_lr"],
+            "grid_best_loss": best, "within_5_percent_of_grid": loss <= best + 0.05 * abs(best),
+            "not_worse_than_torch_lr_finder": loss <= old["torch_lr_finder_loss"],
+            "compute_fraction_of_grid": check["epochs_spent"] / (13 * config.train.epochs),
+            "seconds": time.perf_counter() - started})
+        print(rows[-1], flush=True)
+    print(f"\n{'task':34s} {'verified lr':>11s} {'loss':>8s} {'grid lr':>9s} {'loss':>8s} {'tlf loss':>9s} "
+          f"{'compute':>8s}  within 5%  >= tlf")
+    for r in rows:
+        print(f"{r['task']:34s} {r['verified_lr']:11.3g} {r['verified_loss']:8.4f} {r['grid_best_lr']:9.3g} "
+              f"{r['grid_best_loss']:8.4f} {r['torch_lr_finder_loss']:9.4f} "
+              f"{100 * r['compute_fraction_of_grid']:7.0f}%  "
+              f"{'yes' if r['within_5_percent_of_grid'] else 'NO':>9s}"
+              f"  {'yes' if r['not_worse_than_torch_lr_finder'] else 'NO':>5s}")
+    out = Path(args.out).with_name("lr_finder_verify.json")
+    out.write_text(json.dumps({"command": "python benchmarks/lr_finder_quality.py --verify "
+                                          "--mnist ../shared/data/mnist.npz",
+                               "threads": torch.get_num_threads(), "tasks": rows}, indent=2, default=float))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

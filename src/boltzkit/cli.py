@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="suggestion rule (default steepest)")
     lr_find.add_argument("--probe", type=int, default=512,
                          help="held-out examples whose loss is recorded (0: the training batch)")
+    lr_find.add_argument("--verify", action="store_true",
+                         help="train every rule's rate briefly (successive halving) and keep the best "
+                              "on the validation metric")
+    lr_find.add_argument("--verify-epochs", type=int, metavar="E",
+                         help="epochs of the verification's final round (default: train.epochs)")
     lr_find.add_argument("--apply", action="store_true",
                          help="write the config with the suggested rate to OUT/config-lr.yaml")
     lr_find.add_argument("--out", help="output folder (default runs/<name>-lr-find)")
@@ -271,15 +276,23 @@ def _lr_find(args: argparse.Namespace) -> int:
     config = load_config(args.config, _shortcuts(args))
     _seed_globally(config.seed)
     out = Path(args.out or f"runs/{config.name}-lr-find")
+    if args.verify_epochs is not None:
+        _in_range("--verify-epochs", args.verify_epochs, 1, 100_000)
     result, applied = find_lr(config, out, low=args.low, high=args.high, iterations=args.iterations,
-                              rule=args.rule, probe=args.probe, apply=args.apply,
-                              progress=not args.quiet)
+                              rule=args.rule, probe=args.probe, apply=args.apply, verify=args.verify,
+                              verify_epochs=args.verify_epochs, progress=not args.quiet)
     print(f"range test over {len(result.lrs)} updates ({result.loss_name})"
           + (", stopped early: the loss diverged" if result.stopped_early else ""))
     for name, lr in result.suggestions.items():
         print(f"  {name:9s} {lr:.3g}" + ("   <- suggested" if name == result.rule else ""))
     print(f"confidence: {result.confidence} (rules spread over {result.spread_decades:.2f} decades, "
           f"noise {result.noise:.2f})" + (f"; {result.caveat}" if result.caveat else ""))
+    if result.verification:
+        from .train.lr_verify import Verification
+
+        check = Verification(**result.verification)
+        print(f"verified on {check.metric} ({check.epochs_spent} epochs of training):\n{check.table()}")
+        print(f"wrote {out / 'lr_verify.png'}")
     print(f"wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}")
     if applied:
         print(f"wrote {applied}; train with: boltzkit train {applied}")

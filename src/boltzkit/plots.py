@@ -375,3 +375,28 @@ def grad_norms_figure(history: Sequence[Mapping[str, float]]) -> Figure:
 def save_grad_norms(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
     """``grad_norms.png``: see :func:`grad_norms_figure`."""
     return _save(grad_norms_figure(history), path, tight=True)
+
+
+def verification_figure(check) -> Figure:
+    """``lr_verify.png``: each candidate rate's validation metric at every rung of
+    :func:`~boltzkit.train.lr_verify.verify_rates` (log rate axis), the pick marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, rung in enumerate(check.rungs):
+        points = sorted((lr, v) for lr, v in rung["results"].items() if math.isfinite(v))
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", color=f"C{index}",
+                    label=f"{rung['epochs']} epochs ({len(rung['results'])} rates)")
+    ax.axvline(check.best_lr, color="k", linestyle=":", label=f"verified: {check.best_lr:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"{check.metric} ({'higher' if check.direction == 'maximize' else 'lower'} is better)")
+    ax.set_title(f"lr-find --verify: {len(check.candidates)} candidates, {check.epochs_spent} epochs "
+                 "of training in all", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def save_verification(check, path: str | Path) -> Path:
+    return _save(verification_figure(check), path, tight=True)

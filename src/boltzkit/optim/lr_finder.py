@@ -81,6 +81,8 @@ class LRFindResult:
     loss_name: str = "loss"
     caveat: str = ""
     """Why the suggestion may mislead for this kind of model (then ``confidence`` is low)."""
+    verification: dict[str, Any] | None = None
+    """``lr-find --verify``: the short runs that chose ``suggestion`` (rule ``verified``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..families import GradientStep
 from ..optim.lr_finder import LRFindResult, lr_range_test
 from .fit import Fit
+from .lr_verify import candidate_rates, verify_rates
 from .threads import using_threads
 
 
@@ -25,6 +26,8 @@ def find_lr(
     rule: str = "steepest",
     probe: int = 512,
     apply: bool = False,
+    verify: bool = False,
+    verify_epochs: int | None = None,
     progress: bool = True,
 ) -> tuple[LRFindResult, Path | None]:
     """Run the range test, write ``lr_find.json`` and ``lr_find.png`` into ``out`` and,
@@ -38,7 +41,7 @@ def find_lr(
     training batches; ``probe=0`` records the training batch instead, as in Smith's
     original test.
     """
-    from ..plots import save_range_test
+    from ..plots import save_range_test, save_verification
 
     session = Fit(config)
     task, model, step = session.task, session.model, session.train_step()
@@ -79,6 +82,12 @@ def find_lr(
         result.confidence, result.caveat = "low", task.range_test_caveat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if verify:  # the rules' candidates trained briefly, judged on the validation metric
+        minimum = result.lrs[min(range(len(result.smoothed)), key=result.smoothed.__getitem__)]
+        check = verify_rates(config, candidate_rates(result.suggestions, minimum), verify_epochs, progress)
+        result.verification = check.to_dict()
+        result.suggestion, result.rule = check.best_lr, "verified"
+        save_verification(check, out / "lr_verify.png")
     (out / "lr_find.json").write_text(json.dumps(
         {"config": config.to_dict(), "low": low, "high": high, "iterations": iterations, "probe": probe,
          **result.to_dict()}, indent=2))
