@@ -23,6 +23,8 @@ WIDE = 2000  # fan_in large enough for tight variance estimates
         ("glorot", "tanh", math.sqrt(2 / (WIDE + 500))),
         ("lecun", "selu", 1 / math.sqrt(WIDE)),
         ("he", "selu", 1 / math.sqrt(WIDE)),
+        ("normal", "sigmoid", 1.0),  # the naive schemes ignore the layer's size
+        ("small", "sigmoid", 0.05 / math.sqrt(3)),  # U(-0.05, 0.05)
     ],
 )
 def test_initialisation_variance(init, activation, expected_std):

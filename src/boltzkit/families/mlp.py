@@ -26,7 +26,8 @@ class MLPSection(ModelSection):
     type: Literal["mlp"] = "mlp"
     hidden_layers: list[int] = Field(default_factory=lambda: [256])
     activation: Literal["relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid"] = "relu"
-    init: Literal["he", "glorot", "lecun"] = "he"
+    init: Literal["he", "glorot", "lecun", "normal", "small"] = "he"
+    """``normal`` (N(0, 1)) and ``small`` (U(-0.05, 0.05)) are the naive schemes, for comparison."""
     batch_norm: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)
     pretrained: str | None = None

@@ -6,7 +6,10 @@ layer gives logits. Initialisations (biases start at 0):
 - ``he`` (He et al., 2015): ``W ~ N(0, gain^2 / fan_in)`` with the activation's gain
   (``2`` for ReLU, so ``Var W = 2 / fan_in``);
 - ``glorot`` (Glorot & Bengio, 2010): ``W ~ N(0, 2 / (fan_in + fan_out))``;
-- ``lecun`` (LeCun et al., 1998): ``W ~ N(0, 1 / fan_in)``, the one SELU needs.
+- ``lecun`` (LeCun et al., 1998): ``W ~ N(0, 1 / fan_in)``, the one SELU needs;
+- ``normal`` and ``small``: the naive choices the others replaced, kept to show why
+  (``benchmarks/speedups.py``): ``W ~ N(0, 1)`` and ``W ~ U(-0.05, 0.05)``, whatever the
+  layer's size.
 
 SELU blocks use alpha-dropout so that dropout keeps the self-normalising property.
 """
@@ -28,7 +31,7 @@ ACTIVATIONS = {
     "tanh": (nn.Tanh, "tanh"),
     "sigmoid": (nn.Sigmoid, "sigmoid"),  # what an RBM's hidden units compute: use it with pretrained layers
 }
-INITS = ("he", "glorot", "lecun")
+INITS = ("he", "glorot", "lecun", "normal", "small")
 
 
 def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str,
@@ -46,6 +49,13 @@ def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str,
         std = math.sqrt(2.0 / (fan_in + fan_out))
     elif scheme == "lecun":
         std = 1.0 / math.sqrt(fan_in)
+    elif scheme == "normal":
+        std = 1.0
+    elif scheme == "small":
+        with torch.no_grad():
+            layer.weight.uniform_(-0.05, 0.05, generator=generator)
+            layer.bias.zero_()
+        return
     else:
         raise ValueError(f"unknown initialisation {scheme!r}; accepted: {', '.join(INITS)}")
     with torch.no_grad():
@@ -61,7 +71,7 @@ class MLP(nn.Module):
         hidden: widths of the hidden layers.
         n_classes: number of classes (output logits).
         activation: one of :data:`ACTIVATIONS`.
-        init: ``he``, ``glorot`` or ``lecun``.
+        init: ``he``, ``glorot``, ``lecun``, or the naive ``normal`` / ``small``.
         batch_norm: add ``BatchNorm1d`` after each hidden linear layer.
         dropout: dropout probability after each hidden activation.
         generator: random source for the initial weights. ``None`` draws them from
