@@ -79,3 +79,24 @@ def test_labels_must_match_examples():
     x = np.zeros((10, 4), dtype=np.float32)
     with pytest.raises(DataError, match="3 training labels for 10 examples"):
         fit(load_config("rbm-digits", FAST), (x, np.zeros(3, dtype=int)))
+
+
+def test_bm_samples_match_its_exact_marginal():
+    """A 3-visible, 1-hidden BM with strong couplings: visible frequencies against p(v) by
+    enumerating all 16 joint states (4 binomial standard deviations at worst)."""
+    from boltzkit.models import BoltzmannMachine
+
+    model = BoltzmannMachine(3, 1, init_std=1.0, generator=torch.Generator().manual_seed(3)).double()
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.5, -1.0, 0.2, 0.8], dtype=torch.float64))
+    joint = torch.tensor([[(i >> k) & 1 for k in range(4)] for i in range(16)], dtype=torch.float64)
+    weights = torch.exp(-model.energy(joint)).detach()
+    p_visible = torch.zeros(8, dtype=torch.float64)
+    for state, weight in zip(joint, weights, strict=True):
+        p_visible[int(state[0] + 2 * state[1] + 4 * state[2])] += weight
+    p_visible /= p_visible.sum()
+    n = 20_000
+    v = model.sample(n, 20, generator=torch.Generator().manual_seed(4))
+    codes = (v * torch.tensor([1, 2, 4], dtype=v.dtype)).sum(1).long()
+    freq = torch.bincount(codes, minlength=8).double() / n
+    assert torch.allclose(freq, p_visible, atol=4 * (0.25 / n) ** 0.5)

@@ -207,3 +207,37 @@ def test_unexpected_errors_are_one_line_unless_debugging(monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "config"])
+
+
+def test_overwrite_checks_first_and_deletes_only_what_a_run_writes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main(["train", "--out", str(out), *FAST, "--overwrite", "--set", "train.early_stopping={metric: nope}"]) == 2
+    assert (out / "model.safetensors").is_file()  # a refused config deletes nothing
+    assert main(["train", "--out", str(out), *FAST, "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # not a file boltzkit writes
+
+
+def test_resume_applies_a_new_rate_and_refuses_keys_the_checkpoint_fixes(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST, "--set", "train.schedule={name: constant}",
+                 "--set", "train.optimizer.lr=0.02"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--quiet", "--set", "train.epochs=3",
+                 "--set", "train.optimizer.lr=0.001"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [round(row["lr"], 6) for row in rows] == [0.02, 0.02, 0.001]
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=4",
+                 "--set", "model.n_hidden=32"]) == 2
+    assert "--resume cannot change model.n_hidden: 16 -> 32" in capsys.readouterr().err
+
+
+def test_resume_without_last_pt_but_with_epoch_checkpoints_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST, "--set", "train.checkpoint_every=1"]) == 0
+    (out / "checkpoints" / "last.pt").unlink()
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    assert "last.pt is missing but epoch-0002.pt is there" in capsys.readouterr().err

@@ -112,3 +112,27 @@ def test_a_run_that_backed_off_resumes_exactly(tmp_path):
                                for row, r in zip(full.history, resumed.history, strict=True)]
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_epochs_without_the_metric_neither_improve_nor_count():
+    stopper = EarlyStopping("m", "maximize", 1)
+    model = nn.Linear(1, 1)
+    assert not stopper.update({"epoch": 1, "m": 1.0}, model)
+    assert not stopper.update({"epoch": 2}, model) and stopper.waited == 0  # AIS every 2 epochs
+    assert stopper.update({"epoch": 3, "m": 0.5}, model)
+
+
+def test_a_budget_that_runs_out_also_ends_with_the_best_weights():
+    config = load_config(None, [*MLP, "train.epochs=4", "train.early_stopping={metric: val_loss, patience: 100}"])
+    result = fit(config)
+    losses = [row["val_loss"] for row in result.history]
+    best = losses.index(min(losses)) + 1
+    assert len(losses) == 4 and best < 4  # the last epoch was worse than the best
+    shorter = fit(load_config(None, [*MLP, f"train.epochs={best}"]))
+    for name, tensor in shorter.model.state_dict().items():
+        assert torch.equal(result.model.state_dict()[name], tensor), name
+
+
+def test_early_stopping_on_an_unlogged_metric_is_refused():
+    with pytest.raises(ConfigError, match="never logged with train.metrics_examples: 0"):
+        fit(load_config(None, [*MLP, "train.metrics_examples=0", "train.early_stopping={metric: val_loss}"]))

@@ -49,3 +49,9 @@ def test_using_threads_restores_the_previous_count():
     with using_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_timing_the_choice_leaves_the_thread_count_as_it_was():
+    before = torch.get_num_threads()
+    choose_threads("auto", _model(784, 500), 200)  # large enough to be timed
+    assert torch.get_num_threads() == before

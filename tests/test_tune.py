@@ -467,3 +467,29 @@ def test_report_of_a_missing_study_creates_nothing(tmp_path, capsys):
     assert "no study 'other'" in capsys.readouterr().err
     assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'study.db'}")] == [
         config.name]
+
+
+def test_reuse_needs_the_same_base_config_and_qmc_keeps_its_seed(tmp_path):
+    from boltzkit.tune.study import make_sampler
+
+    config = tune_config("{train.k: {choices: [1]}}", "tune.n_trials=1", "tune.pruner=none",
+                         "tune.method=random")
+    run(config, tmp_path, progress=False)
+    longer = config.with_overrides({"tune.n_trials": 2, "train.epochs": 3})  # same study, longer runs
+    first, second = run(longer, tmp_path, progress=False).trials
+    assert first.params == second.params and "reused_from" not in second.user_attrs
+    assert (tmp_path / "trials" / "trial-0001").is_dir()  # trained, not copied from a 2-epoch trial
+    qmc = config.with_overrides({"tune.method": "qmc"})
+    assert make_sampler(qmc, worker=1, done=7)._seed == make_sampler(qmc)._seed == qmc.seed
+
+
+def test_tuning_with_early_stopping_scores_the_epoch_it_kept(tmp_path, monkeypatch):
+    config = tune_config("{train.optimizer.lr: {values: [0.05]}}", "tune.method=grid", "tune.pruner=none",
+                         "tune.n_trials=1", "train.epochs=4",
+                         "train.early_stopping={metric: val_pseudo_log_likelihood, patience: 100}")
+    trial = run(config, tmp_path, progress=False).trials[0]
+    from boltzkit.train.run_dir import RunDir
+
+    history = RunDir(trial.user_attrs["run_dir"]).read_metrics()
+    assert trial.value == max(row["val_pseudo_log_likelihood"] for row in history)
+    assert trial.value != history[-1]["val_pseudo_log_likelihood"]  # the best epoch was not the last

@@ -1,7 +1,9 @@
 """The ``boltzkit`` command.
 
-Exit status: 0 on success, 2 on a usage error (bad config, data or checkpoint, printed as
-one line), 1 when training diverges, 130 when interrupted with Ctrl-C.
+Exit status: 0 on success, 2 on bad input (config, data, checkpoint, output path, memory;
+printed as one line), 1 when training diverges, a tuning worker is lost or something
+unexpected fails (one line; ``--debug`` shows the traceback), 130 when interrupted with
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -398,21 +401,14 @@ def _seed_globally(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _one_line_warnings() -> None:
+def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Config warnings as ``boltzkit: warning: ...`` lines, like the errors."""
-    import warnings
-
     from .errors import ConfigWarning
 
-    shown = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ConfigWarning):
-            print(f"boltzkit: warning: {message}", file=sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
+    if issubclass(category, ConfigWarning):
+        print(f"boltzkit: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
 
 
 def _one_line(text: object) -> str:
@@ -439,7 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C."""
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BOLTZKIT_DEBUG", "") not in ("", "0")
-    _one_line_warnings()
+    with warnings.catch_warnings():  # restores the caller's warning display afterwards
+        warnings.showwarning = _show_warning
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return args.handler(args)
     except DivergenceError as err:

@@ -482,8 +482,9 @@ def _get(raw: Mapping[str, Any], key: str) -> Any:
 def _keep_schedule_unit(before: Mapping[str, Any], after: dict[str, Any],
                         overrides: Mapping[str, Any]) -> None:
     replaced, unit = overrides.get("train.schedule"), _get(before, "train.schedule.unit")
+    name = replaced.get("name") if isinstance(replaced, Mapping) else None
     if (isinstance(replaced, Mapping) and "unit" not in replaced and unit is not None
-            and replaced.get("name") not in REACTIVE):  # reactive schedules step per epoch
+            and not (isinstance(name, str) and name in REACTIVE)):  # reactive ones step per epoch
         set_key(after, "train.schedule.unit", unit)
 
 

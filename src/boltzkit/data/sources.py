@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -280,10 +281,14 @@ def load_csv(
         raise DataError(f"{path}: no feature columns selected")
     index = [header.index(name) for name in wanted]
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8",
-                           usecols=index + ([header.index(label_column)] if label_column else []))
+        with warnings.catch_warnings():  # an empty table is reported below, as an error
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8",
+                               usecols=index + ([header.index(label_column)] if label_column else []))
     except (ValueError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: {' '.join(str(err).split())[:200]}") from None
+    if len(table) == 0:
+        raise DataError(f"{path}: no data rows below the header")
     if label_column:
         return table[:, :-1], table[:, -1]
     return table, None

@@ -1,7 +1,8 @@
-"""One check for keyword arguments given by name in a config (optimizers, schedules)."""
+"""Checks for keyword arguments given by name in a config (optimizers, schedules)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,3 +17,8 @@ def check_keywords(given: Mapping[str, Any], accepted: Iterable[str], owner: str
         if key not in accepted:
             raise ValueError(f"{key!r} is not a{'n' if kind[0] in 'aeiou' else ''} {kind} of {owner}; "
                              f"accepted: {', '.join(accepted) or 'none'}{hint}")
+
+
+def finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is neither NaN nor infinite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

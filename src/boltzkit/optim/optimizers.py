@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from .keywords import check_keywords
+from .keywords import check_keywords, finite_number
 
 
 def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
@@ -53,16 +52,6 @@ def check_optimizer_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
 NEEDS_CLOSURE = ("lbfgs",)
 
 
-def _non_finite(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return not math.isfinite(value)
-    if isinstance(value, list | tuple):
-        return any(_non_finite(v) for v in value)
-    return False
-
-
 def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for keyword values the optimizer would refuse or misuse:
     NaN/inf, wrong types and ranges (found by building it on a one-element probe, so
@@ -74,13 +63,14 @@ def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
                          "training loop does not pass; accepted: sgd, adam, adamw, rmsprop or any "
                          "other torch.optim class")
     for key, value in kwargs.items():
-        if _non_finite(value):
+        numbers = value if isinstance(value, list | tuple) else [value]  # betas come in pairs
+        if any(isinstance(v, float) and not finite_number(v) for v in numbers):
             raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r} is not finite")
     probe = torch.zeros(1, requires_grad=True)
     try:
         cls([probe], **kwargs)
-    except (TypeError, ValueError, RuntimeError) as err:
-        detail = " ".join(str(err).split())
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as err:
+        detail = " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"torch.optim.{cls.__name__} refuses {dict(kwargs)}: {detail}") from None
 
 

@@ -62,7 +62,7 @@ from typing import Any
 
 import torch
 
-from .keywords import check_keywords
+from .keywords import check_keywords, finite_number
 
 
 def constant(t: int, total: int) -> float:
@@ -388,14 +388,15 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for an unknown schedule, parameter or inconsistent values."""
     check_keywords(params, schedule_arguments(name), f"schedule {name!r}", "parameter")
     for key, value in params.items():
+        if key in ("anneal", "shape", "mode", "metric") and not isinstance(value, str):
+            raise ValueError(f"schedule {name!r}: {key} must be a name, got {value!r}")
         if key in NON_NUMERIC_PARAMETERS:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not finite_number(value):
             raise ValueError(f"schedule {name!r}: {key} must be a finite number, got {value!r}")
     for key in ("boundaries", "values"):
         items = params.get(key, ())
-        if not isinstance(items, list | tuple) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+        if not isinstance(items, list | tuple) or not all(finite_number(v) for v in items):
             raise ValueError(f"schedule {name!r}: {key} must be a list of finite numbers, got {items!r}")
     if name == "piecewise":
         boundaries = list(params.get("boundaries", ()))
@@ -407,9 +408,8 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
             )
         if boundaries != sorted(boundaries):
             raise ValueError(f"piecewise boundaries must increase, got {boundaries}")
-        if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in values):
-            raise ValueError(f"piecewise values are multipliers of the rate and must be finite and "
-                             f">= 0, got {values}")
+        if min(values) < 0:
+            raise ValueError(f"piecewise values are multipliers of the rate and must be >= 0, got {values}")
     for key in ("steps", "div_factor", "final_div_factor"):
         if key in params and not float(params[key]) > 0:
             raise ValueError(f"{key} must be > 0, got {params[key]}")

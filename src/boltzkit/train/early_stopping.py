@@ -7,8 +7,6 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError
-
 
 class EarlyStopping:
     """Watch ``metric`` after every epoch; :meth:`update` says when to stop.
@@ -17,7 +15,9 @@ class EarlyStopping:
     in the metric's direction (``maximize`` or ``minimize``). After ``patience`` epochs
     without improvement, training stops; with ``restore_best`` the model then gets the
     best epoch's weights back (:meth:`restore`). Its state, best weights included, goes
-    into checkpoints so that a resumed run stops where an uninterrupted one would.
+    into checkpoints so that a resumed run stops where an uninterrupted one would. With
+    ``restore_best`` a run that reaches its last epoch without stopping also ends with the
+    best epoch's weights.
     """
 
     def __init__(self, metric: str, direction: str, patience: int, min_delta: float = 0.0,
@@ -36,10 +36,10 @@ class EarlyStopping:
         return gain > self.min_delta
 
     def update(self, metrics: dict[str, Any], model: nn.Module) -> bool:
-        """Record this epoch; True when training should stop."""
+        """Record this epoch; True when training should stop. Epochs that do not log the
+        metric (AIS every few epochs) neither improve nor count toward the patience."""
         if self.metric not in metrics:
-            raise ConfigError(f"train.early_stopping.metric {self.metric!r} was not logged at epoch "
-                              f"{metrics.get('epoch')}; logged: {', '.join(sorted(metrics))}")
+            return False
         value = float(metrics[self.metric])
         if self._improves(value):
             self.best, self.best_epoch, self.waited = value, int(metrics["epoch"]), 0

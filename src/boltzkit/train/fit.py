@@ -134,7 +134,19 @@ class Fit:
             known = [m for m in {**COMMON_METRICS, **self.family.metrics} if self.family.direction(m)]
             raise ConfigError(f"train.early_stopping.metric {cfg.metric!r} is not a metric model.type "
                               f"{self.family.name!r} logs with a direction; accepted: {', '.join(known)}")
+        if cfg.metric != "loss" and self.config.train.metrics_examples == 0:
+            raise ConfigError(f"train.early_stopping.metric {cfg.metric!r} is never logged with "
+                              "train.metrics_examples: 0; set it > 0 or stop on 'loss'")
         return EarlyStopping(cfg.metric, direction, cfg.patience, cfg.min_delta, cfg.restore_best)
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch whose weights the model holds: the best one where early stopping
+        restored it, else the last."""
+        if self.stopper is not None and self.stopper.restore_best and self.stopper.best_weights is not None \
+                and self.done():
+            return self.stopper.best_epoch
+        return self.epochs_done
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -240,6 +252,8 @@ class Fit:
                     self.stopper.restore(model)
                     if progress:
                         bar.write(self.stopper.describe(state.stopped_at))
+                if self.done() and state.stopped_at is None and self.stopper is not None:
+                    self.stopper.restore(model)  # the budget ran out: end with the best epoch too
                 if on_epoch_end is not None:
                     on_epoch_end(metrics["epoch"] - 1, metrics)
         finally:

@@ -19,6 +19,10 @@ from ..families import get_family
 from ..seeding import make_generator
 from .checkpoint import load_checkpoint, load_state_into, load_weights
 
+RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors", "evaluation.json",
+             "resumes.jsonl")
+RUN_FOLDERS = ("checkpoints", "tensorboard")
+"""What a run directory holds that ``--overwrite`` removes (with the figures and samples)."""
 PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
 """Checkpoints and weights are written through a hidden ``.<name>.<random>`` temporary
 that a kill can leave behind."""
@@ -70,12 +74,22 @@ class RunDir:
     def exists(self) -> bool:
         return self.config.is_file()
 
+    def epoch_checkpoints(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("epoch-*.pt")) if self.checkpoints.is_dir() else []
+
     def clear(self) -> None:
-        """Delete the run in this directory (only a boltzkit run: it has ``config.yaml``)."""
+        """Delete the run in this directory: only what boltzkit writes, and only in a folder
+        that holds a run (``config.yaml``); anything else there is left, and named."""
         if self.path.is_file():
             raise CheckpointError(f"--out {self.path} is a file, not a run directory")
-        if self.exists():
-            shutil.rmtree(self.path)
+        if not self.exists():
+            return
+        for item in self.path.iterdir():
+            if item.name in RUN_FOLDERS and item.is_dir():
+                shutil.rmtree(item)
+            elif item.is_file() and (item.name in RUN_FILES or item.suffix == ".png"
+                                     or item.name.startswith("samples-")):
+                item.unlink()
 
     def remove_partial_files(self) -> None:
         """Remove the temporary files of writes a kill interrupted (``.last.pt.XXXX``)."""

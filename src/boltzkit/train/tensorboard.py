@@ -15,7 +15,7 @@ from ..errors import ConfigError
 
 
 class TensorBoardLog:
-    """Scalars ``metric`` at step ``epoch``; the learning rate also per update count."""
+    """Every numeric metric of an epoch as a scalar at step ``epoch``."""
 
     def __init__(self, folder: Path):
         self.writer = self.writer_class()(log_dir=str(folder))

@@ -26,6 +26,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted, summarize
 from .run_dir import RunDir
 from .tensorboard import TensorBoardLog
+from .threads import using_threads
 
 
 class TrainingInterrupted(Exception):
@@ -46,6 +47,8 @@ class TrainResult:
     """The last epoch's headline metrics (the family's summary keys), or why nothing ran."""
     epochs_trained: int = 0
     """Epochs this call trained (0: a resumed run that had already finished)."""
+    kept_epoch: int = 0
+    """The epoch whose weights ``model`` holds (the best one where early stopping restored it)."""
 
 
 def train(
@@ -64,8 +67,10 @@ def train(
         config: validated run configuration.
         out: run directory; must not hold a run unless ``resume``.
         resume: continue the run in ``out`` from ``checkpoints/last.pt`` (a run killed
-            before its first checkpoint starts again from the beginning).
-        overwrite: delete the run in ``out`` first and start over.
+            before its first checkpoint starts again from the beginning). A few keys may
+            change (see :data:`RESUMABLE_CHANGES`); they are recorded in ``resumes.jsonl``.
+        overwrite: start the run in ``out`` over: once the config and data have been
+            checked, the files a run writes there are deleted (nothing else).
         progress: show a progress bar and per-epoch lines.
         on_epoch_end: called as ``f(epoch, metrics)`` after each epoch (tuning reports
             and pruning use it; an exception it raises stops training).
@@ -78,21 +83,27 @@ def train(
         TrainingInterrupted: Ctrl-C; a checkpoint of the exact position was saved.
     """
     run = RunDir(out)
-    if overwrite:
-        run.clear()
-    if run.exists() and not resume:
+    if resume and overwrite:
+        raise ConfigError("resume continues a run and overwrite starts it over: choose one")
+    if run.exists() and not (resume or overwrite):
         raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, --overwrite "
                           "to start it over, or choose another --out")
-    run.remove_partial_files()
     if resume and not run.last_checkpoint.is_file():
+        if run.epoch_checkpoints():
+            raise CheckpointError(
+                f"{run.last_checkpoint} is missing but {run.epoch_checkpoints()[-1].name} is there: copy the "
+                "epoch checkpoint to continue from to checkpoints/last.pt, or start over with --overwrite")
         print(f"{run.path} has no checkpoint yet (stopped before its first): starting it from the "
               "beginning")
         resume = False
 
-    session = Fit(config, dataset)
+    session = Fit(config, dataset)  # every check of the config and data before anything is deleted
     config, data = session.config, session.task.data
     if config.train.tensorboard:
         TensorBoardLog.writer_class()
+    if overwrite:
+        run.clear()
+    run.remove_partial_files()
     if progress:
         print(f"{'resuming' if resume else 'training'} {config.name} -> {run.path} "
               f"({session.task.n_examples()} train / {len(data.validation)} validation examples, "
@@ -100,6 +111,8 @@ def train(
               f"threads: {session.threads.threads or 'default'}, {session.threads.reason})")
     if resume:
         saved = run.read_config()
+        changes = changed_keys(saved.to_dict(), config.to_dict())
+        _check_resume_changes(run, changes)
         state = load_checkpoint(run.last_checkpoint, resumable=True)
         try:
             session.load_state_dict(state["fit"])
@@ -107,7 +120,6 @@ def train(
             detail = " ".join(str(err).split())[:300]
             raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
                                   f"{detail})") from None
-        changes = changed_keys(saved.to_dict(), config.to_dict())
         if session.state.stopped_at is not None:
             return TrainResult(run.path, config, session.model.eval(), session.history,
                                f"{run.path} was stopped early after epoch {session.state.stopped_at}; "
@@ -116,6 +128,9 @@ def train(
             return TrainResult(run.path, config, session.model.eval(), session.history,
                                f"{run.path} already finished its {session.epochs_done} epochs; nothing "
                                "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0)
+        if "train.optimizer.lr" in changes:  # the checkpoint restored the old rate: rescale it
+            old, new = changes["train.optimizer.lr"]
+            session.train_step().schedule.scale(new / old)
         _record_resume(run, session, saved, config, changes)
     else:
         run.write_config(config)
@@ -155,21 +170,22 @@ def train(
             if board is not None:
                 board.close()
 
-    checkpoint(run.last_checkpoint)
-    model = session.model.eval()
-    save_weights(run.weights, model, config.to_dict(), session.task.data_info)
-    session.task.write_figures(run.path, model, session.history)
-    if config.train.log_grad_norms:
-        from ..plots import save_grad_norms
+    with using_threads(session.threads.threads):  # figures run 100 chains x 1000 sweeps
+        checkpoint(run.last_checkpoint)
+        model = session.model.eval()
+        save_weights(run.weights, model, config.to_dict(), session.task.data_info)
+        session.task.write_figures(run.path, model, session.history)
+        if config.train.log_grad_norms:
+            from ..plots import save_grad_norms
 
-        save_grad_norms(session.history, run.file("grad_norms.png"))
+            save_grad_norms(session.history, run.file("grad_norms.png"))
     last = session.history[-1] if session.history else {}
     keys = tuple(k for k in session.task.summary_keys if k != "seconds")
     summary = summarize(last, keys)
     if session.state.stopped_at is not None:
         summary += f" ({session.stopper.describe(session.state.stopped_at)})"
     return TrainResult(run.path, config, model, session.history, summary,
-                       session.epochs_done - epochs_before)
+                       session.epochs_done - epochs_before, session.kept_epoch)
 
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
@@ -182,6 +198,25 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif a != b:
             changes[name] = [a, b]
     return changes
+
+
+RESUMABLE_CHANGES = ("name", "threads", "device", "train.epochs", "train.optimizer.lr", "train.schedule.",
+                     "train.checkpoint_every", "train.metrics_examples", "train.early_stopping",
+                     "train.backoff", "train.tensorboard", "train.log_grad_norms", "train.clip_grad_",
+                     "eval.", "tune.")
+"""Keys a resumed run may change: what it trains further, how it reports, how fast. The
+rest (model, data, sampler, optimizer settings held in the checkpoint) would be ignored or
+mix two runs, so they are refused."""
+
+
+def _check_resume_changes(run: RunDir, changes: dict[str, list]) -> None:
+    refused = [key for key in changes if not key.startswith(RESUMABLE_CHANGES)]
+    if refused:
+        shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in ((k, changes[k]) for k in refused))
+        raise ConfigError(f"--resume cannot change {shown}: the checkpoint in {run.path} was trained "
+                          "with the old value; resume with the saved config or start a new run "
+                          "(--overwrite or another --out). A resumed run may change train.epochs, "
+                          "train.optimizer.lr, train.schedule, reporting and eval/tune settings")
 
 
 def _record_resume(run: RunDir, session: Fit, saved: RunConfig, config: RunConfig,

@@ -10,16 +10,19 @@ output directory by default (running again resumes it) or in any Optuna storage 
 such as PostgreSQL shared by workers on many machines.
 
 Surviving workers and re-runs: every running trial sends a heartbeat; a trial whose
-worker was killed is marked failed after :data:`GRACE_PERIOD` seconds and its
-parameters are queued again (Optuna's ``RetryHeartbeatStaleTrialCallback``), and it does not
+worker was killed is marked failed once silent for :data:`GRACE_PERIOD` seconds, when a
+live worker starts its next trial (or the next run starts), and its parameters are queued
+again (Optuna's ``RetryHeartbeatStaleTrialCallback``), and it does not
 count toward ``tune.n_trials``. A re-run seeds its sampler with the number of trials
 already in the study, so it continues the search instead of replaying it; a trial whose
-parameters equal a completed one's reuses that result (``reused_from``) instead of
-training again.
+whole config equals a completed one's (``config_sha256``) reuses that result
+(``reused_from``) instead of training again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import warnings
@@ -111,9 +114,11 @@ def _heartbeat() -> dict:
 
 def make_sampler(config: RunConfig, worker: int = 0, done: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler ``tune.method`` names, seeded from the run seed, the worker index and
-    ``done``, the trials already in the study (so that a re-run does not replay them)."""
-    seed = (config.seed + 1000 * worker + 1_000_003 * done) % 2**32
+    ``done``, the trials already in the study (so that a re-run does not replay them).
+    QMC keeps the run seed alone: its sequence is shared by every worker and re-run, and it
+    continues from the study's trial count by itself."""
     method = config.tune.method
+    seed = config.seed if method == "qmc" else (config.seed + 1000 * worker + 1_000_003 * done) % 2**32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if method == "grid":
@@ -153,7 +158,7 @@ def open_study(config: RunConfig, out: Path, storage: str | None = None, worker:
     name = config.tune.study_name or config.name
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by _announce
     backend = make_storage(storage_url(config, out, storage))
-    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    names = optuna.get_all_study_names(backend)
     if not create and name not in names:
         raise CheckpointError(f"no study {name!r} in {storage_url(config, out, storage)}; studies there: "
                               f"{', '.join(names) or 'none'}")
@@ -174,9 +179,16 @@ def objective(config: RunConfig, out: Path, dataset=None):
 
     def run_trial(trial: optuna.Trial) -> float:
         params = suggest(trial, config.tune.space)
+        try:
+            fingerprint = config_fingerprint(trial_config(config, params, 0))
+        except BoltzkitError:
+            fingerprint = None  # a bad combination: it fails below, with its message
+        trial.set_user_attr("config_sha256", fingerprint)
         for earlier in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if earlier.params == params and earlier.number != trial.number:
-                trial.set_user_attr("reused_from", earlier.number)  # same config, same result
+            if fingerprint and earlier.user_attrs.get("config_sha256") == fingerprint:
+                # the very same training run (same base config, parameters and seed): same result
+                trial.set_user_attr("reused_from", earlier.number)
+                trial.set_user_attr("run_dir", earlier.user_attrs.get("run_dir"))
                 return earlier.value
         run_dir = out / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
@@ -209,7 +221,9 @@ def objective(config: RunConfig, out: Path, dataset=None):
             message = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", message)
             raise TrialCrashed(message) from err
-        last = result.history[-1]
+        # the epoch whose weights were kept (early stopping may keep an earlier one), or the
+        # latest before it that logged the metric
+        last = next(row for row in reversed(result.history[: result.kept_epoch]) if metric in row)
         if "ais" in metric and last.get("ais_reliable") == 0.0:
             # an AIS likelihood that may be far off must not win the study
             reason = f"unreliable AIS at the last epoch: {metric} {last[metric]:.5g} is not to be trusted"
@@ -218,6 +232,13 @@ def objective(config: RunConfig, out: Path, dataset=None):
         return last[metric]
 
     return run_trial
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """SHA-256 of a trial's whole config (its name aside): equal fingerprints, equal runs."""
+    raw = config.to_dict()
+    raw.pop("name", None)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
 
 def optimize(config: RunConfig, out: Path, storage: str | None = None, worker: int = 0,
