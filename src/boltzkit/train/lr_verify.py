@@ -7,7 +7,8 @@ itself, are trained with successive halving (Jamieson & Talwalkar, 2016; eta = 3
 them for a third of the budget, the best :data:`FINALISTS` for the whole budget, judged on
 a validation metric (not the range test's proxy). Each candidate is a fresh
 run from the same config and seed, so nothing of the caller's model or optimizer changes.
-Compute: ``n/3 + 2`` budgets for ``n <= 4`` candidates, a quarter of a 13-point grid.
+Compute: ``n/3 + 2`` budgets for ``n`` candidates (usually 3 to 5): a quarter to a third
+of a 13-point grid.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from .fit import Fit
 FINALISTS = 2
 MERGE_DECADES = 0.2
 """Candidates closer than this (in log10 of the rate) are one candidate."""
+GAP_DECADES = 0.5
+"""Between candidates further apart than this, their geometric mean is tried too: the
+best rate often lies between two rules (SGD on MNIST: 0.18 between 0.055 and 0.39)."""
 
 
 @dataclass
@@ -52,12 +56,18 @@ class Verification:
 
 
 def candidate_rates(suggestions: dict[str, float], curve_minimum: float | None) -> list[float]:
-    """Every rule's rate and the curve's minimum, merged within :data:`MERGE_DECADES`."""
+    """Every rule's rate and the curve's minimum, merged within :data:`MERGE_DECADES`, with
+    the geometric mean of neighbours more than :data:`GAP_DECADES` apart added."""
     rates: list[float] = []
     for lr in sorted([*suggestions.values(), *([curve_minimum] if curve_minimum else [])]):
         if not rates or math.log10(lr) - math.log10(rates[-1]) > MERGE_DECADES:
             rates.append(float(lr))
-    return rates
+    filled: list[float] = []
+    for lr in rates:
+        if filled and math.log10(lr) - math.log10(filled[-1]) > GAP_DECADES:
+            filled.append(math.sqrt(filled[-1] * lr))
+        filled.append(lr)
+    return filled
 
 
 def _score(config: RunConfig, dataset: Dataset, lr: float, epochs: int, metric: str) -> float:
