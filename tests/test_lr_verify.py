@@ -11,8 +11,8 @@ from boltzkit.train.lr_verify import candidate_rates, verify_rates
 
 
 def test_candidates_merge_close_rates_and_fill_wide_gaps():
-    rates = candidate_rates({"valley": 0.007, "steepest": 0.02, "minimum": 0.0093}, curve_minimum=0.093)
-    assert rates == [0.007, 0.02, 0.093]  # 0.0093 merged into 0.007; no gap above half a decade
+    rates = candidate_rates({"valley": 0.007, "steepest": 0.02, "minimum": 0.0093}, curve_minimum=0.05)
+    assert rates == [0.007, 0.02, 0.05]  # 0.0093 merged into 0.007; no gap above half a decade
     wide = candidate_rates({"valley": 0.026, "steepest": 0.055}, curve_minimum=0.39)
     assert wide == pytest.approx([0.026, 0.055, math.sqrt(0.055 * 0.39), 0.39])
 
