@@ -190,11 +190,11 @@ def test_lr_find_works_with_monitoring_off(tmp_path):
     assert len(result.lrs) == 20
 
 
-def test_resuming_with_another_batch_size_is_a_checkpoint_error(tmp_path, capsys):
+def test_resuming_with_another_batch_size_is_refused(tmp_path, capsys):
     out = _train(tmp_path, "model.n_hidden=8", "train.epochs=2")
     assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3",
                  "--set", "train.batch_size=20", "--quiet"]) == 2
-    assert "in batches of 32; this run has 135 in batches of 20" in capsys.readouterr().err
+    assert "--resume cannot change train.batch_size: 32 -> 20" in capsys.readouterr().err
 
 
 def test_a_trial_whose_ais_likelihood_is_unreliable_cannot_win(tmp_path, monkeypatch):
@@ -209,7 +209,7 @@ def test_a_trial_whose_ais_likelihood_is_unreliable_cannot_win(tmp_path, monkeyp
         lr = config.train.optimizer.lr
         row = {"val_ais_log_likelihood": -20.0 + lr, "ais_reliable": float(lr < 0.01)}
         on_epoch_end(0, row)
-        return SimpleNamespace(history=[row])
+        return SimpleNamespace(history=[row], kept_epoch=1)
 
     monkeypatch.setattr(study, "train", fake_train)
     config = load_config(None, [*TINY, "tune.n_trials=6", "tune.method=random", "tune.pruner=none",
