@@ -241,3 +241,13 @@ def test_resume_without_last_pt_but_with_epoch_checkpoints_is_refused(tmp_path, 
     (out / "checkpoints" / "last.pt").unlink()
     assert main(["train", "--out", str(out), "--resume"]) == 2
     assert "last.pt is missing but epoch-0002.pt is there" in capsys.readouterr().err
+
+
+def test_off_a_terminal_training_prints_epoch_lines_without_a_bar_and_quiet_keeps_the_summary(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "a"), *[a for a in FAST if a != "--quiet"]]) == 0
+    out, err = capsys.readouterr()
+    assert "epoch   1:" in out and "epoch   2:" in out and "done in" in out
+    assert "\r" not in out + err and "batch/s" not in out + err  # no progress-bar redraws in a log
+    assert main(["train", "--out", str(tmp_path / "b"), *FAST]) == 0
+    out, _ = capsys.readouterr()
+    assert "epoch   1:" not in out and out.startswith("done in")
