@@ -19,6 +19,19 @@ def _feed(stopper, values, model=None):
     return [stopper.update({"epoch": i + 1, "m": v}, model) for i, v in enumerate(values)]
 
 
+def _full_and_resumed(config, folder):
+    """An uninterrupted run and one that crashed after epoch 3 and was resumed."""
+    full = train(config, folder / "full", progress=False)
+
+    def crash(epoch, metrics):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train(config, folder / "cut", progress=False, on_epoch_end=crash)
+    return full, train(config, folder / "cut", resume=True, progress=False)
+
+
 def test_patience_counts_epochs_without_improvement_in_the_metrics_direction():
     assert _feed(EarlyStopping("m", "maximize", 2), [1, 2, 1.5, 1.9, 3]) == [False, False, False, True, False]
     assert _feed(EarlyStopping("m", "minimize", 2), [3, 2, 2.5, 1, 1.5, 1.2]) == [False] * 5 + [True]
@@ -50,15 +63,7 @@ def test_a_stopped_run_ends_with_the_weights_of_its_best_epoch():
 
 def test_resume_stops_where_an_uninterrupted_run_does(tmp_path):
     config = load_config(None, [*MLP, "train.early_stopping={metric: val_loss, patience: 2}"])
-    full = train(config, tmp_path / "full", progress=False)
-
-    def crash(epoch, metrics):
-        if epoch == 2:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError):
-        train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
-    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    full, resumed = _full_and_resumed(config, tmp_path)
     assert len(resumed.history) == len(full.history) and "early stop after epoch" in resumed.summary
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
@@ -98,15 +103,7 @@ def test_backoff_gives_up_after_its_retries():
 
 def test_a_run_that_backed_off_resumes_exactly(tmp_path):
     config = load_config(None, [*BACKOFF, "train.backoff={factor: 1.0e-37}"])
-    full = train(config, tmp_path / "full", progress=False)
-
-    def crash(epoch, metrics):
-        if epoch == 2:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError):
-        train(config, tmp_path / "cut", progress=False, on_epoch_end=crash)
-    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
+    full, resumed = _full_and_resumed(config, tmp_path)
     assert len(resumed.history) == len(full.history)
     assert resumed.history == [{**row, "seconds": r["seconds"]}
                                for row, r in zip(full.history, resumed.history, strict=True)]
