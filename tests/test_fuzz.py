@@ -55,8 +55,8 @@ NONSENSE = {
     "eval.ais.runs": ["0", "10000000000"], "eval.ais.betas": ["1", "1000000000000"],
     "eval.ais.pseudocount": ["0", "-1"], "data.validation": ["1", "-0.1"], "seed": ["-1", str(2**70)],
     "threads": ["0", "-2", str(2**70), "many"], "data.threshold": ["0", "1"],
-    "train.optimizer.lr": ["0", "-1"], "train.optimizer.momentum": ["-1", "abc"],
-    "train.optimizer.weight_decay": ["-1"], "train.optimizer": ["{name: lbfgs, lr: 0.1}",
+    "train.optimizer.lr": ["0", "-1", "1.0e+300"], "train.optimizer.momentum": ["-1", "abc", "1.0e+300"],
+    "train.optimizer.weight_decay": ["-1", "1.0e+300"], "model.init_std": ["1.0e+300"], "train.optimizer": ["{name: lbfgs, lr: 0.1}",
                                                                 "{name: adam, lr: 0.1, betas: [2.0, 0.9]}",
                                                                 "{name: adam, lr: 0.1, eps: -1}",
                                                                 "{name: sgd, lr: 0.1, nesterov: true}",
@@ -67,7 +67,8 @@ NONSENSE = {
                        "{name: piecewise, boundaries: [1], values: [-1, 1]}", "{name: plateau, mode: up}",
                        "{name: plateau, factor: 2}", "{name: cosine, warmup: 2}", "{name: cosine, gamma: 1}",
                        "{name: [a]}", "{name: plateau, metric: [1]}", "{name: piecewise, values: []}",
-                       "{name: onecycle, base_momentum: 0.99}", "{name: onecycle, cycle_momentum: 3}"],
+                       "{name: onecycle, base_momentum: 0.99}", "{name: onecycle, cycle_momentum: 3}",
+                       "{name: cosine, min_factor: 1.0e+300}"],
     "data.potts": ["{coupling: 1.0e+300}", "{length: 100000000}", "{length: 5000, states: 500, examples: 100000}"],
     "tune.space": ["{train.optimizer.lr: {low: .nan, high: 1}}", "{train.optimizer.lr: {low: 1, high: 0.1}}",
                    "{nope.key: {low: 1, high: 2}}", "{train.k: {choices: [1, -3]}}",
@@ -200,7 +201,16 @@ def _run_dir_cases(folder: Path, good_run: Path) -> list[tuple[str, list[str]]]:
     for run in (flipped, truncated, evil, bad_config):
         cases.append((f"resume {run.name}", ["train", "--out", str(run), "--resume", "--quiet",
                                              "--set", "train.epochs=3"]))
+    study = folder / "broken-study"
+    study.mkdir()
+    (study / "tune-config.yaml").write_text(load_config(None, ["tune.space={train.k: {choices: [1]}}"]).to_yaml())
+    (study / "study.db").write_bytes(b"not an sqlite database, not at all" * 100)
+    broken_config = folder / "broken-tune-config"
+    broken_config.mkdir()
+    (broken_config / "tune-config.yaml").write_bytes(b"\xff\xfe garbage: [")
     cases += [
+        ("tune --report on a corrupted study.db", ["tune", "--report", str(study)]),
+        ("tune --report on a corrupted tune-config.yaml", ["tune", "--report", str(broken_config)]),
         ("--out is a file", ["train", *FAST, "--out", str(a_file)]),
         ("--out below a file", ["train", *FAST, "--out", str(a_file / "run")]),
         ("--out holds a run", ["train", *FAST, "--out", str(good_run)]),

@@ -111,7 +111,8 @@ class OptimizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "sgd"
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.05, gt=0, le=1e4)
+    """At most 10,000: beyond, every optimizer diverges on the first update."""
     decay_biases: bool = False
     """Apply ``weight_decay`` to biases and variances too (default: couplings only)."""
 

@@ -28,7 +28,7 @@ class BMSection(ModelSection):
     type: Literal["bm"] = "bm"
     n_hidden: int = Field(64, ge=0, le=10_000)
     """At most 10,000: sequential Gibbs sweeps over more units are impractical."""
-    init_std: float = Field(0.01, ge=0)
+    init_std: float = Field(0.01, ge=0, le=100)
     connectivity: Literal["full", "bipartite"] = "full"
     """Which couplings exist (bipartite = an RBM's)."""
 

@@ -36,7 +36,7 @@ class RBMSection(ModelSection):
     n_hidden: int = Field(64, ge=1)
     visible: UnitName = "bernoulli"
     hidden: UnitName = "bernoulli"
-    init_std: float = Field(0.01, ge=0)
+    init_std: float = Field(0.01, ge=0, le=100)
     categories: int = Field(2, ge=2, le=10_000)
     """States per group of categorical units (the alphabet size)."""
     learn_variance: bool = True

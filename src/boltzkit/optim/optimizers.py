@@ -66,12 +66,20 @@ def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
         numbers = value if isinstance(value, list | tuple) else [value]  # betas come in pairs
         if any(isinstance(v, float) and not finite_number(v) for v in numbers):
             raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r} is not finite")
+        low, high = UNIT_INTERVAL.get(key, (None, None))
+        if low is not None and finite_number(value) and not low <= value <= high:
+            raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r}; accepted: {low} to {high}")
     probe = torch.zeros(1, requires_grad=True)
     try:
         cls([probe], **kwargs)
     except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as err:
         detail = " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"torch.optim.{cls.__name__} refuses {dict(kwargs)}: {detail}") from None
+
+
+UNIT_INTERVAL = {"momentum": (0.0, 1.0), "dampening": (0.0, 1.0),
+                 "weight_decay": (0.0, 1.0)}
+"""Keywords torch checks only from below: a momentum or decay above 1 can only diverge."""
 
 
 NO_DECAY_MARKERS = ("bias", "log_sigma", "log_scale")

@@ -435,13 +435,15 @@ def check_schedule(name: str, params: Mapping[str, Any]) -> None:
         factors = schedule_factors(name, PROBE_STEPS, **params)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
         raise ValueError(f"schedule {name!r} cannot use {dict(params)}: {err}") from None
-    bad = next((f for f in factors if not (math.isfinite(f) and f >= 0)), None)
+    bad = next((f for f in factors if not (math.isfinite(f) and 0 <= f <= MAX_FACTOR)), None)
     if bad is not None:
         raise ValueError(f"schedule {name!r} with {dict(params)} gives a learning-rate factor of {bad:g}; "
-                         "factors must be finite and >= 0 (check min_factor, values, rate)")
+                         f"factors must lie in [0, {MAX_FACTOR:g}] (check min_factor, values, rate)")
 
 
 NON_NUMERIC_PARAMETERS = ("anneal", "shape", "mode", "metric", "boundaries", "values", "cycle_momentum")
+MAX_FACTOR = 1e6
+"""No schedule multiplies the rate by more: beyond, it is a typo that can only diverge."""
 PROBE_STEPS = 1000
 """Steps over which :func:`check_schedule` evaluates a schedule's factors."""
 
