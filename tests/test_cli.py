@@ -173,10 +173,11 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_overwritten(
     assert main(["train", "--out", str(out), "--resume", "--overwrite"]) == 2
 
 
-def test_divergence_names_only_checkpoints_that_exist(tmp_path, capsys):
+def test_divergence_names_only_checkpoints_that_exist(tmp_path, capsys, diverge_above):
+    diverge_above(1.0)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *FAST, "--set", "model={type: mlp, hidden_layers: [4]}",
-                 "--set", "data.binarize=none", "--set", "train.optimizer={name: sgd, lr: 1.0e+30}"]) == 1
+                 "--set", "data.binarize=none", "--set", "train.optimizer={name: sgd, lr: 10.0}"]) == 1
     err = capsys.readouterr().err
     assert "No checkpoint was written before it: start over with --overwrite" in err
     assert "last.pt" not in err and not (out / "checkpoints" / "last.pt").exists()

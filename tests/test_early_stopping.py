@@ -80,29 +80,32 @@ def test_a_metric_without_a_direction_is_refused():
 
 
 BACKOFF = [*MLP[:3], "train.optimizer={name: sgd, lr: 0.1}", "train.epochs=4", "train.checkpoint_every=1",
-           "train.schedule={name: piecewise, unit: epoch, boundaries: [1], values: [1.0, 1.0e+38]}"]
+           "train.schedule={name: piecewise, unit: epoch, boundaries: [1], values: [1.0, 1000.0]}"]
 
 
-def test_backoff_restarts_the_epoch_with_a_lower_rate_and_records_it():
+def test_backoff_restarts_the_epoch_with_a_lower_rate_and_records_it(diverge_above):
     from boltzkit.errors import DivergenceError
 
+    diverge_above(1.0)  # epoch 2 runs at 0.1 x 1000 = 100: a NaN loss
     with pytest.raises(DivergenceError, match="set train.clip_grad_norm or train.backoff"):
         fit(load_config(None, BACKOFF))
-    result = fit(load_config(None, [*BACKOFF, "train.backoff={factor: 1.0e-37, retries: 2}"]))
+    result = fit(load_config(None, [*BACKOFF, "train.backoff={factor: 0.005, retries: 2}"]))
     assert [row["lr_backoffs"] for row in result.history] == [0, 1, 1, 1]
-    assert [row["lr"] for row in result.history] == pytest.approx([0.1, 1.0, 1.0, 1.0])  # 0.1 x 1e38 x 1e-37
+    assert [row["lr"] for row in result.history] == pytest.approx([0.1, 0.5, 0.5, 0.5])  # 100 x 0.005
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
-def test_backoff_gives_up_after_its_retries():
+def test_backoff_gives_up_after_its_retries(diverge_above):
     from boltzkit.errors import DivergenceError
 
+    diverge_above(1.0)  # 100, then 50, then 25: still too high after two retries
     with pytest.raises(DivergenceError):
         fit(load_config(None, [*BACKOFF, "train.backoff={factor: 0.5, retries: 2}"]))
 
 
-def test_a_run_that_backed_off_resumes_exactly(tmp_path):
-    config = load_config(None, [*BACKOFF, "train.backoff={factor: 1.0e-37}"])
+def test_a_run_that_backed_off_resumes_exactly(tmp_path, diverge_above):
+    diverge_above(1.0)
+    config = load_config(None, [*BACKOFF, "train.backoff={factor: 0.005}"])
     full, resumed = _full_and_resumed(config, tmp_path)
     assert len(resumed.history) == len(full.history)
     assert resumed.history == [{**row, "seconds": r["seconds"]}

@@ -281,9 +281,10 @@ def test_resume_continues_the_trial_count(tmp_path):
         run(tune_config("{train.k: {choices: [1, 2]}}"), tmp_path, progress=False)
 
 
-def test_diverged_trials_are_pruned_and_crashed_trials_fail(tmp_path, monkeypatch):
+def test_diverged_trials_are_pruned_and_crashed_trials_fail(tmp_path, monkeypatch, diverge_above):
     from boltzkit.tune import study as study_module
 
+    diverge_above(1.0)
     real_train = study_module.train
 
     def train_or_crash(run, *args, **kwargs):
@@ -292,20 +293,20 @@ def test_diverged_trials_are_pruned_and_crashed_trials_fail(tmp_path, monkeypatc
         return real_train(run, *args, **kwargs)
 
     monkeypatch.setattr(study_module, "train", train_or_crash)
-    config = tune_config("{train.optimizer.lr: {values: [0.05, 1.0e+38]}, "
+    config = tune_config("{train.optimizer.lr: {values: [0.05, 50.0]}, "
                          "train.optimizer.momentum: {values: [0.5, 0.25]}}",
                          "tune.method=grid", "tune.pruner=none", "tune.n_trials=4")
     study = run(config, tmp_path, progress=False)
     states = {(t.params["train.optimizer.lr"], t.params["train.optimizer.momentum"]): t for t in study.trials}
     assert states[(0.05, 0.5)].state == TrialState.COMPLETE
-    diverged = states[(1e38, 0.5)]
+    diverged = states[(50.0, 0.5)]
     assert diverged.state == TrialState.PRUNED and "diverged: the loss became" in diverged.user_attrs["pruned_reason"]
     crashed = states[(0.05, 0.25)]
     assert crashed.state == TrialState.FAIL and "simulated crash inside a trial" in crashed.user_attrs["error"]
 
 
 def test_every_value_of_the_space_is_validated_before_the_study():
-    with pytest.raises(ConfigError, match="tune.space key 'train.optimizer.momentum' = -1.0: .*Invalid momentum"):
+    with pytest.raises(ConfigError, match="tune.space key 'train.optimizer.momentum' = -1.0: .*momentum=-1.0; accepted: 0.0 to 1.0"):
         tune_config("{train.optimizer.momentum: {values: [0.5, -1.0]}}")
 
 
