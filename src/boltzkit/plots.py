@@ -338,7 +338,7 @@ def to_pixels(x, mean=None, std=None):
 
 
 def save_samples(model, states, means, path: str | Path, title: str, shape=None,
-                 feature_mean=None, feature_std=None) -> Path:
+                 feature_mean=None, feature_std=None, means_label: str = "E[v|h]") -> Path:
     """A trained model's samples: categorical visible units as rows of coloured states,
     anything else as an image grid of ``E[v | h]`` (standardized features mapped back).
     ``states`` and ``means`` are ``(n, D)`` tensors."""
@@ -346,7 +346,7 @@ def save_samples(model, states, means, path: str | Path, title: str, shape=None,
     if visible is not None and visible.name == "categorical":
         return save_categorical(states.cpu().numpy(), visible.k, path, title=title)
     pixels = to_pixels(means.cpu(), feature_mean, feature_std)
-    return save_image_grid(pixels.numpy(), shape, path, title=f"{title} (E[v|h])")
+    return save_image_grid(pixels.numpy(), shape, path, title=f"{title} ({means_label})")
 
 
 def grad_norms_figure(history: Sequence[Mapping[str, float]]) -> Figure:

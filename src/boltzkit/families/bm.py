@@ -5,6 +5,7 @@ persistent chains; exact log-likelihood when small enough to enumerate."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -73,6 +74,18 @@ class BoltzmannMachineTask(GenerativeTask):
                     metrics[f"{name}_log_likelihood"] = bm_log_likelihood(model, v, log_z).mean().item()
         return metrics
 
+    def write_figures(self, out: Path, model: nn.Module, history: list[dict],
+                      n_samples: int = 100, steps: int = 200) -> None:
+        """``curves.png`` and ``samples.png`` (sequential Gibbs over all units, ``p(v_i = 1 | rest)``)."""
+        from .. import plots
+
+        super().write_figures(out, model, history)
+        generator = make_generator(self.config.seed, "figures", self.device)
+        states, means = draw_bm_samples(model, n_samples, steps, generator)
+        plots.save_samples(model, states, means, out / "samples.png",
+                           f"{n_samples} samples after {steps} Gibbs sweeps", self.data.image_shape,
+                           means_label="p(v_i = 1 | rest)")
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
                  **options: Any) -> tuple[dict[str, Any], str]:
@@ -105,6 +118,7 @@ BM_FAMILY = register(Family(
     metrics={**split_metrics(log_likelihood="maximize"), "exact_log_z": None},
     capabilities=Capabilities(sample=True, exact_likelihood=True, evaluate=True),
     sample=draw_bm_samples,
+    figures=("curves.png", "samples.png"),
     default_metric="val_log_likelihood",
     unit_interval=lambda section: True,
 ))
