@@ -494,3 +494,39 @@ def test_tuning_with_early_stopping_scores_the_epoch_it_kept(tmp_path, monkeypat
     history = RunDir(trial.user_attrs["run_dir"]).read_metrics()
     assert trial.value == max(row["val_pseudo_log_likelihood"] for row in history)
     assert trial.value != history[-1]["val_pseudo_log_likelihood"]  # the best epoch was not the last
+
+
+def test_a_lost_worker_process_is_reported_after_the_report_is_written(tmp_path, monkeypatch, capsys):
+    """Two workers, one of which dies (exit code -9): the study keeps the survivor's trials,
+    the report is still written and the command exits 1 naming the loss."""
+    from boltzkit.tune import study as study_module
+
+    class Inline:  # worker 0 runs in this process; worker 1 is killed before it starts
+        def __init__(self, target, args):
+            self.target, self.args, self.exitcode = target, args, None
+
+        def start(self):
+            if self.args[3] == 0:
+                self.target(*self.args)
+                self.exitcode = 0
+            else:
+                self.exitcode = -9
+
+        def join(self):
+            pass
+
+    monkeypatch.setattr(study_module.multiprocessing, "get_context",
+                        lambda kind: type("Context", (), {"Process": staticmethod(Inline)}))
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the inline worker would set it
+    config = tune_config("{train.k: {choices: [1, 2]}}", "tune.n_trials=2", "tune.pruner=none",
+                         "tune.method=grid")
+    with pytest.raises(study_module.WorkersLost, match="1 of 2 worker processes died"):
+        run(config, tmp_path, workers=2, progress=False)
+    assert (tmp_path / "trials.csv").is_file() and (tmp_path / "best.yaml").is_file()
+    out = tmp_path / "cli"
+    assert main(["tune", *[a for pair in (("--set", o) for o in FAST) for a in pair],
+                 "--set", "tune.space={train.k: {choices: [1, 2]}}", "--set", "tune.method=grid",
+                 "--set", "tune.pruner=none", "--n-trials", "2", "--workers", "2", "--out", str(out)]) == 1
+    assert "worker processes died" in capsys.readouterr().err
