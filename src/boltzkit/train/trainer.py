@@ -22,6 +22,7 @@ from torch import nn
 from ..config import RunConfig
 from ..data import DataLike
 from ..errors import CheckpointError, ConfigError, DivergenceError
+from ..families import GradientStep
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted, summarize
 from .run_dir import RunDir
@@ -110,28 +111,9 @@ def train(
               f"{data.n_features} features, {session.model.__class__.__name__}, device {session.device}; "
               f"threads: {session.threads.threads or 'default'}, {session.threads.reason})")
     if resume:
-        saved = run.read_config()
-        changes = changed_keys(saved.to_dict(), config.to_dict())
-        _check_resume_changes(run, changes)
-        state = load_checkpoint(run.last_checkpoint, resumable=True)
-        try:
-            session.load_state_dict(state["fit"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            detail = " ".join(str(err).split())[:300]
-            raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
-                                  f"{detail})") from None
-        if session.state.stopped_at is not None:
-            return TrainResult(run.path, config, session.model.eval(), session.history,
-                               f"{run.path} was stopped early after epoch {session.state.stopped_at}; "
-                               "nothing to do", epochs_trained=0)
-        if session.done() and not changes:
-            return TrainResult(run.path, config, session.model.eval(), session.history,
-                               f"{run.path} already finished its {session.epochs_done} epochs; nothing "
-                               "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0)
-        if "train.optimizer.lr" in changes:  # the checkpoint restored the old rate: rescale it
-            old, new = changes["train.optimizer.lr"]
-            session.train_step().schedule.scale(new / old)
-        _record_resume(run, session, saved, config, changes)
+        finished = _resume(run, session, config)
+        if finished is not None:
+            return finished
     else:
         run.write_config(config)
     epochs_before = session.epochs_done
@@ -186,6 +168,38 @@ def train(
         summary += f" ({session.stopper.describe(session.state.stopped_at)})"
     return TrainResult(run.path, config, model, session.history, summary,
                        session.epochs_done - epochs_before, session.kept_epoch)
+
+
+def _resume(run: RunDir, session: Fit, config: RunConfig) -> TrainResult | None:
+    """Load the run's last checkpoint into ``session`` and apply what the new config
+    changes; a result (nothing trained) when there is nothing left to do."""
+    saved = run.read_config()
+    changes = changed_keys(saved.to_dict(), config.to_dict())
+    _check_resume_changes(run, changes)
+    state = load_checkpoint(run.last_checkpoint, resumable=True)
+    try:
+        session.load_state_dict(state["fit"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
+                              f"{detail})") from None
+    if session.state.stopped_at is not None:
+        return TrainResult(run.path, config, session.model.eval(), session.history,
+                           f"{run.path} was stopped early after epoch {session.state.stopped_at}; "
+                           "nothing to do", epochs_trained=0)
+    if session.done() and not changes:
+        return TrainResult(run.path, config, session.model.eval(), session.history,
+                           f"{run.path} already finished its {session.epochs_done} epochs; nothing "
+                           "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0)
+    if "train.optimizer.lr" in changes:  # the checkpoint restored the old rate: rescale it
+        step = session.train_step()
+        if not isinstance(step, GradientStep):
+            raise ConfigError(f"--resume cannot change train.optimizer.lr for model.type "
+                              f"{config.model.type!r}: its train step keeps its own rates")
+        old, new = changes["train.optimizer.lr"]
+        step.schedule.scale(new / old)
+    _record_resume(run, session, saved, config, changes)
+    return None
 
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
