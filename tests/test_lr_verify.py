@@ -23,13 +23,13 @@ def test_successive_halving_keeps_the_best_and_counts_its_compute(monkeypatch):
         return math.nan if lr > 0.2 else abs(math.log10(lr) + 2) + 1.0 / epochs
 
     monkeypatch.setattr(lr_verify, "_score", fake_score)
-    config = load_config("mlp-digits", ["train.epochs=9"])
+    config = load_config("mlp-digits", ["train.epochs=8"])
     check = verify_rates(config, [0.001, 0.01, 0.05, 0.3])
     assert check.metric == "val_loss" and check.direction == "minimize"
-    assert [r["epochs"] for r in check.rungs] == [3, 9]
+    assert [r["epochs"] for r in check.rungs] == [2, 8]
     assert set(check.rungs[0]["results"]) == {0.001, 0.01, 0.05, 0.3}
     assert set(check.rungs[1]["results"]) == {0.01, 0.05}  # the two best of the first round
-    assert check.best_lr == 0.01 and check.epochs_spent == 4 * 3 + 2 * 9
+    assert check.best_lr == 0.01 and check.epochs_spent == 4 * 2 + 2 * 8
     assert "<- best" in check.table().splitlines()[2]
 
 
@@ -43,3 +43,11 @@ def test_verify_on_a_real_run_picks_the_best_final_and_applies_it(tmp_path):
     assert finals[check["best_lr"]] == min(v for v in finals.values() if not math.isnan(v))
     assert load_config(applied).train.optimizer.lr == pytest.approx(result.suggestion, rel=1e-5)
     assert (tmp_path / "lr_verify.png").is_file()
+
+
+def test_a_fraction_of_an_epoch_is_measured_where_it_stopped():
+    config = load_config("mlp-digits", ["train.epochs=2", "threads=1", "model.hidden_layers=[8]"])
+    dataset = __import__("boltzkit.data", fromlist=["load_dataset"]).load_dataset(config.data)
+    half = lr_verify._score(config, dataset, 0.001, 0.5, "val_loss")
+    whole = lr_verify._score(config, dataset, 0.001, 1.0, "val_loss")
+    assert math.isfinite(half) and math.isfinite(whole) and whole < half  # more updates, lower loss

@@ -294,7 +294,7 @@ def _lr_find(args: argparse.Namespace) -> int:
         from .train.lr_verify import Verification
 
         check = Verification(**result.verification)
-        print(f"verified on {check.metric} ({check.epochs_spent} epochs of training):\n{check.table()}")
+        print(f"verified on {check.metric} ({check.epochs_spent:g} epochs of training):\n{check.table()}")
         print(f"wrote {out / 'lr_verify.png'}")
     print(f"wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}")
     if applied:

@@ -385,12 +385,12 @@ def verification_figure(check) -> Figure:
         points = sorted((lr, v) for lr, v in rung["results"].items() if math.isfinite(v))
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", color=f"C{index}",
-                    label=f"{rung['epochs']} epochs ({len(rung['results'])} rates)")
+                    label=f"{rung['epochs']:g} epochs ({len(rung['results'])} rates)")
     ax.axvline(check.best_lr, color="k", linestyle=":", label=f"verified: {check.best_lr:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"{check.metric} ({'higher' if check.direction == 'maximize' else 'lower'} is better)")
-    ax.set_title(f"lr-find --verify: {len(check.candidates)} candidates, {check.epochs_spent} epochs "
+    ax.set_title(f"lr-find --verify: {len(check.candidates)} candidates, {check.epochs_spent:g} epochs "
                  "of training in all", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -3,11 +3,11 @@
 No rule read off a loss curve fits every optimizer and model (docs/RESULTS.md: for SGD the
 best rate sits near the curve's minimum, for Adam near its steepest point, and for RBMs
 every rule points too low). So the candidates of all rules, plus the curve's minimum
-itself, are trained with successive halving (Jamieson & Talwalkar, 2016; eta = 3): all of
-them for a third of the budget, the best :data:`FINALISTS` for the whole budget, judged on
-a validation metric (not the range test's proxy). Each candidate is a fresh
+itself, are trained with successive halving (Jamieson & Talwalkar, 2016): all of them for
+a quarter of the budget's updates, the best :data:`FINALISTS` for the whole budget, judged
+on a validation metric (not the range test's proxy). Each candidate is a fresh
 run from the same config and seed, so nothing of the caller's model or optimizer changes.
-Compute: ``n/3 + 2`` budgets for ``n`` candidates (usually 3 to 5): a quarter to a third
+Compute: ``n/4 + 2`` budgets for ``n`` candidates (usually 3 to 5): a fifth to a quarter
 of a 13-point grid.
 """
 
@@ -21,9 +21,11 @@ from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, DivergenceError
 from ..families import get_family
-from .fit import Fit
+from .fit import Fit, FitInterrupted
 
 FINALISTS = 2
+FIRST_ROUND = 0.25
+"""The first round trains every candidate for this fraction of the budget (in updates)."""
 MERGE_DECADES = 0.2
 """Candidates closer than this (in log10 of the rate) are one candidate."""
 GAP_DECADES = 0.5
@@ -40,7 +42,7 @@ class Verification:
     candidates: list[float]
     rungs: list[dict[str, Any]] = field(default_factory=list)
     best_lr: float = math.nan
-    epochs_spent: int = 0
+    epochs_spent: float = 0.0
     budget_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +50,7 @@ class Verification:
 
     def table(self) -> str:
         """One line per candidate: its value at each rung (``-`` where it stopped)."""
-        lines = [f"{'rate':>10s}  " + "  ".join(f"{r['epochs']:>3d} epochs" for r in self.rungs)]
+        lines = [f"{'rate':>10s}  " + "  ".join(f"{r['epochs']:>4g} epochs" for r in self.rungs)]
         for lr in self.candidates:
             cells = [f"{r['results'][lr]:10.5g}" if lr in r["results"] else f"{'-':>10s}" for r in self.rungs]
             lines.append(f"{lr:10.3g}  " + "  ".join(cells) + ("   <- best" if lr == self.best_lr else ""))
@@ -70,18 +72,23 @@ def candidate_rates(suggestions: dict[str, float], curve_minimum: float | None) 
     return filled
 
 
-def _score(config: RunConfig, dataset: Dataset, lr: float, epochs: int, metric: str) -> float:
-    """The validation ``metric`` after ``epochs`` at rate ``lr`` (NaN when it diverged)."""
-    run = config.with_overrides({"train.optimizer.lr": lr, "train.epochs": epochs})
+def _score(config: RunConfig, dataset: Dataset, lr: float, epochs: float, metric: str) -> float:
+    """The validation ``metric`` after ``epochs`` (a fraction counts updates) at rate ``lr``
+    (NaN when it diverged)."""
+    run = config.with_overrides({"train.optimizer.lr": lr, "train.epochs": math.ceil(epochs)})
     session = Fit(run, dataset)
+    updates = round(epochs * session.batches.per_epoch)
     try:
-        history = session.run()
+        session.run(should_stop=lambda: session.state.step >= updates)
+        metrics = session.history[-1]
+    except FitInterrupted:  # part of an epoch: measure where it stopped
+        metrics = session.task.epoch_metrics(session.model.eval(), session.epochs_done + 1)
     except DivergenceError:
         return math.nan
-    if metric not in history[-1]:
+    if metric not in metrics:
         raise ConfigError(f"lr-find --verify judges rates on {metric!r}, which this run does not log "
-                          f"(logged: {', '.join(sorted(history[-1]))}); set train.metrics_examples > 0")
-    return float(history[-1][metric])
+                          f"(logged: {', '.join(sorted(metrics))}); set train.metrics_examples > 0")
+    return float(metrics[metric])
 
 
 def verify_rates(config: RunConfig, candidates: list[float], epochs: int | None = None,
@@ -101,14 +108,15 @@ def verify_rates(config: RunConfig, candidates: list[float], epochs: int | None 
         return sorted(values, key=lambda lr: math.inf if math.isnan(values[lr]) else sign * values[lr])
 
     alive = list(candidates)
-    rungs = [max(1, round(budget / 3)), budget] if len(alive) > FINALISTS else [budget]
+    rungs = [budget * FIRST_ROUND, budget] if len(alive) > FINALISTS else [budget]
     for rung, rung_epochs in enumerate(rungs):
         values = {}
         for lr in alive:
             values[lr] = _score(config, dataset, lr, rung_epochs, metric)
             result.epochs_spent += rung_epochs
             if progress:
-                print(f"  verify: rate {lr:.3g}, {rung_epochs} epochs: {metric} {values[lr]:.5g}", flush=True)
+                print(f"  verify: rate {lr:.3g}, {rung_epochs:g} epochs: {metric} {values[lr]:.5g}",
+                      flush=True)
         result.rungs.append({"epochs": rung_epochs, "results": values})
         alive = rank(values)[: FINALISTS if rung + 1 < len(rungs) else 1]
     result.best_lr = alive[0]
