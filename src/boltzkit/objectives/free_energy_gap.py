@@ -53,16 +53,18 @@ class FreeEnergyGap(Objective):
         return model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
 
     def has_closed_form(self, model: RBM) -> bool:
-        """Both layers' energies linear in their states (Bernoulli or categorical units):
-        then ``d log_partition(a) / da = E[h | v]`` and the statistics below are exact."""
-        return model.visible.name in LINEAR_UNITS and model.hidden.name in LINEAR_UNITS
+        """Hidden energies linear in their states (Bernoulli or categorical units), so that
+        ``d log_partition(a) / da = E[h | v]``; visible units of those kinds or Gaussian
+        (the gradients of its mean and learned variance are written out below)."""
+        return model.visible.name in (*LINEAR_UNITS, "gaussian") and model.hidden.name in LINEAR_UNITS
 
     @torch.no_grad()
     def write_gradients(self, model: RBM, v_data: Tensor) -> float:
-        """Per example ``dF(v)/dW = -(v - mu)^T (E[h|v] - lambda)``, ``dF/db = -v``,
-        ``dF/dc = -E[h|v]`` (``mu = lambda = 0`` without centering); the gradient of the
-        gap is the data average minus the negatives' average. Same sampler calls, in the
-        same order, as :meth:`loss`."""
+        """Per example ``dF(v)/dW = -(s(v) - mu)^T (E[h|v] - lambda)``, ``dF/dc = -E[h|v]``
+        (``mu = lambda = 0`` without centering; ``s(v) = v``, or ``v / sigma`` for Gaussian
+        units) and the visible terms of :func:`visible_gradients`; the gradient of the gap
+        is the data average minus the negatives' average. Same sampler calls, in the same
+        order, as :meth:`loss`."""
         model.update_offsets(v_data, self.offset_rate)
         sampler = self.sampler
         data_input = model.hidden_input(v_data)
@@ -72,17 +74,21 @@ class FreeEnergyGap(Objective):
             sampler.observe(model, model_input)
         self.negatives = v_model
         m_data, m_model = model.hidden.mean(data_input), model.hidden.mean(model_input)
-        x_data, x_model, y_data, y_model = v_data, v_model, m_data, m_model
+        x_data, x_model = model.visible.scaled(v_data), model.visible.scaled(v_model)
+        y_data, y_model = m_data, m_model
         if model.centered:
-            x_data, x_model = v_data - model.visible_offset, v_model - model.visible_offset
+            x_data, x_model = x_data - model.visible_offset, x_model - model.visible_offset
             y_data, y_model = m_data - model.hidden_offset, m_model - model.hidden_offset
         n_data, n_model = len(v_data), len(v_model)
         grads = {
             model.weight: torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data,
                                       alpha=1 / n_model),
-            model.visible.bias: v_model.mean(0) - v_data.mean(0),
             model.hidden.bias: m_model.mean(0) - m_data.mean(0),
         }
+        for (parameter, data), model_part in zip(visible_gradients(model, v_data, y_data).items(),
+                                                  visible_gradients(model, v_model, y_model).values(),
+                                                  strict=True):
+            grads[parameter] = data - model_part
         for parameter, grad in grads.items():
             if parameter.requires_grad:
                 parameter.grad = grad
@@ -97,3 +103,25 @@ class FreeEnergyGap(Objective):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
+
+
+def visible_gradients(model: RBM, v: Tensor, y: Tensor) -> dict[Tensor, Tensor]:
+    """Batch means of ``dF(v)/d(visible parameters)``; ``y = E[h|v] - lambda``.
+
+    Bernoulli and categorical units: ``dF/db = -v``. Gaussian units, ``F`` holding
+    ``sum (v - b)^2 / (2 sigma^2)`` and the weights seeing ``v / sigma``:
+    ``dF/db = -(v - b) / sigma^2`` and ``dF/d log sigma = -(v - b)^2 / sigma^2
+    + (v / sigma) * (y W^T)`` (zero where ``log sigma`` sits below its floor, as the clamp
+    makes it for autograd).
+    """
+    units = model.visible
+    if units.name != "gaussian":
+        return {units.bias: -v.mean(0)}
+    sigma = units.sigma
+    z = (v - units.bias) / sigma
+    grads = {units.bias: -(z / sigma).mean(0)}
+    if units.log_sigma.requires_grad:
+        through_weights = (v / sigma) * (y @ model.weight.T)
+        floor = (units.log_sigma >= units.min_log_sigma).to(v.dtype)
+        grads[units.log_sigma] = (through_weights - z**2).mean(0) * floor
+    return grads
