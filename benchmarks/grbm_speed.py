@@ -21,18 +21,12 @@ import statistics  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from _machine import cpu_name  # noqa: E402
 
 from boltzkit.config import load_config  # noqa: E402
 from boltzkit.train import fit  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def epoch_seconds(mnist: Path, gradient: str, examples: int) -> float:

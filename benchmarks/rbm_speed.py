@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import cpu_name  # noqa: E402
 
 from boltzkit.config import load_config
 from boltzkit.train import fit
@@ -97,8 +97,7 @@ def sampling_seconds(batches: int) -> dict[str, float]:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     settings = torch.__config__.show()
     blas = re.search(r"BLAS_INFO=(\w+)", settings)
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),

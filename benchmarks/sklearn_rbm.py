@@ -21,25 +21,18 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
 import torch  # noqa: E402
+from _machine import cpu_name  # noqa: E402
 from sklearn import neural_network  # noqa: E402
 
 from boltzkit import sklearn as boltzkit_sklearn  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def timed_fit(estimator, x: np.ndarray) -> float:

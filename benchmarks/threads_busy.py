@@ -25,14 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def neighbour(threads: int) -> None:
