@@ -80,13 +80,15 @@ def test_a_metric_without_a_direction_is_refused():
 
 
 BACKOFF = [*MLP[:3], "train.optimizer={name: sgd, lr: 0.1}", "train.epochs=4", "train.checkpoint_every=1",
-           "train.schedule={name: piecewise, unit: epoch, boundaries: [1], values: [1.0, 1000.0]}"]
+           # the rate jumps at update 50, a few updates into epoch 2 (43 updates per epoch), so that
+           # backing off must undo those updates: weights, optimizer, generators
+           "train.schedule={name: piecewise, unit: step, boundaries: [50], values: [1.0, 1000.0]}"]
 
 
 def test_backoff_restarts_the_epoch_with_a_lower_rate_and_records_it(diverge_above):
     from boltzkit.errors import DivergenceError
 
-    diverge_above(1.0)  # epoch 2 runs at 0.1 x 1000 = 100: a NaN loss
+    diverge_above(1.0)  # from update 50 the rate is 0.1 x 1000 = 100: a NaN loss
     with pytest.raises(DivergenceError, match="set train.clip_grad_norm or train.backoff"):
         fit(load_config(None, BACKOFF))
     result = fit(load_config(None, [*BACKOFF, "train.backoff={factor: 0.005, retries: 2}"]))
@@ -136,3 +138,17 @@ def test_a_budget_that_runs_out_also_ends_with_the_best_weights():
 def test_early_stopping_on_an_unlogged_metric_is_refused():
     with pytest.raises(ConfigError, match="never logged with train.metrics_examples: 0"):
         fit(load_config(None, [*MLP, "train.metrics_examples=0", "train.early_stopping={metric: val_loss}"]))
+
+
+def test_extending_a_run_that_kept_its_best_epoch_goes_on_from_its_last(tmp_path):
+    """The last checkpoint keeps the last epoch's weights (the best are restored after it),
+    so a run extended from 4 to 6 epochs equals a 6-epoch run."""
+    stopping = "train.early_stopping={metric: val_loss, patience: 100}"
+    six = train(load_config(None, [*MLP, "train.epochs=6", stopping]), tmp_path / "six", progress=False)
+    train(load_config(None, [*MLP, "train.epochs=4", stopping]), tmp_path / "four", progress=False)
+    extended = train(load_config(None, [*MLP, "train.epochs=6", stopping]), tmp_path / "four", resume=True,
+                     progress=False)
+    assert [row["val_loss"] for row in extended.history] == [row["val_loss"] for row in six.history]
+    assert extended.kept_epoch == six.kept_epoch
+    for name, tensor in six.model.state_dict().items():
+        assert torch.equal(extended.model.state_dict()[name], tensor), name

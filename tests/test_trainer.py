@@ -251,3 +251,19 @@ def test_tensorboard_missing_is_one_config_error_before_anything_is_written(tmp_
     with pytest.raises(ConfigError, match=r"pip install 'boltzkit\[tensorboard\]'"):
         train(small_config("train.tensorboard=true"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_rate_change_survives_a_crash_before_the_next_checkpoint(tmp_path):
+    config = small_config("train.schedule={name: constant}", "train.checkpoint_every=2", "train.epochs=2",
+                          "train.optimizer={name: sgd, lr: 0.05}")
+    train(config, tmp_path / "run", progress=False)
+    longer = config.with_overrides({"train.epochs": 4, "train.optimizer.lr": 0.001})
+
+    def crash(epoch, metrics):
+        if epoch == 2:  # epoch 3: no checkpoint (every 2), config.yaml already says 0.001
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train(longer, tmp_path / "run", resume=True, progress=False, on_epoch_end=crash)
+    resumed = train(RunDir(tmp_path / "run").read_config(), tmp_path / "run", resume=True, progress=False)
+    assert [round(row["lr"], 6) for row in resumed.history] == [0.05, 0.05, 0.001, 0.001]

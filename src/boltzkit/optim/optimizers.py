@@ -66,7 +66,7 @@ def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
         numbers = value if isinstance(value, list | tuple) else [value]  # betas come in pairs
         if any(isinstance(v, float) and not finite_number(v) for v in numbers):
             raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r} is not finite")
-        low, high = UNIT_INTERVAL.get(key, (None, None))
+        low, high = BOUNDS.get(key, (None, None))
         if low is not None and finite_number(value) and not low <= value <= high:
             raise ValueError(f"torch.optim.{cls.__name__}: {key}={value!r}; accepted: {low} to {high}")
     probe = torch.zeros(1, requires_grad=True)
@@ -77,9 +77,9 @@ def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
         raise ValueError(f"torch.optim.{cls.__name__} refuses {dict(kwargs)}: {detail}") from None
 
 
-UNIT_INTERVAL = {"momentum": (0.0, 1.0), "dampening": (0.0, 1.0),
-                 "weight_decay": (0.0, 1.0)}
-"""Keywords torch checks only from below: a momentum or decay above 1 can only diverge."""
+BOUNDS = {"momentum": (0.0, 1.0), "dampening": (0.0, 1.0), "weight_decay": (0.0, 1e4)}
+"""Keywords torch checks only from below: a momentum above 1 can only diverge, and a weight
+decay beyond 1e4 is a typo (AdamW's decoupled decay of 10 with a small rate is fine)."""
 
 
 NO_DECAY_MARKERS = ("bias", "log_sigma", "log_scale")

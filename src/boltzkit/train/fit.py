@@ -139,13 +139,16 @@ class Fit:
                               "train.metrics_examples: 0; set it > 0 or stop on 'loss'")
         return EarlyStopping(cfg.metric, direction, cfg.patience, cfg.min_delta, cfg.restore_best)
 
-    @property
-    def kept_epoch(self) -> int:
-        """The epoch whose weights the model holds: the best one where early stopping
-        restored it, else the last."""
-        if self.stopper is not None and self.stopper.restore_best and self.stopper.best_weights is not None \
-                and self.done():
-            return self.stopper.best_epoch
+    def keep_best(self) -> int:
+        """At the end of a run with early stopping's ``restore_best``: load the best epoch's
+        weights (a run that stopped early has them already) and return the epoch whose
+        weights the model holds. Called after the last checkpoint, which keeps the last
+        epoch's weights so that an extended run continues from them."""
+        if self.stopper is not None and self.stopper.restore_best and self.done():
+            if self.state.stopped_at is None:
+                self.stopper.restore(self.model)
+            if self.stopper.best_weights is not None:
+                return self.stopper.best_epoch
         return self.epochs_done
 
     @property
@@ -252,8 +255,6 @@ class Fit:
                     self.stopper.restore(model)
                     if progress:
                         bar.write(self.stopper.describe(state.stopped_at))
-                if self.done() and state.stopped_at is None and self.stopper is not None:
-                    self.stopper.restore(model)  # the budget ran out: end with the best epoch too
                 if on_epoch_end is not None:
                     on_epoch_end(metrics["epoch"] - 1, metrics)
         finally:
@@ -342,6 +343,7 @@ def fit(
     """
     session = Fit(config, dataset)
     session.run(progress=progress, on_epoch_end=on_epoch_end)
+    session.keep_best()
     return FitResult(session.config, session.model.eval(), session.history, session.task)
 
 

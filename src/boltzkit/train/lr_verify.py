@@ -17,10 +17,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 from ..config import RunConfig
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, DivergenceError
 from ..families import get_family
+from ..seeding import global_rng_state, set_global_rng_state
 from .fit import Fit, FitInterrupted
 
 FINALISTS = 2
@@ -76,6 +79,8 @@ def _score(config: RunConfig, dataset: Dataset, lr: float, epochs: float, metric
     """The validation ``metric`` after ``epochs`` (a fraction counts updates) at rate ``lr``
     (NaN when it diverged)."""
     run = config.with_overrides({"train.optimizer.lr": lr, "train.epochs": math.ceil(epochs)})
+    caller = global_rng_state()
+    torch.manual_seed(config.seed)  # dropout draws from the global generator: every candidate alike
     session = Fit(run, dataset)
     updates = round(epochs * session.batches.per_epoch)
     try:
@@ -85,6 +90,8 @@ def _score(config: RunConfig, dataset: Dataset, lr: float, epochs: float, metric
         metrics = session.task.epoch_metrics(session.model.eval(), session.epochs_done + 1)
     except DivergenceError:
         return math.nan
+    finally:
+        set_global_rng_state(caller)
     if metric not in metrics:
         raise ConfigError(f"lr-find --verify judges rates on {metric!r}, which this run does not log "
                           f"(logged: {', '.join(sorted(metrics))}); set train.metrics_examples > 0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from ..seeding import make_generator
 from .checkpoint import load_checkpoint, load_state_into, load_weights
 
 RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors", "evaluation.json",
-             "resumes.jsonl")
+             "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png")
+SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?\.(png|npz)"
+"""What ``boltzkit sample`` writes into a run."""
 RUN_FOLDERS = ("checkpoints", "tensorboard")
-"""What a run directory holds that ``--overwrite`` removes (with the figures and samples)."""
+"""What a run directory holds that ``--overwrite`` removes (with ``boltzkit sample``'s files)."""
 PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
 """Checkpoints and weights are written through a hidden ``.<name>.<random>`` temporary
 that a kill can leave behind."""
@@ -78,17 +81,17 @@ class RunDir:
         return sorted(self.checkpoints.glob("epoch-*.pt")) if self.checkpoints.is_dir() else []
 
     def clear(self) -> None:
-        """Delete the run in this directory: only what boltzkit writes, and only in a folder
-        that holds a run (``config.yaml``); anything else there is left, and named."""
+        """Delete the run in this directory: only the files a run writes, and only in a
+        folder whose ``config.yaml`` is a boltzkit config; anything else there is left."""
         if self.path.is_file():
             raise CheckpointError(f"--out {self.path} is a file, not a run directory")
         if not self.exists():
             return
+        self.read_config()  # a config.yaml that is not a boltzkit config: not a run, delete nothing
         for item in self.path.iterdir():
             if item.name in RUN_FOLDERS and item.is_dir():
                 shutil.rmtree(item)
-            elif item.is_file() and (item.name in RUN_FILES or item.suffix == ".png"
-                                     or item.name.startswith("samples-")):
+            elif item.is_file() and (item.name in RUN_FILES or re.fullmatch(SAMPLE_FILES, item.name)):
                 item.unlink()
 
     def remove_partial_files(self) -> None:

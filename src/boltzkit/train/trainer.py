@@ -19,10 +19,11 @@ from typing import Any
 
 from torch import nn
 
-from ..config import RunConfig
+from ..config import RunConfig, validate
 from ..data import DataLike
 from ..errors import CheckpointError, ConfigError, DivergenceError
 from ..families import GradientStep
+from ..optim.schedules import REACTIVE
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted, summarize
 from .run_dir import RunDir
@@ -153,7 +154,8 @@ def train(
                 board.close()
 
     with using_threads(session.threads.threads):  # figures run 100 chains x 1000 sweeps
-        checkpoint(run.last_checkpoint)
+        checkpoint(run.last_checkpoint)  # the last epoch's weights: an extended run goes on from them
+        kept = session.keep_best()
         model = session.model.eval()
         save_weights(run.weights, model, config.to_dict(), session.task.data_info)
         session.task.write_figures(run.path, model, session.history)
@@ -166,17 +168,20 @@ def train(
     summary = summarize(last, keys)
     if session.state.stopped_at is not None:
         summary += f" ({session.stopper.describe(session.state.stopped_at)})"
+    elif kept != session.epochs_done:
+        summary += f" (the weights are epoch {kept}'s, the best {session.stopper.metric})"
     return TrainResult(run.path, config, model, session.history, summary,
-                       session.epochs_done - epochs_before, session.kept_epoch)
+                       session.epochs_done - epochs_before, kept)
 
 
 def _resume(run: RunDir, session: Fit, config: RunConfig) -> TrainResult | None:
     """Load the run's last checkpoint into ``session`` and apply what the new config
     changes; a result (nothing trained) when there is nothing left to do."""
-    saved = run.read_config()
+    state = load_checkpoint(run.last_checkpoint, resumable=True)
+    # the checkpoint's own config: config.yaml may already hold changes a crash never applied
+    saved = validate(state["config"]) if isinstance(state.get("config"), dict) else run.read_config()
     changes = changed_keys(saved.to_dict(), config.to_dict())
     _check_resume_changes(run, changes)
-    state = load_checkpoint(run.last_checkpoint, resumable=True)
     try:
         session.load_state_dict(state["fit"])
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -184,13 +189,16 @@ def _resume(run: RunDir, session: Fit, config: RunConfig) -> TrainResult | None:
         raise CheckpointError(f"{run.last_checkpoint}: cannot resume from it ({type(err).__name__}: "
                               f"{detail})") from None
     if session.state.stopped_at is not None:
+        kept = session.keep_best()
         return TrainResult(run.path, config, session.model.eval(), session.history,
                            f"{run.path} was stopped early after epoch {session.state.stopped_at}; "
-                           "nothing to do", epochs_trained=0)
+                           "nothing to do", epochs_trained=0, kept_epoch=kept)
     if session.done() and not changes:
+        kept = session.keep_best()
         return TrainResult(run.path, config, session.model.eval(), session.history,
                            f"{run.path} already finished its {session.epochs_done} epochs; nothing "
-                           "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0)
+                           "to do (to train longer: --resume --set train.epochs=N)", epochs_trained=0,
+                           kept_epoch=kept)
     if "train.optimizer.lr" in changes:  # the checkpoint restored the old rate: rescale it
         step = session.train_step()
         if not isinstance(step, GradientStep):
@@ -215,9 +223,8 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 
 RESUMABLE_CHANGES = ("name", "threads", "device", "train.epochs", "train.optimizer.lr", "train.schedule.",
-                     "train.checkpoint_every", "train.metrics_examples", "train.early_stopping",
-                     "train.backoff", "train.tensorboard", "train.log_grad_norms", "train.clip_grad_",
-                     "eval.", "tune.")
+                     "train.checkpoint_every", "train.metrics_examples", "train.backoff",
+                     "train.tensorboard", "train.log_grad_norms", "train.clip_grad_", "eval.", "tune.")
 """Keys a resumed run may change: what it trains further, how it reports, how fast. The
 rest (model, data, sampler, optimizer settings held in the checkpoint) would be ignored or
 mix two runs, so they are refused."""
@@ -225,6 +232,10 @@ mix two runs, so they are refused."""
 
 def _check_resume_changes(run: RunDir, changes: dict[str, list]) -> None:
     refused = [key for key in changes if not key.startswith(RESUMABLE_CHANGES)]
+    if "train.schedule.unit" in changes:  # the saved step counter would be read in the other unit
+        refused.append("train.schedule.unit")
+    if "train.schedule.name" in changes and any(name in REACTIVE for name in changes["train.schedule.name"]):
+        refused.append("train.schedule.name")
     if refused:
         shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in ((k, changes[k]) for k in refused))
         raise ConfigError(f"--resume cannot change {shown}: the checkpoint in {run.path} was trained "
