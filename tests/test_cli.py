@@ -143,7 +143,7 @@ def test_threads_on_every_command_and_evaluate_follows_the_run(tmp_path, capsys,
     assert main(["sample", str(out), "--n", "4", "--steps", "2", "--threads", "2"]) == 0
     assert seen == [1, before, 2, before]  # the run's threads, then the flag; restored after each
     assert main(["evaluate", str(out), "--threads", "0"]) == 2
-    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert "--threads must be from 1 to 4,096, got 0" in capsys.readouterr().err
     assert main(["config", "--threads", "3"]) == 0 and "threads: 3" in capsys.readouterr().out
 
 
@@ -214,10 +214,12 @@ def test_overwrite_checks_first_and_deletes_only_what_a_run_writes(tmp_path, cap
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *FAST]) == 0
     (out / "notes.txt").write_text("mine")
+    assert main(["sample", str(out), "--n", "2", "--steps", "2", "--pt", "3"]) == 0
     assert main(["train", "--out", str(out), *FAST, "--overwrite", "--set", "train.early_stopping={metric: nope}"]) == 2
     assert (out / "model.safetensors").is_file()  # a refused config deletes nothing
     assert main(["train", "--out", str(out), *FAST, "--overwrite"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # not a file boltzkit writes
+    assert not list(out.glob("samples-n2-*"))  # boltzkit sample's files are a run's
 
 
 def test_resume_applies_a_new_rate_and_refuses_keys_the_checkpoint_fixes(tmp_path, capsys):

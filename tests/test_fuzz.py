@@ -224,6 +224,7 @@ def _run_dir_cases(folder: Path, good_run: Path) -> list[tuple[str, list[str]]]:
         ("sample --device banana", ["sample", str(good_run), "--device", "banana"]),
         ("evaluate --ais-runs huge", ["evaluate", str(good_run), "--ais-runs", "100000000000"]),
         ("evaluate --threads 0", ["evaluate", str(good_run), "--threads", "0"]),
+        ("sample --threads huge", ["sample", str(good_run), "--threads", "100000"]),
         ("evaluate --data missing", ["evaluate", str(good_run), "--data", str(folder / "nope.npz")]),
         ("evaluate --data txt", ["evaluate", str(good_run), "--data", str(a_file)]),
         ("lr-find --high inf", ["lr-find", *FAST, "--high", "inf", "--out", str(folder / "lr")]),

@@ -229,8 +229,8 @@ def _sample(args: argparse.Namespace) -> int:
                                           args.min_beta)
     except ValueError as err:
         raise BoltzkitError(f"boltzkit sample: {err}") from None
-    stem = Path(args.out) if args.out else RunDir(args.run).file(
-        f"samples-n{args.n}-k{args.steps}-s{args.seed}" + (f"-pt{args.pt}" if args.pt else ""))
+    stem = (Path(args.out) if args.out
+            else RunDir(args.run).samples_stem(args.n, args.steps, args.seed, args.pt))
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
@@ -389,8 +389,11 @@ def _in_range(flag: str, value: int, low: int, high: int) -> None:
 
 
 def _check_threads(args: argparse.Namespace) -> None:
-    if args.threads is not None and args.threads < 1:
-        raise BoltzkitError(f"--threads must be >= 1, got {args.threads}")
+    """``--threads`` of evaluate and sample, with the bounds the config's ``threads`` has."""
+    from .config import MAX_THREADS
+
+    if args.threads is not None:
+        _in_range("--threads", args.threads, 1, MAX_THREADS)
 
 
 def _seed_globally(seed: int) -> None:

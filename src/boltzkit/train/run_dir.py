@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint, load_state_into, load_weights
 RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors", "evaluation.json",
              "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png")
 SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?\.(png|npz)"
-"""What ``boltzkit sample`` writes into a run."""
+"""What ``boltzkit sample`` writes into a run (named by :meth:`RunDir.samples_stem`)."""
 RUN_FOLDERS = ("checkpoints", "tensorboard")
 """What a run directory holds that ``--overwrite`` removes (with ``boltzkit sample``'s files)."""
 PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
@@ -73,6 +73,10 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def samples_stem(self, n: int, steps: int, seed: int, temperatures: int = 0) -> Path:
+        """``samples-n<N>-k<K>-s<S>[-pt<M>]``: where ``boltzkit sample`` writes (``.png``, ``.npz``)."""
+        return self.file(f"samples-n{n}-k{steps}-s{seed}" + (f"-pt{temperatures}" if temperatures else ""))
 
     def exists(self) -> bool:
         return self.config.is_file()
