@@ -157,7 +157,7 @@ def test_mlp_from_a_pretrained_rbm_with_freezing(tmp_path):
 def test_pretrained_shape_mismatch_and_missing_labels(tmp_path):
     train(load_config(None, ["model.n_hidden=30", "train.epochs=1", "train.metrics_examples=50"]),
           tmp_path / "rbm", progress=False)
-    with pytest.raises(DataError, match="pretrained weights have shape \\(30, 64\\) but the first layer needs \\(64, 64\\)"):
+    with pytest.raises(DataError, match="pretrained layer 1 has weights of shape \\(30, 64\\) but hidden layer 1 needs \\(64, 64\\)"):
         train(load_config(None, [*MLP_FAST, f"model.pretrained={tmp_path / 'rbm'}"]),
               tmp_path / "mlp", progress=False)
     import numpy as np
@@ -166,3 +166,19 @@ def test_pretrained_shape_mismatch_and_missing_labels(tmp_path):
     with pytest.raises(DataError, match="needs labels and this data set has none"):
         train(load_config(None, [*MLP_FAST, "data.name=npz", f"data.path={tmp_path / 'nolabels.npz'}"]),
               tmp_path / "x", progress=False)
+
+
+def test_load_pretrained_layers_sets_each_layer_and_refuses_too_many():
+    model = MLP(6, [4, 3], 2, activation="sigmoid")
+    g = torch.Generator().manual_seed(0)
+    layers = [(torch.randn(4, 6, generator=g), torch.randn(4, generator=g)),
+              (torch.randn(3, 4, generator=g), torch.randn(3, generator=g))]
+    model.load_pretrained_layers(layers, freeze=True)
+    for (weight, bias), block in zip(layers, model.hidden, strict=True):
+        assert torch.equal(block[0].weight, weight) and torch.equal(block[0].bias, bias)
+        assert not block[0].weight.requires_grad
+    assert model.output.weight.requires_grad
+    with pytest.raises(ValueError, match="3 pretrained layers but the MLP has 2 hidden layers"):
+        model.load_pretrained_layers([*layers, layers[0]])
+    with pytest.raises(ValueError, match="pretrained layer 2 has weights of shape \\(4, 6\\) but hidden layer 2 needs \\(3, 4\\)"):
+        model.load_pretrained_layers([layers[0], layers[0]])

@@ -55,8 +55,10 @@ class Capabilities:
         exact_likelihood: small models get an exact log-likelihood.
         ais_likelihood: annealed importance sampling estimates its log-likelihood.
         evaluate: ``boltzkit evaluate`` reports on it (the task implements ``evaluate``).
-        seeds_mlp: an MLP's first layer can start from it (``model.pretrained``); the
-            model then has ``hidden_affine() -> (A, c)``.
+        seeds_mlp: an MLP's first hidden layers can start from it (``model.pretrained``);
+            the model then has ``hidden_affines() -> [(A_1, c_1), ...]``, one pair per layer
+            with ``A_l`` ``(H_{l-1}, H_l)`` and ``c_l`` ``(H_l,)``: layer ``l`` of the
+            MLP computes ``act(x A_l + c_l)`` from the layer below.
         lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
     """
 

@@ -1,6 +1,6 @@
 """Multilayer perceptron classifiers (``model.type: mlp``) with the classic fast-training
 knobs (initialisation, activation, batch normalisation, dropout) and a first layer that
-can start from a trained RBM (``pretrained``)."""
+can start from a trained RBM or stack (``pretrained``)."""
 
 from __future__ import annotations
 
@@ -86,11 +86,11 @@ class ClassifierTask(Task):
             source = load_run_model(cfg.pretrained)
             if not get_family(source.config.model.type).capabilities.seeds_mlp:
                 raise DataError(f"{cfg.pretrained}: model.pretrained must be a run of a family that can "
-                                f"seed an MLP (an RBM run); it holds a model.type "
+                                f"seed an MLP (an RBM or a stack); it holds a model.type "
                                 f"{source.config.model.type!r}")
             try:
-                weight, bias = source.model.hidden_affine()  # centering and Gaussian scaling folded in
-                model.load_pretrained_layer(weight.T, bias, freeze=cfg.freeze_pretrained)
+                layers = [(weight.T, bias) for weight, bias in source.model.hidden_affines()]
+                model.load_pretrained_layers(layers, freeze=cfg.freeze_pretrained)
             except ValueError as err:
                 raise DataError(f"{cfg.pretrained}: {err}") from None
         return model

@@ -122,17 +122,22 @@ class MLP(nn.Module):
     def first_linear(self) -> nn.Linear:
         return self.hidden[0][0] if len(self.hidden) else self.output
 
-    def load_pretrained_layer(self, weight: Tensor, bias: Tensor, freeze: bool = False) -> None:
-        """Set the first layer from pretrained ``weight`` (``(H, D)``) and ``bias`` (``(H,)``),
-        e.g. an RBM's ``W^T`` and hidden biases; ``freeze`` stops their training."""
-        layer = self.first_linear()
-        if tuple(weight.shape) != tuple(layer.weight.shape):
-            raise ValueError(
-                f"pretrained weights have shape {tuple(weight.shape)} but the first layer needs "
-                f"{tuple(layer.weight.shape)} (hidden width x inputs)"
-            )
-        with torch.no_grad():
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias)
-        layer.weight.requires_grad_(not freeze)
-        layer.bias.requires_grad_(not freeze)
+    def load_pretrained_layers(self, layers: Sequence[tuple[Tensor, Tensor]], freeze: bool = False) -> None:
+        """Set the first ``len(layers)`` hidden layers from pretrained ``(weight, bias)`` pairs,
+        ``weight`` ``(H_l, H_{l-1})`` and ``bias`` ``(H_l,)`` (an RBM's ``W^T`` and hidden
+        biases, or each layer of a stack); ``freeze`` stops their training."""
+        if len(layers) > max(len(self.hidden), 1):
+            raise ValueError(f"{len(layers)} pretrained layers but the MLP has {len(self.hidden)} "
+                             "hidden layers (model.hidden_layers needs at least as many)")
+        linears = [block[0] for block in self.hidden] or [self.output]
+        for depth, ((weight, bias), layer) in enumerate(zip(layers, linears, strict=False), 1):
+            if tuple(weight.shape) != tuple(layer.weight.shape):
+                raise ValueError(
+                    f"pretrained layer {depth} has weights of shape {tuple(weight.shape)} but hidden "
+                    f"layer {depth} needs {tuple(layer.weight.shape)} (width x inputs)"
+                )
+            with torch.no_grad():
+                layer.weight.copy_(weight)
+                layer.bias.copy_(bias)
+            layer.weight.requires_grad_(not freeze)
+            layer.bias.requires_grad_(not freeze)

@@ -194,5 +194,9 @@ class RBM(nn.Module):
         eye = torch.eye(self.n_visible, dtype=self.weight.dtype, device=self.weight.device)
         return plain.visible.scaled(eye) @ plain.weight, plain.hidden.bias.detach().clone()
 
+    def hidden_affines(self) -> list[tuple[Tensor, Tensor]]:
+        """``[hidden_affine()]``: the layers an MLP starts from (one for an RBM)."""
+        return [self.hidden_affine()]
+
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, centered={self.centered}"

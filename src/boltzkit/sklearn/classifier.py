@@ -116,8 +116,8 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
                 rbm.set_params(learning_rate=self.pretrain_learning_rate)
             self.rbm_ = rbm.fit(X)
             weight, bias = self.rbm_.rbm_.hidden_affine()  # centering and Gaussian scaling folded in
-            session.model.load_pretrained_layer(weight.T.to(session.device), bias.to(session.device),
-                                                freeze=self.freeze_pretrained)
+            session.model.load_pretrained_layers([(weight.T.to(session.device), bias.to(session.device))],
+                                                 freeze=self.freeze_pretrained)
 
         def report(epoch: int, metrics: dict) -> None:
             if self.verbose:
