@@ -1,0 +1,259 @@
+"""Deep Boltzmann machine: binary layers ``x_0 = v, x_1, ..., x_L``, each coupled only to
+its neighbours (Salakhutdinov & Hinton, AISTATS 2009), optionally centered (Montavon &
+Muller 2012; Melchior, Fischer & Wiskott, JMLR 2016).
+
+Energy of a joint state (a list of ``L + 1`` tensors ``x_l`` of shape ``(B, n_l)``)::
+
+    E(x) = -sum_l b_l . x_l - sum_{l=1}^{L} (x_{l-1} - mu_{l-1}) W_l (x_l - mu_l)
+
+with ``W_l`` of shape ``(n_{l-1}, n_l)`` and offsets ``mu_l`` (0 without centering). The
+energy is linear in each layer, and a layer's units are independent given its
+neighbours: ``p(x_l = 1 | rest) = sigmoid(a_l)`` with the input
+
+    a_l = b_l + (x_{l-1} - mu_{l-1}) W_l + (x_{l+1} - mu_{l+1}) W_{l+1}^T.
+
+Hence layers of one parity can be summed out in closed form given the others: with the
+layers ``S`` (no two adjacent) summed out,
+
+    F(x_rest) = E(x with x_S = 0) - sum_{l in S} sum_j softplus(a_lj).
+
+Everything the estimators and samplers need is built from :meth:`energy`,
+:meth:`layer_input` and :meth:`free_energy`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..units import bernoulli
+
+States = list[Tensor]
+"""One tensor per layer, ``(B, n_l)``; a summed-out layer may be ``None``."""
+
+
+class DBM(nn.Module):
+    """A deep Boltzmann machine with Bernoulli units on every layer.
+
+    Args:
+        sizes: ``[n_0, n_1, ..., n_L]``: the visible layer and at least two hidden layers.
+        init_std: standard deviation of the Gaussian initial weights.
+        generator: random source for the initial weights.
+        centered: use offsets ``mu_l`` (buffers ``offset{l}``, saved with the weights),
+            kept near the mean of each layer on the data by :meth:`update_offsets`.
+    """
+
+    def __init__(self, sizes: Sequence[int], init_std: float = 0.01,
+                 generator: torch.Generator | None = None, centered: bool = False):
+        super().__init__()
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 3:
+            raise ValueError(f"Invalid DBM sizes {sizes}: a visible layer and at least two hidden "
+                             "layers are needed (one hidden layer is an RBM)")
+        if min(sizes) < 1:
+            raise ValueError(f"Invalid number of units in DBM sizes {sizes} (expected >= 1 per layer)")
+        if init_std < 0:
+            raise ValueError(f"Invalid init_std: {init_std} (expected >= 0)")
+        self.sizes = sizes
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(a, b, generator=generator) * init_std)
+            for a, b in zip(sizes, sizes[1:], strict=False))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes)
+        self.centered = centered
+        for depth, n in enumerate(sizes):
+            self.register_buffer(f"offset{depth}", torch.full((n,), 0.5 if centered and depth else 0.0))
+
+    # ---------------------------------------------------------------- structure
+
+    @property
+    def n_layers(self) -> int:
+        """``L + 1``: the visible layer and the hidden layers."""
+        return len(self.sizes)
+
+    @property
+    def n_visible(self) -> int:
+        return self.sizes[0]
+
+    def offsets(self) -> list[Tensor]:
+        return [getattr(self, f"offset{depth}") for depth in range(self.n_layers)]
+
+    def _centered(self, x: Tensor, depth: int) -> Tensor:
+        return x - getattr(self, f"offset{depth}") if self.centered else x
+
+    # ---------------------------------------------------------------- energy
+
+    def layer_input(self, states: States, depth: int) -> Tensor:
+        """``a_l = b_l + (x_{l-1} - mu_{l-1}) W_l + (x_{l+1} - mu_{l+1}) W_{l+1}^T``, ``(B, n_l)``;
+        only the neighbours of layer ``l`` are read."""
+        a = self.biases[depth]
+        if depth > 0:
+            a = a + self._centered(states[depth - 1], depth - 1) @ self.weights[depth - 1]
+        if depth < self.n_layers - 1:
+            a = a + self._centered(states[depth + 1], depth + 1) @ self.weights[depth].T
+        return a
+
+    def energy(self, states: States) -> Tensor:
+        """``E(x)``, shape ``(B,)``."""
+        e = -sum(x @ b for x, b in zip(states, self.biases, strict=True))
+        for depth, weight in enumerate(self.weights):
+            below = self._centered(states[depth], depth)
+            above = self._centered(states[depth + 1], depth + 1)
+            e = e - ((below @ weight) * above).sum(dim=-1)
+        return e
+
+    def free_energy(self, states: States, summed: Sequence[int]) -> Tensor:
+        """``F = -log sum_{x_S} exp(-E(x))`` with the layers ``summed`` (no two adjacent)
+        summed out; their entries in ``states`` are ignored. ``(B,)``."""
+        summed = sorted(set(summed))
+        if any(b - a == 1 for a, b in zip(summed, summed[1:], strict=False)):
+            raise ValueError(f"adjacent layers {summed} cannot be summed out in closed form")
+        batch = next(x for depth, x in enumerate(states) if depth not in summed)
+        zeros = [batch.new_zeros(len(batch), n) if depth in summed else x
+                 for depth, (x, n) in enumerate(zip(states, self.sizes, strict=True))]
+        f = self.energy(zeros)
+        for depth in summed:
+            f = f - F.softplus(self.layer_input(zeros, depth)).sum(dim=-1)
+        return f
+
+    # ---------------------------------------------------------------- sampling
+
+    def sample_layers(self, states: States, parity: int, generator: torch.Generator | None,
+                      beta: float | Tensor = 1.0) -> States:
+        """A copy of ``states`` with every layer of ``parity`` (0: even, 1: odd) drawn from
+        ``p_beta(x_l | neighbours) = sigmoid(beta a_l)``; ``beta`` may be a column ``(B, 1)``
+        (one inverse temperature per row)."""
+        new = list(states)
+        for depth in range(parity, self.n_layers, 2):
+            new[depth] = bernoulli(torch.sigmoid(beta * self.layer_input(states, depth)), generator)
+        return new
+
+    def gibbs(self, states: States, sweeps: int, generator: torch.Generator | None,
+              beta: float | Tensor = 1.0) -> States:
+        """``sweeps`` alternating updates: odd layers given even, then even given odd."""
+        for _ in range(sweeps):
+            states = self.sample_layers(self.sample_layers(states, 1, generator, beta), 0, generator, beta)
+        return states
+
+    def visible_mean(self, states: States) -> Tensor:
+        """``p(v = 1 | x_1)``, ``(B, n_0)``."""
+        return torch.sigmoid(self.layer_input(states, 0))
+
+    def base_states(self, n: int, generator: torch.Generator | None) -> States:
+        """``n`` states with every layer drawn from ``sigmoid(b_l)`` alone (no couplings)."""
+        weight = self.weights[0]
+        return [bernoulli(torch.sigmoid(b.detach()).expand(n, -1).to(weight.dtype), generator)
+                for b in self.biases]
+
+    def sample(self, n: int, steps: int = 1000, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` visible samples ``(n, n_0)`` after ``steps`` Gibbs sweeps from the biases' base rates."""
+        with torch.no_grad():
+            return self.gibbs(self.base_states(n, generator), steps, generator)[0]
+
+    # ---------------------------------------------------------------- mean field
+
+    def recognition(self, v: Tensor, layers: int | None = None) -> States:
+        """The bottom-up pass that starts mean field (Salakhutdinov & Hinton 2012): every
+        hidden layer but the top receives its input from below doubled, standing in for
+        the missing input from above; the top layer receives it once. ``[v, mu_1, ...]``
+        up to ``layers`` hidden layers (default all)."""
+        top = self.n_layers - 1
+        states = [v]
+        for depth in range(1, (top if layers is None else layers) + 1):
+            factor = 1.0 if depth == top else 2.0
+            below = self._centered(states[-1], depth - 1) @ self.weights[depth - 1]
+            states.append(torch.sigmoid(self.biases[depth] + factor * below))
+        return states
+
+    def mean_field(self, v: Tensor, max_iter: int = 30, tol: float = 1e-4) -> tuple[States, int]:
+        """The fully factorised posterior ``q(h | v) = prod_l prod_j mu_lj^h (1 - mu_lj)^(1-h)``
+        that maximises :meth:`variational_bound`, by fixed-point iteration
+
+            mu_l <- sigmoid(a_l(v, mu)),  l = 1, ..., L in turn,
+
+        from :meth:`recognition`, until no mean moves by more than ``tol`` or ``max_iter``
+        sweeps. Each layer update is the exact maximiser of the bound over that layer
+        given the others (its units are independent given the neighbours), so the bound
+        never decreases. Returns ``[v, mu_1, ..., mu_L]`` and the sweeps taken.
+        """
+        states = self.recognition(v)
+        for sweep in range(1, max_iter + 1):
+            change = 0.0
+            for depth in range(1, self.n_layers):
+                new = torch.sigmoid(self.layer_input(states, depth))
+                change = max(change, (new - states[depth]).abs().max().item())
+                states[depth] = new
+            if change < tol:
+                return states, sweep
+        return states, max_iter
+
+    def variational_bound(self, states: States) -> Tensor:
+        """``-E(v, mu) + sum_l H(mu_l)``, ``(B,)``: with ``log Z`` subtracted, a lower bound on
+        ``log p(v)`` for any factorised ``q`` with means ``mu`` (``E_q[E] = E(v, mu)``
+        because the energy is linear in each layer and ``q`` makes layers independent)."""
+        entropy = sum(_bernoulli_entropy(mu).sum(dim=-1) for mu in states[1:])
+        return -self.energy(states) + entropy
+
+    @torch.no_grad()
+    def init_from_data(self, data_mean: Tensor) -> None:
+        """Visible biases ``logit(p)`` of the data's pixel means ``p`` (clipped to [1e-3,
+        1 - 1e-3]: Hinton's practical guide, Sec. 8); with centering, ``mu_0 = p``."""
+        p = data_mean.to(self.biases[0]).clamp(1e-3, 1 - 1e-3)
+        self.biases[0].copy_(torch.log(p) - torch.log1p(-p))
+        if self.centered:
+            self.offset0.copy_(data_mean.to(self.offset0))
+
+    # ---------------------------------------------------------------- centering
+
+    @torch.no_grad()
+    def set_offsets(self, targets: Sequence[Tensor]) -> None:
+        """Move the offsets to ``targets`` and re-parametrise the biases so that ``p(x)`` is
+        unchanged: moving ``mu_l`` by ``d`` adds ``x_{l-1} . W_l d`` and ``d W_{l+1} . x_{l+1}``
+        (plus constants) to the energy, undone by ``b_{l-1} += W_l d`` and
+        ``b_{l+1} += W_{l+1}^T d``."""
+        shifts = [target.to(mu) - mu for target, mu in zip(targets, self.offsets(), strict=True)]
+        for depth, weight in enumerate(self.weights):
+            self.biases[depth].add_(weight @ shifts[depth + 1])
+            self.biases[depth + 1].add_(shifts[depth] @ weight)
+        for mu, d in zip(self.offsets(), shifts, strict=True):
+            mu.add_(d)
+
+    @torch.no_grad()
+    def update_offsets(self, states: States, rate: float) -> None:
+        """Centered models: move each ``mu_l`` a fraction ``rate`` toward the batch mean of
+        ``states[l]`` (the data and its mean-field posterior)."""
+        if self.centered:
+            self.set_offsets([mu + rate * (x.mean(dim=0) - mu)
+                              for mu, x in zip(self.offsets(), states, strict=True)])
+
+    @torch.no_grad()
+    def without_offsets(self) -> DBM:
+        """A plain copy whose energy differs from this model's by a constant only (the same
+        distribution); a model without centering is returned as is."""
+        if not self.centered:
+            return self
+        plain = copy.deepcopy(self)
+        plain.set_offsets([torch.zeros_like(mu) for mu in self.offsets()])
+        plain.centered = False
+        return plain
+
+    @torch.no_grad()
+    def hidden_affines(self) -> list[tuple[Tensor, Tensor]]:
+        """``[(A_l, c_l)]`` of :meth:`recognition` on the plain model: ``mu_l = sigmoid(mu_{l-1}
+        A_l + c_l)`` with ``A_l = 2 W_l`` below the top and ``W_l`` at the top. A sigmoid MLP
+        started from them computes the bottom-up pass that starts mean field."""
+        plain = self.without_offsets()
+        top = self.n_layers - 1
+        return [((1.0 if depth == top else 2.0) * plain.weights[depth - 1].detach().clone(),
+                 plain.biases[depth].detach().clone()) for depth in range(1, self.n_layers)]
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}, centered={self.centered}"
+
+
+def _bernoulli_entropy(p: Tensor) -> Tensor:
+    """``-p log p - (1 - p) log(1 - p)`` elementwise, 0 at ``p`` in {0, 1}."""
+    return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
