@@ -19,11 +19,14 @@ import toy_family
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
 from boltzkit.estimate.ais import ais_base, ais_log_partition, reverse_ais_log_likelihood
+from boltzkit.estimate.dbm import dbm_log_likelihood, dbm_log_partition
 from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
 from boltzkit.estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from boltzkit.families import family_names, get_family, unregister
 from boltzkit.models import MLP, RBM, BoltzmannMachine
+from boltzkit.models.dbm import DBM
 from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEnergyGap
+from boltzkit.objectives.dbm import DBMLearning, ModifiedRBMPretraining
 from boltzkit.sampling import (
     ContrastiveChains,
     ParallelTempering,
@@ -31,6 +34,7 @@ from boltzkit.sampling import (
     gibbs_sweeps,
     temperature_ladder,
 )
+from boltzkit.sampling.dbm import DBMChains
 from boltzkit.train import Fit
 from boltzkit.train.fit import FitInterrupted
 from helpers import all_binary
@@ -163,6 +167,38 @@ def _mixture_next_sample(model, v, g):
     return model.sample(len(v), g)[0]
 
 
+def _dbm_data_statistics(states):
+    n = len(states[0])
+    stats = {f"weights.{d}": states[d].T @ states[d + 1] / n for d in range(len(states) - 1)}
+    return stats | {f"biases.{d}": x.mean(0) for d, x in enumerate(states)}
+
+
+def _dbm_gradient(model, objective, batch):
+    """Joint learning: ``-(<x_l x_l+1>_{v, mean field} - <x_l x_l+1>_chains)`` and likewise for the
+    biases; greedy pretraining of layer 1: the CD statistics of its modified RBM."""
+    if isinstance(objective, ModifiedRBMPretraining):
+        w, b1 = model.weights[0].detach(), model.biases[1].detach()
+        h_data = torch.sigmoid(2 * batch @ w + b1)
+        x_model = objective.negatives
+        h_model = torch.sigmoid(2 * x_model @ w + b1)
+        return {"weights.0": -(batch.T @ h_data - x_model.T @ h_model) / len(batch),
+                "biases.0": -(batch - x_model).mean(0), "biases.1": -(h_data - h_model).mean(0)}
+    data, chains = _dbm_data_statistics(objective.positive), _dbm_data_statistics(objective.negatives)
+    return {key: -(data[key] - chains[key]) for key in data}
+
+
+def _dbm_brute_log_marginal(model, v):
+    hidden = all_binary(sum(model.sizes[1:]))
+    cut = model.sizes[1]
+    energies = torch.stack([model.energy([row.expand(len(hidden), -1), hidden[:, :cut], hidden[:, cut:]])
+                            for row in v])
+    return torch.logsumexp(-energies, 1)
+
+
+def _dbm_next_sample(model, v, g):
+    return torch.cat(model.gibbs(model.recognition(v), 1, g), 1)
+
+
 def _labelled(model, n, seed):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, model.hidden[0][0].in_features, generator=g, dtype=torch.float64),
@@ -232,6 +268,17 @@ CASES = {
         _bm_gradient, lambda m, v: bm_log_likelihood(m, v) + bm_log_partition(m), _bm_brute_log_marginal,
         [(lambda: BoltzmannMachine(0, 2), "Invalid sizes: 0 visible"),
          (lambda: BoltzmannMachine(2, 2, torch.eye(4, dtype=torch.bool)), "mask must be a symmetric")]),
+    "dbm": Case(
+        "dbm", lambda: _randomize(DBM([5, 4, 3]).double(), 0.8, 10), _binary_visible,
+        ["model={type: dbm, layers: [6, 4], pretrain_epochs: 1}", "data.binarize=threshold",
+         "train.n_chains=20"],
+        _dbm_next_sample,
+        {"pcd": lambda g: DBMLearning(DBMChains(5, 2, g), 30, 1e-10),
+         "pt": lambda g: DBMLearning(DBMChains(5, 1, g, temperature_ladder(3, 0.5)), 30, 1e-10),
+         "pretrain layer 1": lambda g: ModifiedRBMPretraining(1, 2, g)},
+        _dbm_gradient, lambda m, v: dbm_log_likelihood(m, v) + dbm_log_partition(m), _dbm_brute_log_marginal,
+        [(lambda: DBM([4, 3]), "a visible layer and at least two hidden layers"),
+         (lambda: DBM([4, 0, 2]), "Invalid number of units in DBM sizes \\[4, 0, 2\\]")]),
     "mlp": Case(
         "mlp", lambda: _randomize(MLP(4, [5], 3, activation="tanh", dropout=0.2).double(), 0.6, 8),
         _labelled, ["model={type: mlp, hidden_layers: [16], dropout: 0.2}", "data.binarize=none"],

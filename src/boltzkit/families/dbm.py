@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import ConfigError
 from ..estimate.ais import base_rate_bias
@@ -35,8 +35,8 @@ from ..sampling.tempering import temperature_ladder
 from ..sections import Section
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .registry import register
 from .rbm import GenerativeTask
+from .registry import register
 from .steps import GradientStep, Stage, TrainStep
 
 
@@ -183,7 +183,8 @@ class DBMTask(GenerativeTask):
     @torch.no_grad()
     def epoch_metrics(self, model: DBM, epoch: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        subsets = [(name, v) for name, v in (("train", self.monitor_train), ("val", self.monitor_val)) if len(v)]
+        monitors = (("train", self.monitor_train), ("val", self.monitor_val))
+        subsets = [(name, v) for name, v in monitors if len(v)]
         for name, v in subsets:
             metrics[f"{name}_recon_error"] = ((self._reconstruction(model, v) - v) ** 2).sum(1).mean().item()
         evaluation = self.config.eval
