@@ -25,7 +25,9 @@ from boltzkit.estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from boltzkit.families import family_names, get_family, unregister
 from boltzkit.models import MLP, RBM, BoltzmannMachine
 from boltzkit.models.dbm import DBM
+from boltzkit.models.gan import GAN
 from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEnergyGap
+from boltzkit.objectives.adversarial import DiscriminatorLoss
 from boltzkit.objectives.dbm import DBMLearning, ModifiedRBMPretraining
 from boltzkit.sampling import (
     ContrastiveChains,
@@ -197,6 +199,30 @@ def _dbm_brute_log_marginal(model, v):
 
 def _dbm_next_sample(model, v, g):
     return torch.cat(model.gibbs(model.recognition(v), 1, g), 1)
+def _gan_discriminator_gradient(model, objective, real):
+    """The discriminator's output layer, ``d = a . w + b`` on features ``a``: ``dL/dd`` is
+    ``-sigma(-d_r) / B`` and ``sigma(d_f) / B`` (non-saturating) or ``-[d_r < 1] / B`` and
+    ``[d_f > -1] / B`` (hinge), on the real batch and the objective's last fakes."""
+    head = model.discriminator.output
+    a_real, a_fake = model.discriminator.features(real), model.discriminator.features(objective.fakes)
+    d_real, d_fake = head(a_real).squeeze(1), head(a_fake).squeeze(1)
+    if objective.kind == "non_saturating":
+        g_real, g_fake = -torch.sigmoid(-d_real) / len(real), torch.sigmoid(d_fake) / len(d_fake)
+    else:
+        g_real, g_fake = -(d_real < 1).double() / len(real), (d_fake > -1).double() / len(d_fake)
+    weight = g_real @ a_real + g_fake @ a_fake
+    return {"discriminator.output.weight": weight[None].detach(),
+            "discriminator.output.bias": (g_real.sum() + g_fake.sum()).reshape(1).detach()}
+
+
+def _unit_interval(model, n, seed):
+    """Examples in [0, 1] as wide as the discriminator's input."""
+    return torch.rand(n, model.discriminator.hidden[0].in_features,
+                      generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _gan_next_sample(model, v, g):
+    return model.sample(len(v), g)
 
 
 def _labelled(model, n, seed):
@@ -291,6 +317,21 @@ CASES = {
         _binary_visible, [f"model={{type: {toy_family.NAME}, components: 4}}", "data.binarize=threshold"],
         _mixture_next_sample, {"nll": lambda g: toy_family.NegativeLogLikelihood()}, _mixture_gradient,
         lambda m, v: m.log_prob(v), _mixture_brute_log_marginal),
+    "gan": Case(
+        "gan", lambda: _randomize(GAN(4, 3, generator_layers=[5], discriminator_layers=[5], ema=0.9,
+                                      generator=torch.Generator().manual_seed(10)).double(), 0.6, 10),
+        _unit_interval, ["model={type: gan, latent: 8, generator_layers: [16], discriminator_layers: [16], "
+                         "loss: hinge, d_steps: 2, spectral_norm: true, ema: 0.9}", "data.binarize=none",
+                         "train.optimizer={name: adam, lr: 0.001, betas: [0.5, 0.999]}",
+                         "train.schedule={name: cosine, unit: step}"],
+        _gan_next_sample,
+        {"non-saturating discriminator": lambda g: DiscriminatorLoss("non_saturating", 0.0, g),
+         "hinge discriminator": lambda g: DiscriminatorLoss("hinge", 0.0, g)},
+        _gan_discriminator_gradient,
+        invalid=[(lambda: GAN(0), "Invalid number of features: 0"),
+                 (lambda: GAN(4, architecture="resnet"), "unknown architecture 'resnet'; accepted: mlp, dcgan"),
+                 (lambda: GAN(4, ema=1.0), "Invalid ema decay: 1.0"),
+                 (lambda: GAN(64, architecture="dcgan"), "the dcgan architecture needs an image shape")]),
 }
 def _capabilities(case: Case):
     """What the case's family declares (the toy family is registered only while this
@@ -499,7 +540,8 @@ def test_fit_logs_only_declared_metrics_and_resumes_exactly(name, device):
     full.run(on_epoch_end=lambda epoch, metrics: saved.append(copy.deepcopy(full.state_dict())))
     logged = {k for row in full.history for k in row}
     assert not {k for k in logged if not family.logs(k) and k != "stage"}
-    assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy"}  # the family's own
+    assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy",
+                     family.default_metric}  # the family's own
     assert len(saved) == len(full.history) == sum(stage.epochs for stage in full.stages)
     torch.manual_seed(0)
     cut = Fit(config)  # stopped in the middle of the second epoch
@@ -531,5 +573,5 @@ def test_config_validates_only_the_family_keys(name):
 
 
 def test_unknown_family_is_a_config_error_naming_the_accepted_ones():
-    with pytest.raises(ConfigError, match="config key 'model.type': invalid value 'gan'; accepted: 'rbm', 'bm', 'mlp'"):
-        load_config(None, ["model.type=gan"])
+    with pytest.raises(ConfigError, match="config key 'model.type': invalid value 'flow'; accepted: 'rbm', 'bm', "):
+        load_config(None, ["model.type=flow"])

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
@@ -28,9 +27,8 @@ from pydantic import (
 
 from .errors import BoltzkitError, ConfigError, ConfigWarning
 from .families import ModelSection, family_names, get_family
-from .optim.optimizers import check_optimizer_kwargs, check_optimizer_values
-from .optim.schedules import REACTIVE, check_schedule
-from .sections import Section
+from .optim.schedules import REACTIVE
+from .sections import OptimizerConfig, ScheduleConfig, Section  # noqa: F401 (re-exported)
 
 PRESET_DIR = "presets"
 DEFAULT_PRESET = "rbm-digits"
@@ -104,43 +102,6 @@ class DataConfig(Section):
         ):
             raise ValueError(f"data.image_shape must be [height, width], got {self.image_shape}")
         return self
-
-
-class OptimizerConfig(BaseModel):
-    """``name`` picks a ``torch.optim`` class; the other keys are its keyword arguments."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
-    name: str = "sgd"
-    lr: float = Field(0.05, gt=0, le=1e4)
-    """At most 10,000: beyond, every optimizer diverges on the first update."""
-    decay_biases: bool = False
-    """Apply ``weight_decay`` to biases and variances too (default: couplings only)."""
-
-    @model_validator(mode="after")
-    def _known_arguments(self) -> OptimizerConfig:
-        check_optimizer_kwargs(self.name, self.kwargs())
-        check_optimizer_values(self.name, self.kwargs())
-        return self
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the optimizer class (all but ``name`` and ``decay_biases``)."""
-        return {"lr": self.lr, **(self.model_extra or {})}
-
-
-class ScheduleConfig(BaseModel):
-    """``name`` picks a schedule; ``unit`` says whether it steps per epoch or per batch."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
-    name: str = "constant"
-    unit: Literal["epoch", "step"] = "epoch"
-
-    @model_validator(mode="after")
-    def _known_parameters(self) -> ScheduleConfig:
-        check_schedule(self.name, self.params())
-        return self
-
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class TemperingConfig(Section):

@@ -84,9 +84,11 @@ class Task:
         return [Stage("train", epochs, lambda: self.gradient_step(model, self.build_objective(), epochs))]
 
     def gradient_step(self, model: nn.Module, objective: Objective, epochs: int,
-                      train_config=None) -> GradientStep:
+                      train_config=None, updates: int | None = None) -> GradientStep:
         """``objective`` with the optimizer, schedule and clipping of ``train_config``
-        (default: the run's ``train`` section), the schedule spanning ``epochs``."""
+        (default: the run's ``train`` section), the schedule spanning ``epochs`` (a per-step
+        schedule: ``updates``, default ``epochs`` x steps per epoch, for a step that does
+        not update on every batch)."""
         cfg = train_config or self.config.train
         schedule_params = cfg.schedule.params()
         if cfg.schedule.name in REACTIVE:  # it watches a metric: one this family logs, per epoch
@@ -98,7 +100,7 @@ class Task:
                     f"epoch; it needs unit: epoch and a metric that model.type {self.family.name!r} "
                     f"logs, e.g. {', '.join(examples)}")
         optimizer = make_optimizer(model, cfg.optimizer)
-        total = epochs if cfg.schedule.unit == "epoch" else epochs * self.steps_per_epoch()
+        total = epochs if cfg.schedule.unit == "epoch" else updates or epochs * self.steps_per_epoch()
         schedule = make_schedule(optimizer, cfg.schedule.name, total, cfg.schedule.unit,
                                  direction=self.family.direction, **schedule_params)
         closed_form = cfg.gradient == "closed_form" or (cfg.gradient == "auto" and
@@ -131,6 +133,9 @@ class Task:
 
         plots.save_curves(history, out / "curves.png", {"loss": ["loss"], "learning rate": ["lr"]},
                           title=out.name)
+
+    def epoch_figures(self, out: Path, model: nn.Module, epoch: int) -> None:
+        """Figures drawn into the run folder ``out`` after every epoch (default: none)."""
 
     def split(self, name: str) -> Tensor:
         """The features of split ``name`` (a :class:`DataError` if the data set has none)."""

@@ -24,8 +24,9 @@ RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors",
              "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png")
 SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?\.(png|npz)"
 """What ``boltzkit sample`` writes into a run (named by :meth:`RunDir.samples_stem`)."""
-RUN_FOLDERS = ("checkpoints", "tensorboard")
-"""What a run directory holds that ``--overwrite`` removes (with ``boltzkit sample``'s files)."""
+RUN_FOLDERS = ("checkpoints", "tensorboard", "samples")
+"""What a run directory holds that ``--overwrite`` removes (with ``boltzkit sample``'s files);
+``samples/`` holds the sample grids some families draw after every epoch."""
 PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
 """Checkpoints and weights are written through a hidden ``.<name>.<random>`` temporary
 that a kill can leave behind."""

@@ -127,6 +127,7 @@ def train(
 
     def epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         run.write_metrics(session.history)
+        session.task.epoch_figures(run.path, session.model, epoch + 1)
         if board is not None:
             board.log(metrics)
         every = config.train.checkpoint_every

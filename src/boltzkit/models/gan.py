@@ -1,0 +1,372 @@
+"""Generative adversarial networks (Goodfellow et al., 2014): networks and losses.
+
+A generator ``G`` maps noise ``z ~ N(0, I_L)`` (``L = latent``) to an example
+``x = G(z)`` in ``[0, 1]^D`` (a sigmoid output, the range of the data); a discriminator
+(or critic) ``D`` maps an example to one real number, a logit. Both come in two shapes:
+
+- ``mlp``: fully connected blocks, ``Linear -> [BatchNorm] -> ReLU`` in the generator and
+  ``Linear -> LeakyReLU(0.2)`` in the discriminator;
+- ``dcgan`` (Radford, Metz & Chintala, 2016) for ``H x W`` grey images: the generator
+  projects ``z`` to ``C_0`` maps of ``H/2^K x W/2^K`` and doubles the size ``K`` times with
+  4x4 transposed convolutions of stride 2 (``K = len(channels)``, so ``H`` and ``W`` must
+  be multiples of ``2^K``: 28 -> 7 and 8 -> 2 with two layers); the discriminator halves it
+  with 4x4 convolutions of stride 2 and ends in a linear logit. Weights start from
+  ``N(0, 0.02)`` as in that paper.
+
+The discriminator has no batch normalisation (a WGAN-GP critic must not: the penalty is
+per example), so a real and a fake batch go through it together. Spectral normalisation
+(Miyato et al., 2018) divides each discriminator weight by its largest singular value,
+estimated by one power iteration per training forward pass.
+
+The losses take logits ``d_r = D(x)`` of real examples ``(B,)`` and ``d_f = D(G(z))`` of
+generated ones ``(B',)`` and average over the batch:
+
+============== ============================================= ===========================
+loss           discriminator                                 generator
+============== ============================================= ===========================
+non_saturating ``softplus(-d_r) + softplus(d_f)``            ``softplus(-d_f)``
+               ``= -log sigma(d_r) - log(1 - sigma(d_f))``   ``= -log sigma(d_f)``
+hinge          ``relu(1 - d_r) + relu(1 + d_f)``             ``-d_f``
+wgan_gp        ``d_f - d_r + lambda (|grad D(x_hat)| - 1)^2`` ``-d_f``
+============== ============================================= ===========================
+
+(non-saturating: Goodfellow et al., 2014, section 3; hinge: Lim & Ye, 2017, and Miyato et
+al., 2018; WGAN-GP: Gulrajani et al., 2017, algorithm 1, with ``x_hat`` on the segment
+between a real and a generated example.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from .mlp import init_linear
+
+ARCHITECTURES = ("mlp", "dcgan")
+LOSSES = ("non_saturating", "hinge", "wgan_gp")
+DCGAN_STD = 0.02
+"""Standard deviation of the initial weights of DCGAN layers (Radford et al., 2016)."""
+POWER_ITERATIONS_AT_START = 15
+"""Power iterations that set spectral normalisation's first singular-vector estimates."""
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def dcgan_start(image_shape: Sequence[int], upsamplings: int) -> tuple[int, int]:
+    """The ``(h, w)`` a DCGAN generator starts from: ``(H / 2^K, W / 2^K)``.
+
+    Raises ValueError when ``H`` or ``W`` is not a multiple of ``2^K``.
+    """
+    height, width = image_shape
+    factor = 2**upsamplings
+    if upsamplings < 1 or height % factor or width % factor:
+        raise ValueError(f"{upsamplings} upsampling layers need image sides that are multiples of "
+                         f"{factor}; the images are {height}x{width}")
+    return height // factor, width // factor
+
+
+def conv_sizes(image_shape: Sequence[int], downsamplings: int) -> list[tuple[int, int]]:
+    """The map sizes after each 4x4, stride-2, padding-1 convolution:
+    ``s -> floor((s + 2 - 4) / 2) + 1`` (28 -> 14 -> 7, 8 -> 4 -> 2).
+
+    Raises ValueError when a map would vanish.
+    """
+    sizes, (height, width) = [], image_shape
+    for _ in range(downsamplings):
+        height, width = (height - 2) // 2 + 1, (width - 2) // 2 + 1
+        if height < 1 or width < 1:
+            raise ValueError(f"{downsamplings} stride-2 convolutions shrink {image_shape[0]}x"
+                             f"{image_shape[1]} images to nothing; use fewer layers")
+        sizes.append((height, width))
+    return sizes
+
+
+# ---------------------------------------------------------------------------- networks
+
+
+def _init_dcgan(layer: nn.Module, generator: torch.Generator | None) -> None:
+    with torch.no_grad():
+        layer.weight.normal_(0.0, DCGAN_STD, generator=generator)
+        layer.bias.zero_()
+
+
+class MLPGenerator(nn.Module):
+    """``z (B, L) -> x (B, D)``: hidden blocks ``Linear -> [BatchNorm] -> ReLU``, then
+    ``sigmoid(Linear)``."""
+
+    def __init__(self, latent: int, widths: Sequence[int], n_features: int, batch_norm: bool,
+                 generator: torch.Generator | None):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = latent
+        for size in widths:
+            linear = nn.Linear(width, size)
+            init_linear(linear, "he", "relu", generator)
+            blocks += [linear, *([nn.BatchNorm1d(size)] if batch_norm else []), nn.ReLU()]
+            width = size
+        self.hidden = nn.Sequential(*blocks)
+        self.output = nn.Linear(width, n_features)
+        init_linear(self.output, "glorot", "linear", generator)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.output(self.hidden(z)))
+
+
+class MLPDiscriminator(nn.Module):
+    """``x (B, D) -> logit (B,)``: hidden blocks ``Linear -> LeakyReLU(0.2)``, then a
+    linear logit ``features(x) @ w + b``."""
+
+    def __init__(self, n_features: int, widths: Sequence[int], generator: torch.Generator | None):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = n_features
+        for size in widths:
+            linear = nn.Linear(width, size)
+            init_linear(linear, "he", "leaky_relu", generator)
+            blocks += [linear, nn.LeakyReLU(0.2)]
+            width = size
+        self.hidden = nn.Sequential(*blocks)
+        self.output = nn.Linear(width, 1)
+        init_linear(self.output, "glorot", "linear", generator)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer's activities ``(B, H)`` (the logit is linear in them)."""
+        return self.hidden(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output(self.features(x)).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN generator, ``z (B, L) -> x (B, H*W)``: ``Linear`` to ``(C_0, H/2^K, W/2^K)``,
+    ``[BatchNorm] -> ReLU``, then ``ConvTranspose(4, stride 2) -> [BatchNorm] -> ReLU`` to
+    each next channel count, and a last ``ConvTranspose`` to one channel and a sigmoid."""
+
+    def __init__(self, latent: int, channels: Sequence[int], image_shape: Sequence[int], batch_norm: bool,
+                 generator: torch.Generator | None):
+        super().__init__()
+        self.start = (channels[0], *dcgan_start(image_shape, len(channels)))
+        self.project = nn.Linear(latent, math.prod(self.start))
+        _init_dcgan(self.project, generator)
+
+        def norm(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(c)] if batch_norm else []
+
+        blocks: list[nn.Module] = [*norm(channels[0]), nn.ReLU()]
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            up = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+            _init_dcgan(up, generator)
+            blocks += [up, *norm(c_out), nn.ReLU()]
+        last = nn.ConvTranspose2d(channels[-1], 1, 4, stride=2, padding=1)
+        _init_dcgan(last, generator)
+        self.blocks = nn.Sequential(*blocks, last)
+
+    def forward(self, z: Tensor) -> Tensor:
+        maps = self.project(z).view(len(z), *self.start)
+        return torch.sigmoid(self.blocks(maps)).flatten(1)
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN discriminator, ``x (B, H*W) -> logit (B,)``: ``Conv(4, stride 2) ->
+    LeakyReLU(0.2)`` per channel count, then a linear logit."""
+
+    def __init__(self, channels: Sequence[int], image_shape: Sequence[int],
+                 generator: torch.Generator | None):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        blocks: list[nn.Module] = []
+        for c_in, c_out in zip([1, *channels[:-1]], channels, strict=True):
+            conv = nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+            _init_dcgan(conv, generator)
+            blocks += [conv, nn.LeakyReLU(0.2)]
+        self.hidden = nn.Sequential(*blocks)
+        height, width = conv_sizes(image_shape, len(channels))[-1]
+        self.output = nn.Linear(channels[-1] * height * width, 1)
+        _init_dcgan(self.output, generator)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.hidden(x.view(len(x), 1, *self.image_shape)).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output(self.features(x)).squeeze(1)
+
+
+def apply_spectral_norm(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Spectrally normalise every linear and convolution weight of ``module``.
+
+    torch draws the power method's starting vectors from the global generator; they are
+    drawn again from ``generator`` (no global seeding) and refined by
+    :data:`POWER_ITERATIONS_AT_START` iterations, as torch does at construction.
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    for layer in layers:
+        nn.utils.parametrizations.spectral_norm(layer)
+        norm = layer.parametrizations.weight[0]
+        with torch.no_grad():
+            for name in ("_u", "_v"):
+                vector = getattr(norm, name)
+                vector.copy_(F.normalize(torch.randn(vector.shape, generator=generator, dtype=vector.dtype),
+                                         dim=0))
+            was_training = norm.training
+            norm.train()
+            for _ in range(POWER_ITERATIONS_AT_START):  # a training-mode access runs one iteration
+                _ = layer.weight
+            norm.train(was_training)
+
+
+# ---------------------------------------------------------------------------- the pair
+
+
+def ema_decay(decay: float, updates: Tensor) -> Tensor:
+    """The moving average's decay after ``updates`` earlier updates,
+    ``min(decay, (1 + n) / (10 + n))``: short at first, so that the average is not held
+    at the untrained weights for ``1 / (1 - decay)`` updates (the warm-up of TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``)."""
+    return torch.clamp((1 + updates.double()) / (10 + updates.double()), max=decay)
+
+
+def ema_update(decay: float):
+    """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`:
+    ``theta_ema <- d_n theta_ema + (1 - d_n) theta`` with ``d_n = ema_decay(decay, n)``."""
+
+    @torch.no_grad()
+    def update(averages: list[Tensor], currents: list[Tensor], updates: Tensor) -> None:
+        weight = 1 - ema_decay(decay, updates)
+        for average, current in zip(averages, currents, strict=True):
+            average.lerp_(current, weight.to(average.dtype))
+
+    return update
+
+
+
+class GAN(nn.Module):
+    """A generator, a discriminator and (with ``ema > 0``) an exponential moving average
+    of the generator's weights, ``theta_ema <- d_n theta_ema + (1 - d_n) theta`` after the
+    generator's ``n``-th update, ``d_n = min(ema, (1 + n) / (10 + n))`` (:func:`ema_decay`;
+    ``torch.optim.swa_utils.AveragedModel``, whose first update copies the weights;
+    batch-norm statistics are copied, not averaged).
+
+    Args:
+        n_features: ``D``, the size of an example.
+        latent: ``L``, the size of the noise.
+        architecture: ``mlp`` or ``dcgan``.
+        generator_layers: hidden widths (``mlp``) or channel counts from the coarsest
+            maps to the finest (``dcgan``).
+        discriminator_layers: hidden widths (``mlp``) or channel counts from the finest
+            maps to the coarsest (``dcgan``).
+        image_shape: ``(H, W)`` with ``H * W = D``; required by ``dcgan``.
+        batch_norm: batch normalisation in the generator.
+        spectral_norm: spectral normalisation of every discriminator weight.
+        ema: the moving average's decay, in ``[0, 1)`` (0: none).
+        generator: random source of the initial weights (``None``: the global one).
+    """
+
+    def __init__(self, n_features: int, latent: int = 64, architecture: str = "mlp",
+                 generator_layers: Sequence[int] = (256,), discriminator_layers: Sequence[int] = (256,),
+                 image_shape: Sequence[int] | None = None, batch_norm: bool = True,
+                 spectral_norm: bool = False, ema: float = 0.0, generator: torch.Generator | None = None):
+        super().__init__()
+        if n_features < 1 or latent < 1:
+            raise ValueError(f"Invalid number of features: {n_features} or latent size: {latent} (both >= 1)")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"Invalid ema decay: {ema} (expected 0 <= ema < 1; 0 turns it off)")
+        if any(w < 1 for w in [*generator_layers, *discriminator_layers]):
+            raise ValueError(f"layer sizes must be >= 1, got {list(generator_layers)} and "
+                             f"{list(discriminator_layers)}")
+        self.latent = latent
+        if architecture == "dcgan":
+            if image_shape is None or math.prod(image_shape) != n_features:
+                raise ValueError(f"the dcgan architecture needs an image shape (H, W) with H * W = "
+                                 f"{n_features} features, got {image_shape}")
+            if not generator_layers or not discriminator_layers:
+                raise ValueError("the dcgan architecture needs at least one generator and one "
+                                 "discriminator layer")
+            self.generator = ConvGenerator(latent, generator_layers, image_shape, batch_norm, generator)
+            self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator)
+        else:
+            self.generator = MLPGenerator(latent, generator_layers, n_features, batch_norm, generator)
+            self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator)
+        if spectral_norm:
+            apply_spectral_norm(self.discriminator, generator)
+        self.ema: AveragedModel | None = None
+        if ema > 0:
+            self.ema = AveragedModel(self.generator, multi_avg_fn=ema_update(ema), use_buffers=False)
+            self.ema.requires_grad_(False)  # an average, not a trained parameter
+
+    def noise(self, n: int, generator: torch.Generator) -> Tensor:
+        """``z ~ N(0, I_L)``, ``(n, L)``, on the model's device and in its dtype."""
+        weight = next(self.generator.parameters())
+        return torch.randn(n, self.latent, generator=generator, device=weight.device, dtype=weight.dtype)
+
+    def sampler(self) -> nn.Module:
+        """The network samples come from: the moving average if there is one, else ``G``."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def forward(self, z: Tensor) -> Tensor:
+        """``G(z)``, ``(B, L) -> (B, D)``, in ``[0, 1]``."""
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` examples ``(n, D)`` from :meth:`sampler` (in the model's current mode)."""
+        return self.sampler()(self.noise(n, generator))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One step of the moving average towards the generator's current weights."""
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def discriminator_loss(kind: str, real: Tensor, fake: Tensor) -> Tensor:
+    """The discriminator's loss (see the module's table) from logits ``real`` ``(B,)`` and
+    ``fake`` ``(B',)``, without WGAN-GP's penalty (:func:`gradient_penalty`)."""
+    if kind == "non_saturating":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if kind == "wgan_gp":
+        return fake.mean() - real.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}; accepted: {', '.join(LOSSES)}")
+
+
+def generator_loss(kind: str, fake: Tensor) -> Tensor:
+    """The generator's loss from the logits ``fake`` ``(B',)`` of its examples:
+    ``-log sigma(d_f)`` (non-saturating) or ``-d_f`` (hinge, WGAN-GP), averaged."""
+    if kind == "non_saturating":
+        return F.softplus(-fake).mean()
+    if kind in ("hinge", "wgan_gp"):
+        return -fake.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}; accepted: {', '.join(LOSSES)}")
+
+
+def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor,
+                     generator: torch.Generator) -> Tensor:
+    """WGAN-GP's ``mean_b (|grad_x D(x_hat_b)|_2 - 1)^2`` with
+    ``x_hat_b = eps_b x_b + (1 - eps_b) x~_b``, ``eps_b ~ U(0, 1)`` drawn from ``generator``;
+    ``real`` and ``fake`` are ``(B, D)``. Differentiable in the discriminator's weights
+    (the input gradient keeps its graph)."""
+    eps = torch.rand(len(real), 1, generator=generator, device=real.device, dtype=real.dtype)
+    between = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(between).sum(), between, create_graph=True)
+    return ((torch.linalg.vector_norm(grad, dim=1) - 1.0) ** 2).mean()
+
+
+def decision_threshold(kind: str, real: Tensor, fake: Tensor) -> Tensor:
+    """Where the discriminator's call ``real`` / ``fake`` switches: logit 0 for the
+    non-saturating and hinge losses; a WGAN critic's values are defined up to a shift, so
+    the midpoint of the batch's mean real and mean fake values."""
+    if kind == "wgan_gp":
+        return (real.mean() + fake.mean()) / 2
+    return real.new_zeros(())

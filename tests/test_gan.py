@@ -1,0 +1,356 @@
+"""GANs (model.type gan): the losses' gradients against finite differences, exact loss and
+penalty values, the moving average's formula, networks' sizes, a step-level exact
+resume with both optimizers, the collapse and divergence verdicts, config errors, sampling
+and the run's files."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from boltzkit.cli import main
+from boltzkit.config import load_config
+from boltzkit.errors import ConfigError
+from boltzkit.estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_squared
+from boltzkit.families.gan import PINNED_EPOCHS, CollapseDetector, sample_gan
+from boltzkit.models.gan import (
+    GAN,
+    conv_sizes,
+    discriminator_loss,
+    ema_decay,
+    generator_loss,
+    gradient_penalty,
+)
+from boltzkit.objectives.adversarial import DiscriminatorLoss, GeneratorLoss
+from boltzkit.train import Fit
+
+TINY = ["model={type: gan, latent: 4, generator_layers: [8], discriminator_layers: [8], ema: 0.9}",
+        "data.binarize=none", "data.limit=120", "train.batch_size=16", "train.epochs=1",
+        "train.metrics_examples=40", "threads=1"]
+
+
+def _tiny(spectral_norm: bool = False, batch_norm: bool = True, seed: int = 0) -> GAN:
+    return GAN(3, latent=2, generator_layers=[4], discriminator_layers=[4], batch_norm=batch_norm,
+               spectral_norm=spectral_norm, generator=torch.Generator().manual_seed(seed)).double()
+
+
+def _real(n: int = 5, width: int = 3, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _assert_finite_differences(loss_fn, params, h=1e-6, tolerance=1e-7):
+    """Central differences of ``loss_fn()`` in every coordinate of ``params`` equal autograd."""
+    grads = torch.autograd.grad(loss_fn(), params)
+    for param, grad in zip(params, grads, strict=True):
+        flat = param.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + h
+            up = loss_fn().item()
+            flat[i] = old - h
+            down = loss_fn().item()
+            flat[i] = old
+            numeric = (up - down) / (2 * h)
+            assert abs(numeric - grad.view(-1)[i].item()) < tolerance * max(1.0, abs(numeric)), (param.shape, i)
+
+
+# ------------------------------------------------------------------ the losses
+
+
+@pytest.mark.parametrize("kind", ["non_saturating", "hinge", "wgan_gp"])
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_discriminator_loss_gradient_equals_finite_differences(kind, spectral_norm):
+    """The discriminator's objective (WGAN-GP with its penalty, a double backward) in every
+    weight; spectral normalisation in eval mode, where its singular vectors stay fixed."""
+    model, real = _tiny(spectral_norm), _real()
+    if spectral_norm:
+        model.discriminator.eval()
+    noise = torch.Generator().manual_seed(2)
+    start = noise.get_state()
+    objective = DiscriminatorLoss(kind, 10.0, noise)
+
+    def loss():
+        noise.set_state(start)  # the same fakes and interpolation points every evaluation
+        return objective.loss(model, real)
+
+    params = [p for p in model.discriminator.parameters()]
+    assert len(params) == 4
+    _assert_finite_differences(loss, params)
+
+
+@pytest.mark.parametrize("kind", ["non_saturating", "hinge", "wgan_gp"])
+def test_generator_loss_gradient_equals_finite_differences_and_spares_the_discriminator(kind):
+    model = _tiny()
+    noise = torch.Generator().manual_seed(3)
+    start = noise.get_state()
+    objective = GeneratorLoss(kind, noise)
+    batch = _real(6)
+
+    def loss():
+        noise.set_state(start)
+        return objective.loss(model, batch)
+
+    _assert_finite_differences(loss, list(model.generator.parameters()))
+    loss().backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert all(p.requires_grad for p in model.discriminator.parameters())  # restored after the pass
+
+
+def test_loss_values_on_known_logits():
+    real = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    fake = torch.tensor([0.5, -3.0], dtype=torch.float64)
+    softplus = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    assert discriminator_loss("non_saturating", real, fake).item() == pytest.approx(
+        (softplus(-2) + softplus(1)) / 2 + (softplus(0.5) + softplus(-3)) / 2, abs=1e-12)
+    assert discriminator_loss("hinge", real, fake).item() == pytest.approx((0 + 2) / 2 + (1.5 + 0) / 2)
+    assert discriminator_loss("wgan_gp", real, fake).item() == pytest.approx(-1.25 - 0.5)
+    assert generator_loss("non_saturating", fake).item() == pytest.approx(
+        (softplus(-0.5) + softplus(3)) / 2, abs=1e-12)
+    assert generator_loss("hinge", fake).item() == generator_loss("wgan_gp", fake).item() == 1.25
+    with pytest.raises(ValueError, match="unknown GAN loss 'ls'; accepted: non_saturating, hinge, wgan_gp"):
+        generator_loss("ls", fake)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_off_one():
+    """``grad_x (x . w + b) = w`` wherever the interpolation lands: ``(|w| - 1)^2``."""
+    critic = nn.Linear(3, 1).double()
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[2.0, -1.0, 2.0]]))  # |w| = 3
+    penalty = gradient_penalty(lambda x: critic(x).squeeze(1), _real(4), _real(4, seed=5),
+                               torch.Generator().manual_seed(0))
+    assert penalty.item() == pytest.approx(4.0, abs=1e-12)
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_moving_average_follows_its_formula_with_warm_up():
+    model = GAN(3, latent=2, generator_layers=[4], discriminator_layers=[4], ema=0.9,
+                generator=torch.Generator().manual_seed(0)).double()
+    weight = model.generator.output.weight
+    values = [torch.full_like(weight, v) for v in (1.0, 3.0, 7.0)]
+    expected = None
+    for n, value in enumerate(values):
+        with torch.no_grad():
+            weight.copy_(value)
+        model.generator.hidden[1].running_mean.fill_(n + 0.5)
+        model.update_ema()
+        # the first update copies; the n-th after it keeps d_n = min(0.9, (1 + n) / (10 + n)) of the average
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = value.clone() if n == 0 else d * expected + (1 - d) * value
+        assert torch.allclose(model.ema.module.output.weight, expected, atol=1e-12)
+        assert torch.equal(model.ema.module.hidden[1].running_mean, model.generator.hidden[1].running_mean)
+    assert ema_decay(0.9, torch.tensor(1000)).item() == pytest.approx(0.9)
+    assert model.sampler() is model.ema.module
+
+
+def test_dcgan_networks_map_noise_to_images_and_images_to_logits():
+    g = torch.Generator().manual_seed(0)
+    for shape, channels in (((28, 28), [16, 8]), ((8, 8), [8, 4])):
+        model = GAN(shape[0] * shape[1], 5, "dcgan", channels, channels[::-1], shape, generator=g)
+        assert model.generator.start == (channels[0], shape[0] // 4, shape[1] // 4)
+        x = model.sample(3, g)
+        assert x.shape == (3, shape[0] * shape[1]) and bool(((x > 0) & (x < 1)).all())
+        assert model.discriminator(x).shape == (3,)
+    assert conv_sizes((28, 28), 2) == [(14, 14), (7, 7)] and conv_sizes((7, 7), 2) == [(3, 3), (1, 1)]
+
+
+def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():
+    model = GAN(6, 2, generator_layers=[4], discriminator_layers=[5], spectral_norm=True,
+                generator=torch.Generator().manual_seed(0)).double()
+    for _ in range(200):  # power iterations in training mode
+        _ = model.discriminator.hidden[0].weight
+    for layer in (model.discriminator.hidden[0], model.discriminator.output):
+        assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_construction_draws_nothing_from_the_global_generator():
+    torch.manual_seed(0)
+    a = _tiny(spectral_norm=True).state_dict()
+    torch.manual_seed(1)
+    b = _tiny(spectral_norm=True).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------ the train step
+
+
+def test_a_few_adversarial_steps_resume_bit_for_bit_with_both_optimizers():
+    """WGAN-GP, two discriminator updates per generator update, spectral norm, a moving
+    average and per-step schedules on both players: the state after 3 updates, loaded
+    into a fresh model and step, gives exactly the weights and metrics of going on."""
+    config = load_config(None, [*TINY, "model.loss=wgan_gp", "model.d_steps=2", "model.spectral_norm=true",
+                                "train.optimizer={name: adam, lr: 0.001, betas: [0.0, 0.9]}",
+                                "train.schedule={name: cosine, unit: step}",
+                                "model.discriminator_optimizer={name: rmsprop, lr: 0.002}",
+                                "model.discriminator_schedule={name: exponential, unit: step, rate: 0.5}"])
+    session = Fit(config)
+    model, step = session.model, session.train_step()
+    batches = [session.task.train_x[i:i + 16] for i in range(0, 112, 16)]
+    for batch in batches[:3]:
+        step(model, batch)
+    saved = copy.deepcopy({"model": model.state_dict(), "step": step.state_dict()})
+    for batch in batches[3:]:
+        step(model, batch)
+    assert step.discriminator.optimizer.state and step.generator.optimizer.state
+    assert step.lr != pytest.approx(step.discriminator.lr)  # each player has its own schedule
+    torch.manual_seed(99)
+    again = Fit(config)
+    again.model.load_state_dict(saved["model"])
+    restored = again.train_step()
+    restored.load_state_dict(saved["step"])
+    for batch in batches[3:]:
+        restored(again.model, batch)
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[key], value), key
+    assert restored.epoch_metrics() == step.epoch_metrics()
+    assert restored.updates == step.updates == 7
+
+
+def _collapsed(model: GAN) -> GAN:
+    """Every sample the same image: the output layer ignores the noise."""
+    with torch.no_grad():
+        model.generator.output.weight.zero_()
+    model.ema = None
+    return model
+
+
+class _Replay(nn.Module):
+    """A 'generator' that returns training examples: the data's own spread."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+        self.anchor = nn.Parameter(torch.zeros(1))
+
+    def forward(self, z):
+        return self.data[: len(z)]
+
+
+def test_collapse_is_reported_for_a_constant_generator_and_not_for_the_data(capsys):
+    session = Fit(load_config(None, TINY))
+    collapsed = session.task.measure(_collapsed(session.model))
+    assert collapsed["diversity"] == 0.0
+    healthy_model = Fit(load_config(None, TINY)).model
+    healthy_model.generator, healthy_model.ema = _Replay(session.task.monitor["train"]), None
+    healthy = session.task.measure(healthy_model)
+    assert healthy["diversity"] == pytest.approx(1.0) and healthy["train_mmd"] < collapsed["train_mmd"]
+
+    step = session.train_step()  # its epoch report measures the (collapsed) model and warns
+    for epoch in range(1, PINNED_EPOCHS + 1):
+        metrics = step.epoch_metrics()
+        assert metrics["mode_collapse"] == float(epoch >= PINNED_EPOCHS)
+    assert "GAN warning, epoch 3: mode collapse" in capsys.readouterr().err
+    detector = CollapseDetector()
+    for _ in range(2 * PINNED_EPOCHS):
+        row = dict(healthy)
+        assert detector.update(row) == [] and row["mode_collapse"] == 0.0
+
+
+def test_divergence_needs_a_pinned_discriminator_for_several_epochs_in_a_row():
+    detector = CollapseDetector()
+    pinned, fooled = {"d_real_accuracy": 1.0, "d_fake_accuracy": 0.995}, {"d_real_accuracy": 1.0,
+                                                                         "d_fake_accuracy": 0.7}
+    verdicts = []
+    for row in [pinned, pinned, fooled, pinned, pinned, pinned, pinned]:
+        row = dict(row)
+        warnings = detector.update(row)
+        verdicts.append(row["divergence"])
+        assert bool(warnings) == bool(row["divergence"])
+    assert verdicts == [0, 0, 0, 0, 0, 1, 1]
+    restored = CollapseDetector()
+    restored.load_state_dict(detector.state_dict())
+    assert restored.update(dict(pinned)) == detector.update(dict(pinned))
+
+
+# ------------------------------------------------------------------ sample statistics
+
+
+def test_mmd_and_spread_equal_their_sums_term_by_term():
+    x, y = _real(4, 2, seed=7), _real(5, 2, seed=8)
+    sigma2 = 0.3
+
+    def k(a, b):
+        return math.exp(-float(((a - b) ** 2).sum()) / (2 * sigma2))
+
+    xx = sum(k(x[i], x[j]) for i in range(4) for j in range(4) if i != j) / 12
+    yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
+    xy = sum(k(a, b) for a in x for b in y) / 20
+    assert mmd_squared(x, y, sigma2) == pytest.approx(xx + yy - 2 * xy, abs=1e-12)
+    distances = [float((x[i] - x[j]).norm()) for i in range(4) for j in range(4) if i != j]
+    assert mean_pairwise_distance(x) == pytest.approx(sum(distances) / 12, abs=1e-12)
+    squared = sorted(float(((x[i] - x[j]) ** 2).sum()) for i in range(4) for j in range(i + 1, 4))
+    assert median_bandwidth(x) == pytest.approx(squared[2], abs=1e-12)  # torch's median: the lower middle
+
+
+# ------------------------------------------------------------------ config and run
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.loss=least_squares", "config key 'model.loss': invalid value 'least_squares'; accepted: "
+                                 "'non_saturating', 'hinge' or 'wgan_gp'"),
+    ("model.ema=1.0", "config key 'model.ema': invalid value 1.0; input should be less than 1"),
+    ("model.d_steps=0", "config key 'model.d_steps': invalid value 0; input should be greater than or equal to 1"),
+    ("model.generator_layers=[8, 0]", "config key 'model.generator_layers': layer sizes must be >= 1, got \\[8, 0\\]"),
+    ("model.discriminator_optimizer={name: adam, lr: 0.001, momentum: 0.9}",
+     "config key 'model.discriminator_optimizer': 'momentum' is not an argument of torch.optim.Adam"),
+    ("model.discriminator_optimizer={name: adam, lr: -1}",
+     "config key 'model.discriminator_optimizer.lr': invalid value -1; input should be greater than 0"),
+    ("model.discriminator_schedule={name: plateau, metric: d_loss}",
+     "config key 'model.discriminator_schedule': plateau watches 'd_loss' after each epoch; it needs "
+     "unit: epoch and a metric that model.type 'gan' logs with a direction: train_mmd, val_mmd"),
+    ("model.discriminator_schedule={name: cosine, warmup: 2}",
+     "config key 'model.discriminator_schedule': warmup is a fraction of the run"),
+    ("model.architecture=dcgan", None),  # valid on its own: the data decide (below)
+])
+def test_config_errors_name_the_key(override, message):
+    if message is None:
+        assert load_config(None, [*TINY, override]).model.architecture == "dcgan"
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*TINY, override])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.name=potts"], "config key 'model.architecture': dcgan needs image-shaped data and Potts chain "
+                          ".* has none \\(set data.image_shape: \\[height, width\\]\\); accepted for it: mlp"),
+    (["model.generator_layers=[8, 8, 8, 8]"],
+     "config key 'model.generator_layers': 4 upsampling layers need image sides that are multiples of 16; "
+     "the images are 8x8"),
+    (["model.discriminator_layers=[4, 4, 4, 4]"],
+     "config key 'model.discriminator_layers': 4 stride-2 convolutions shrink 8x8 images to nothing"),
+])
+def test_dcgan_that_does_not_fit_the_images_is_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Fit(load_config(None, [*TINY, "model.architecture=dcgan", *overrides]))
+
+
+def test_samples_come_from_the_moving_average_in_eval_mode_and_tempering_is_refused():
+    model = _tiny()
+    model.ema = None
+    model.train()
+    g = torch.Generator().manual_seed(4)
+    states, means = sample_gan(model, 7, 1000, g)
+    assert model.training  # the caller's mode is restored
+    model.eval()
+    assert torch.equal(states, model.sample(7, torch.Generator().manual_seed(4))) and states is means
+    with pytest.raises(ValueError, match="--pt does not apply"):
+        sample_gan(model, 7, 1, g, temperatures=3)
+
+
+def test_a_run_writes_a_grid_per_epoch_samples_and_overwrite_clears_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for item in [*TINY, "train.epochs=2"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert {p.name for p in out.glob("*.png")} == {"samples.png", "curves.png"}
+    assert main(["sample", str(out), "--n", "9"]) == 0
+    assert (out / "samples-n9-k1000-s0.npz").is_file()
+    assert main([*args[:4], "--overwrite", *args[4:-1], "train.epochs=1"]) == 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png"]
