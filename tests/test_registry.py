@@ -23,6 +23,7 @@ from boltzkit.estimate.exact import exact_log_likelihood, exact_log_partition
 from boltzkit.estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from boltzkit.families import family_names, get_family, unregister
 from boltzkit.models import MLP, RBM, BoltzmannMachine
+from boltzkit.models.dbn import DBN
 from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEnergyGap
 from boltzkit.sampling import (
     ContrastiveChains,
@@ -163,6 +164,10 @@ def _mixture_next_sample(model, v, g):
     return model.sample(len(v), g)[0]
 
 
+def _dbn_next_sample(model, v, g):
+    return model.generate(len(v), 3, g)[0]
+
+
 def _labelled(model, n, seed):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, model.hidden[0][0].in_features, generator=g, dtype=torch.float64),
@@ -238,6 +243,13 @@ CASES = {
         _mlp_next_sample, {"cross-entropy": lambda g: CrossEntropy()}, _mlp_gradient,
         invalid=[(lambda: MLP(4, [5], 3, activation="swish"), "unknown activation 'swish'"),
                  (lambda: MLP(4, [5], 3, dropout=1.0), "Invalid dropout: 1.0")]),
+    "dbn": Case(
+        "dbn", lambda: _randomize(DBN(6, [4, 3], centered=True).double(), 0.8, 10), _binary_visible,
+        ["model={type: dbn, layers: [8, 6], propagate: samples, centered: true}", "train.k=1",
+         "data.binarize=dynamic"],
+        _dbn_next_sample,
+        invalid=[(lambda: DBN(4, []), "Invalid DBN: no hidden layers"),
+                 (lambda: DBN(4, [3], visible="categorical"), "Invalid DBN visible units 'categorical'")]),
     "toy mixture (defined in the tests)": Case(
         toy_family.NAME,
         lambda: _randomize(toy_family.BernoulliMixture(5, 3, torch.Generator()).double(), 0.8, 9),
