@@ -296,3 +296,49 @@ def test_in_training_metrics_give_the_likelihood_of_the_stack_built_so_far():
     assert bound.mean <= exact + 3 * bound.standard_error
     assert layer2["val_log_likelihood_bound"] <= exact + 0.05  # 10 draws: a little looser still
     assert math.isfinite(layer2["bound_log_z"])
+
+
+# ------------------------------------------------------------------ command line
+
+
+@pytest.mark.slow
+def test_command_line_trains_samples_evaluates_and_seeds_an_mlp(tmp_path, capsys):
+    """``train`` (the dbn-digits preset, briefly), ``sample``, ``evaluate`` (a 6-unit top RBM:
+    exact log Z), ``lr-find`` on layer 1, then an MLP whose first two layers start from the
+    DBN's (the ``model.pretrained`` path, frozen so the weights stay comparable)."""
+    import json
+
+    import numpy as np
+
+    from boltzkit.cli import main
+    from boltzkit.train import train
+
+    out = tmp_path / "dbn"
+    fast = ["--set", "train.epochs=2", "--set", "model.layers=[12, 6]", "--set", "train.metrics_examples=50",
+            "--set", "threads=1", "--set", "device=cpu", "--quiet"]
+    assert main(["train", "dbn-digits", "--out", str(out), *fast]) == 0
+    for name in ("samples.png", "filters.png", "curves.png", "model.safetensors"):
+        assert (out / name).is_file(), name
+    assert main(["sample", str(out), "--n", "9", "--steps", "20", "--seed", "3"]) == 0
+    samples = np.load(out / "samples-n9-k20-s3.npz")["samples"]
+    assert samples.shape == (9, 64) and set(np.unique(samples)) <= {0.0, 1.0}
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "validation", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "log-likelihood lower bound" in printed and "top RBM log Z, exact" in printed
+    results = json.loads((out / "evaluation.json").read_text())
+    assert results["layers"] == [64, 12, 6] and results["bound_samples"] == 100
+    assert main(["evaluate", str(out), "--reverse-examples", "5"]) == 2
+    assert main(["lr-find", "dbn-digits", "--out", str(tmp_path / "lr"), "--iterations", "20", "--probe", "64",
+                 *fast]) == 0
+    assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["suggestion"] > 0
+
+    from boltzkit.train.run_dir import load_run_model
+
+    dbn = load_run_model(out).model
+    mlp = train(load_config(None, ["model={type: mlp, hidden_layers: [12, 6, 10], activation: sigmoid}",
+                                   f"model.pretrained={out}", "model.freeze_pretrained=true",
+                                   "data.binarize=none", "train.epochs=1", "threads=1", "device=cpu",
+                                   "train.metrics_examples=50"]), tmp_path / "mlp", progress=False).model
+    for block, rbm in zip(mlp.hidden, dbn.rbms, strict=False):
+        assert torch.equal(block[0].weight, rbm.weight.T) and torch.equal(block[0].bias, rbm.hidden.bias)
