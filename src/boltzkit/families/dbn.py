@@ -75,8 +75,9 @@ class DBNSection(ModelSection):
     @model_validator(mode="after")
     def _overrides(self) -> DBNSection:
         if len(self.layer_overrides) > len(self.layers):
-            raise ValueError(f"{len(self.layer_overrides)} layer_overrides for {len(self.layers)} layers "
-                             f"(model.layers: {self.layers}); give at most one per layer")
+            raise ConfigError(f"config key 'model.layer_overrides': {len(self.layer_overrides)} mappings "
+                              f"for {len(self.layers)} layers (model.layers: {self.layers}); give at most "
+                              "one per layer")
         from ..config import TrainConfig  # config imports the families: only at validation time
 
         defaults = TrainConfig().model_dump(mode="json")
