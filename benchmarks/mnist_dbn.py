@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _machine import cpu_name
+
 from boltzkit.config import load_config
 from boltzkit.train import train
 from boltzkit.train.evaluate_run import evaluate_run
@@ -135,13 +135,15 @@ def main() -> None:
     error = 1 - test["accuracy"]
     rows += [("RBM, 500 hidden units (docs/RESULTS.md)", f"{RBM_BEST:.2f}"),
              (f"fine-tuned test error ({finetune_epochs} epochs, {finetune_minutes:.1f} min)",
-              f"{100 * error:.2f} % +- {100 * test['accuracy_stderr']:.2f} (target <= {100 * TARGET_ERROR:.2f} %)")]
+              f"{100 * error:.2f} % +- {100 * test['accuracy_stderr']:.2f} "
+              f"(target <= {100 * TARGET_ERROR:.2f} %)")]
     width = max(len(label) for label, _ in rows)
     print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
 
     record.update({
         "command": ("python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz "
-                    + ("--smoke" if args.smoke else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
+                    + ("--smoke" if args.smoke
+                       else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
                     + "".join(f" --set {e}" for e in args.extra)),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -27,8 +27,8 @@ from ..objectives.base import Objective
 from ..objectives.free_energy_gap import FreeEnergyGap
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .registry import register
 from .rbm import CURVE_GROUPS, GenerativeTask, RBMTask, negative_sampler
+from .registry import register
 from .steps import Stage, TrainStep
 
 LAYER_KEYS = ("method", "k", "pt", "n_chains", "epochs", "optimizer", "schedule", "gradient",
@@ -100,7 +100,8 @@ def layer_train_config(train: Mapping[str, Any], override: Mapping[str, Any], in
     for key in override:
         if str(key).split(".")[0] not in LAYER_KEYS:
             raise ConfigError(f"config key '{prefix}.{key}': not a per-layer key; accepted: "
-                              f"{', '.join(LAYER_KEYS)} (the others apply to the whole run: set them in train)")
+                              f"{', '.join(LAYER_KEYS)} (the others apply to the whole run: set them "
+                              "in train)")
     raw = apply_overrides({"train": dict(train)}, {f"train.{key}": value for key, value in override.items()})
     try:
         return TrainConfig.model_validate(raw["train"])
