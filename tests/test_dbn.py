@@ -342,3 +342,16 @@ def test_command_line_trains_samples_evaluates_and_seeds_an_mlp(tmp_path, capsys
                                    "train.metrics_examples=50"]), tmp_path / "mlp", progress=False).model
     for block, rbm in zip(mlp.hidden, dbn.rbms, strict=False):
         assert torch.equal(block[0].weight, rbm.weight.T) and torch.equal(block[0].bias, rbm.hidden.bias)
+
+
+def test_gaussian_visible_dbn_records_the_data_statistics_and_bounds_a_density():
+    """Real-valued (standardized) digits: the run keeps the features' mean and spread (for
+    images of samples), and the bound is a finite log density."""
+    config = load_config(None, [*TINY, "model.visible=gaussian", "data.standardize=true", "data.binarize=none",
+                                "train.optimizer={name: sgd, lr: 0.002}", "train.epochs=1"])
+    session = Fit(config)
+    session.run()
+    assert len(session.task.data_info["feature_mean"]) == 64
+    results, report = session.task.evaluate(session.model, "validation", ais_runs=4, ais_betas=50, samples=4)
+    assert math.isfinite(results["bound_mean"]) and results["top_log_z_method"] == "exact"
+    assert "log-likelihood lower bound" in report

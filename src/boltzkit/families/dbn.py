@@ -170,6 +170,15 @@ class DBNTask(GenerativeTask):
         self._proxy_state = self._proxy_generator.get_state()
         self._monitors: dict[int, tuple[Tensor, Tensor]] = {}
 
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """As an RBM's: standardized data keep their statistics, to draw samples as images."""
+        info = super().data_info
+        if self.data.feature_mean is not None:
+            info["feature_mean"] = self.data.feature_mean.tolist()
+            info["feature_std"] = self.data.feature_std.tolist()
+        return info
+
     # ---------------------------------------------------------------- stages
 
     def stages(self, model: DBN) -> list[Stage]:
