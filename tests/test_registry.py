@@ -25,6 +25,7 @@ from boltzkit.estimate.exact_bm import bm_log_likelihood, bm_log_partition
 from boltzkit.families import family_names, get_family, unregister
 from boltzkit.models import MLP, RBM, BoltzmannMachine
 from boltzkit.models.dbm import DBM
+from boltzkit.models.dbn import DBN
 from boltzkit.models.gan import GAN
 from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEnergyGap
 from boltzkit.objectives.adversarial import DiscriminatorLoss
@@ -199,6 +200,8 @@ def _dbm_brute_log_marginal(model, v):
 
 def _dbm_next_sample(model, v, g):
     return torch.cat(model.gibbs(model.recognition(v), 1, g), 1)
+
+
 def _gan_discriminator_gradient(model, objective, real):
     """The discriminator's output layer, ``d = a . w + b`` on features ``a``: ``dL/dd`` is
     ``-sigma(-d_r) / B`` and ``sigma(d_f) / B`` (non-saturating) or ``-[d_r < 1] / B`` and
@@ -223,6 +226,10 @@ def _unit_interval(model, n, seed):
 
 def _gan_next_sample(model, v, g):
     return model.sample(len(v), g)
+
+
+def _dbn_next_sample(model, v, g):
+    return model.generate(len(v), 3, g)[0]
 
 
 def _labelled(model, n, seed):
@@ -311,6 +318,13 @@ CASES = {
         _mlp_next_sample, {"cross-entropy": lambda g: CrossEntropy()}, _mlp_gradient,
         invalid=[(lambda: MLP(4, [5], 3, activation="swish"), "unknown activation 'swish'"),
                  (lambda: MLP(4, [5], 3, dropout=1.0), "Invalid dropout: 1.0")]),
+    "dbn": Case(
+        "dbn", lambda: _randomize(DBN(6, [4, 3], centered=True).double(), 0.8, 10), _binary_visible,
+        ["model={type: dbn, layers: [8, 6], propagate: samples, centered: true}", "train.k=1",
+         "data.binarize=dynamic"],
+        _dbn_next_sample,
+        invalid=[(lambda: DBN(4, []), "Invalid DBN: no hidden layers"),
+                 (lambda: DBN(4, [3], visible="categorical"), "Invalid DBN visible units 'categorical'")]),
     "toy mixture (defined in the tests)": Case(
         toy_family.NAME,
         lambda: _randomize(toy_family.BernoulliMixture(5, 3, torch.Generator()).double(), 0.8, 9),

@@ -539,16 +539,20 @@ def load_config(
     return validate(apply_overrides(raw, overrides))
 
 
-def format_validation_error(err: ValidationError, config_class: type[BaseModel]) -> str:
-    """The first pydantic error as ``config key 'a.b': <problem> (got <value>)``."""
+def format_validation_error(err: ValidationError, config_class: type[BaseModel], prefix: str = "") -> str:
+    """The first pydantic error as ``config key 'a.b': <problem> (got <value>)``; ``prefix``
+    is put before every key (a section validated inside another, e.g.
+    ``model.layer_overrides[1].``)."""
     first = err.errors()[0]
+    if isinstance(first.get("ctx", {}).get("error"), ConfigError):
+        return str(first["ctx"]["error"])  # a section's own validator named the full key already
     loc = [str(p) for p in first["loc"]]
-    key = ".".join(loc)
+    key = prefix + ".".join(loc)
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
         section_model = _section_model(config_class, loc[:-1])
         accepted = ", ".join(section_model.model_fields) if section_model else "?"
-        where = ".".join(loc[:-1]) or "the top level"
+        where = (prefix + ".".join(loc[:-1])).rstrip(".") or "the top level"
         hint = ""
         if loc[0] == "model" and len(loc) == 2:
             hint = (f" (model.type {raw_type(config_class)!r} takes only these; to switch families, "
