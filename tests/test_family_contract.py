@@ -40,7 +40,7 @@ def test_presets_command_names_each_preset_family(capsys):
     assert [line.split()[0] for line in lines] == preset_names()
     assert {line.split()[0]: line.split()[1] for line in lines} == {
         "grbm-digits": "rbm:", "mlp-digits": "mlp:", "rbm-digits": "rbm:", "rbm-mnist": "rbm:",
-        "rbm-potts": "rbm:"}
+        "rbm-potts": "rbm:", "vae-digits": "vae:", "vae-mnist": "vae:"}
 
 
 def test_config_prints_only_the_family_keys(capsys):
@@ -108,7 +108,7 @@ def _train(tmp_path, *overrides):
 def test_sample_is_refused_for_families_that_cannot(tmp_path, capsys):
     out = _train(tmp_path, "model={type: mlp, hidden_layers: [8]}", "data.binarize=none")
     assert main(["sample", str(out)]) == 2
-    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm, bm)"
+    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm, bm, vae)"
             in capsys.readouterr().err)
 
 
@@ -166,6 +166,7 @@ def test_ctrl_c_during_a_trial_ends_the_study_instead_of_failing_the_trial(tmp_p
     ("rbm", ["model.n_hidden=8"]),
     ("bm", ["model={type: bm, n_hidden: 2}", "data.name=potts", "data.potts={length: 3, states: 2}"]),
     ("mlp", ["model={type: mlp, hidden_layers: [8]}", "data.binarize=none"]),
+    ("vae", ["model={type: vae, latent: 2, hidden_layers: [8]}"]),  # latent 2: latent_map.png too
 ])
 def test_a_run_writes_the_figures_its_family_declares(tmp_path, family, overrides):
     out = _train(tmp_path, *overrides)

@@ -115,7 +115,8 @@ def format_vae_report(results: dict[str, Any], title: str) -> str:
     k = results["k"]
     density = "log density" if results["decoder"] == "gaussian" else "log-likelihood"
     rows = [
-        (f"ELBO ({k} samples)", f"{results['elbo']:.3f}  +- {results['elbo_stderr']:.3f} (s.e. over examples)"),
+        (f"ELBO ({k} samples)",
+         f"{results['elbo']:.3f}  +- {results['elbo_stderr']:.3f} (s.e. over examples)"),
         (f"IWAE bound, k = {k}", f"{results['iwae_bound']:.3f}  +- {results['iwae_bound_stderr']:.3f} "
                                  f"(s.e. over examples), +- {results['iwae_mc_stderr']:.3f} (Monte Carlo)"),
         (f"test NLL (-IWAE_{k})", f"{results['nll']:.3f} nats  +- {results['nll_stderr']:.3f}"),

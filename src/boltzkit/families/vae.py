@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data import Dataset
 from ..errors import ConfigError
@@ -22,8 +22,8 @@ from ..models.vae import VAE, gaussian_kl_to_standard
 from ..objectives.variational import VariationalBound
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .registry import register
 from .rbm import monitor_sets
+from .registry import register
 from .task import Task
 
 EVAL_K = 5000
@@ -203,10 +203,11 @@ class VAETask(Task):
             pixels = [plots.to_pixels(t.cpu(), mean, std).numpy()
                       for t in (examples, model.reconstruct(examples))]
             plots.save_reconstructions(*pixels, shape, out / "reconstructions.png",
-                                       "held-out examples (odd rows) and E[x | z = mean of q(z|x)] (even rows)")
+                                       "held-out examples (odd rows) and E[x | z = mean of q(z|x)] "
+                                       "(even rows)")
         if model.latent == 2:
-            plots.save_latent_map(plots.to_pixels(latent_grid_means(model, MAP_STEPS).cpu(), mean, std).numpy(),
-                                  MAP_STEPS, shape, out / "latent_map.png",
+            grid = plots.to_pixels(latent_grid_means(model, MAP_STEPS).cpu(), mean, std).numpy()
+            plots.save_latent_map(grid, MAP_STEPS, shape, out / "latent_map.png",
                                   f"E[x|z] over a {MAP_STEPS} x {MAP_STEPS} grid of prior quantiles "
                                   "(z1 left to right, z2 top to bottom, from 5 % to 95 %)")
         plots.save_curves(history, out / "curves.png", CURVE_GROUPS, title=out.name)

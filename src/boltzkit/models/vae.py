@@ -160,7 +160,8 @@ class VAE(nn.Module):
         std = self.decoder_std()
         if std is None:
             return -0.5 * ((x - decoded).pow(2).sum(-1) + self.n_features * LOG_2PI)
-        return -(0.5 * ((x - decoded) / std).pow(2) + torch.log(std)).sum(-1) - 0.5 * self.n_features * LOG_2PI
+        log_density = -(0.5 * ((x - decoded) / std).pow(2) + torch.log(std)).sum(-1)
+        return log_density - 0.5 * self.n_features * LOG_2PI
 
     # ------------------------------------------------------------------ bounds
 
