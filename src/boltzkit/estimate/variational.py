@@ -119,7 +119,7 @@ def format_vae_report(results: dict[str, Any], title: str) -> str:
          f"{results['elbo']:.3f}  +- {results['elbo_stderr']:.3f} (s.e. over examples)"),
         (f"IWAE bound, k = {k}", f"{results['iwae_bound']:.3f}  +- {results['iwae_bound_stderr']:.3f} "
                                  f"(s.e. over examples), +- {results['iwae_mc_stderr']:.3f} (Monte Carlo)"),
-        (f"test NLL (-IWAE_{k})", f"{results['nll']:.3f} nats  +- {results['nll_stderr']:.3f}"),
+        (f"NLL (-IWAE_{k})", f"{results['nll']:.3f} nats  +- {results['nll_stderr']:.3f}"),
         ("importance weights", f"ESS mean {results['iwae_ess_mean']:.1f}, min {results['iwae_ess_min']:.1f} "
                                f"of {k}"),
         ("KL(q(z|x) || p(z))", f"{results['kl']:.3f}"),
