@@ -355,3 +355,12 @@ def test_a_convolutional_gaussian_vae_resumes_mid_epoch_with_the_same_weights():
     assert [row["loss"] for row in resumed.history] == [row["loss"] for row in full.history]
     for key, value in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_evaluation_chunks_are_sized_by_the_largest_layer_output():
+    from boltzkit.estimate.variational import activations_per_example
+
+    assert activations_per_example(VAE(64, 2, [7, 3])) == 64  # the D outputs
+    assert activations_per_example(VAE(64, 2, [90])) == 90  # a hidden layer
+    # 5 feature maps of 4 x 4 after the first stride-2 convolution of an 8 x 8 image
+    assert activations_per_example(VAE(64, 2, [5], architecture="conv", image_shape=(8, 8))) == 80

@@ -27,15 +27,27 @@ from tqdm.auto import tqdm
 from ..models.vae import VAE, gaussian_kl_to_standard
 
 CHUNK_ELEMENTS = 1 << 23
-"""Samples x examples x width (the widest of ``D`` and the hidden layers) per chunk:
+"""Samples x examples x width (the largest layer output, :func:`activations_per_example`) per chunk:
 bounds the memory of ``k = 5000`` to a few hundred MB whatever the split's size."""
 ACTIVE_THRESHOLD = 1e-2
 """A latent dimension is active when ``Cov_x(E_q[z_l | x]) > 0.01`` (Burda et al., 2016)."""
 
 
-def _width(model: VAE) -> int:
-    widths = [model.n_features] + [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    return max(widths)
+@torch.no_grad()
+def activations_per_example(model: VAE) -> int:
+    """The largest output of any layer for one example and one sample of ``z`` (a hidden
+    layer, a convolution's feature maps or the ``D`` outputs), measured by one forward pass."""
+    sizes = [model.n_features]
+    hooks = [module.register_forward_hook(lambda m, i, out: sizes.append(out[0].numel()))
+             for module in model.modules() if not list(module.children())]
+    try:
+        reference = model.output_bias()
+        model.log_weights(torch.zeros(1, model.n_features, device=reference.device, dtype=reference.dtype),
+                          torch.zeros(1, 1, model.latent, device=reference.device, dtype=reference.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes)
 
 
 @torch.no_grad()
@@ -46,7 +58,7 @@ def vae_bounds(model: VAE, x: Tensor, k: int, generator: torch.Generator, *,
     (running log-sum-exps in float64); ``x`` ``(N, D)`` on the model's device."""
     if k < 1:
         raise ValueError(f"Invalid number of importance samples: k={k} (expected >= 1)")
-    rows = max(1, chunk_elements // _width(model))
+    rows = max(1, chunk_elements // activations_per_example(model))
     k_chunk = min(k, rows)
     examples = max(1, rows // k_chunk)
     out: dict[str, list[Tensor]] = {"elbo": [], "iwae": [], "ess": []}
