@@ -27,9 +27,11 @@ from boltzkit.models import MLP, RBM, BoltzmannMachine
 from boltzkit.models.dbm import DBM
 from boltzkit.models.dbn import DBN
 from boltzkit.models.gan import GAN
+from boltzkit.models.vae import VAE
 from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEnergyGap
 from boltzkit.objectives.adversarial import DiscriminatorLoss
 from boltzkit.objectives.dbm import DBMLearning, ModifiedRBMPretraining
+from boltzkit.objectives.variational import VariationalBound
 from boltzkit.sampling import (
     ContrastiveChains,
     ParallelTempering,
@@ -232,6 +234,26 @@ def _dbn_next_sample(model, v, g):
     return model.generate(len(v), 3, g)[0]
 
 
+def _vae_data(model, n, seed):
+    return (torch.rand(n, model.n_features, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
+
+
+def _vae_gradient(model, objective, x):
+    """The decoder's output layer under a bound of the objective's last noise:
+    ``-mean_b sum_j omega_bj (x_b - sigmoid(f(z_bj))) [a_bj, 1]`` with ``a`` the decoder's
+    last hidden activities and ``omega = softmax_j(log w)`` (IWAE) or ``1/k`` (ELBO)."""
+    with torch.no_grad():
+        mean, log_std = model.encode(x)
+        z = mean + torch.exp(log_std) * objective.noise
+        a = model.decoder[:-1](z)
+        residual = x - torch.sigmoid(model.decoder[-1](a))
+        k = len(z)
+        omega = (torch.softmax(model.log_weights(x, objective.noise), 0) if objective.bound == "iwae"
+                 else torch.full(z.shape[:2], 1.0 / k, dtype=x.dtype))
+    return {"decoder.2.weight": -torch.einsum("kb,kbd,kbh->dh", omega, residual, a) / len(x),
+            "decoder.2.bias": -torch.einsum("kb,kbd->d", omega, residual) / len(x)}
+
+
 def _labelled(model, n, seed):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, model.hidden[0][0].in_features, generator=g, dtype=torch.float64),
@@ -346,6 +368,16 @@ CASES = {
                  (lambda: GAN(4, architecture="resnet"), "unknown architecture 'resnet'; accepted: mlp, dcgan"),
                  (lambda: GAN(4, ema=1.0), "Invalid ema decay: 1.0"),
                  (lambda: GAN(64, architecture="dcgan"), "the dcgan architecture needs an image shape")]),
+    "vae": Case(
+        "vae", lambda: _randomize(VAE(5, 2, [4], activation="tanh").double(), 0.6, 10), _vae_data,
+        ["model={type: vae, latent: 2, hidden_layers: [8], objective: iwae, k: 2, monitor_k: 4}"],
+        lambda m, v, g: m.sample(len(v), g)[0],
+        {"elbo": lambda g: VariationalBound("elbo", 1, g), "iwae-3": lambda g: VariationalBound("iwae", 3, g)},
+        _vae_gradient,
+        invalid=[(lambda: VAE(5, 0), "Invalid sizes: 5 features, 0 latent dimensions"),
+                 (lambda: VAE(5, 2, architecture="rnn"), "unknown architecture 'rnn'; accepted: mlp, conv"),
+                 (lambda: VAE(6, 2, architecture="conv"), "the conv architecture needs an image shape"),
+                 (lambda: VariationalBound("elbo", 0, torch.Generator()), "Invalid number of samples: k=0")]),
 }
 def _capabilities(case: Case):
     """What the case's family declares (the toy family is registered only while this
@@ -556,6 +588,7 @@ def test_fit_logs_only_declared_metrics_and_resumes_exactly(name, device):
     assert not {k for k in logged if not family.logs(k) and k != "stage"}
     assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy",
                      family.default_metric}  # the family's own
+    assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy", "val_elbo"}  # the family's own
     assert len(saved) == len(full.history) == sum(stage.epochs for stage in full.stages)
     torch.manual_seed(0)
     cut = Fit(config)  # stopped in the middle of the second epoch
@@ -580,7 +613,7 @@ def test_config_validates_only_the_family_keys(name):
     config = _config(case)
     section = get_family(case.family).section
     assert set(config.model.model_dump()) == set(section.model_fields)
-    foreign = "activation" if case.family != "mlp" else "n_hidden"
+    foreign = "activation" if case.family not in ("mlp", "vae") else "n_hidden"
     with pytest.raises(ConfigError, match=f"unknown config key 'model.{foreign}'; accepted keys in "
                                           f"model: type, "):
         config.with_overrides({f"model.{foreign}": 1})

@@ -400,3 +400,54 @@ def verification_figure(check) -> Figure:
 
 def save_verification(check, path: str | Path) -> Path:
     return _save(verification_figure(check), path, tight=True)
+
+
+# ---- VAE figures
+
+
+def _columns_figure(images: np.ndarray, shape: tuple[int, int] | None, columns: int, title: str) -> Figure:
+    """Rows of ``images`` as tiles, ``columns`` per row of the grid (a strip plot when no
+    image shape is known)."""
+    if shape is None:
+        return image_grid_figure(images, None, title)
+    grid = tile_images(np.clip(images, 0.0, 1.0), shape, columns)
+    scale = 6.0 / max(grid.shape)
+    width = max(2.0, grid.shape[1] * scale)
+    fig, ax = plt.subplots(figsize=(width, max(2.0, grid.shape[0] * scale) + 0.5))
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    ax.set_title(wrap_text(title, width * 0.95, 10), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions_figure(originals: np.ndarray, reconstructions: np.ndarray,
+                           shape: tuple[int, int] | None, title: str, columns: int = 10) -> Figure:
+    """Examples and their reconstructions, ``(n, D)`` each: grid rows alternate between
+    ``columns`` originals and the reconstructions of the same examples below them."""
+    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
+    rows = []
+    for start in range(0, len(originals), columns):
+        block = slice(start, start + columns)
+        pad = np.zeros((columns - len(originals[block]), originals.shape[1]), dtype=originals.dtype)
+        rows += [originals[block], pad, reconstructions[block], pad]
+    return _columns_figure(np.concatenate(rows), shape, columns, title)
+
+
+def save_reconstructions(originals: np.ndarray, reconstructions: np.ndarray,
+                         shape: tuple[int, int] | None, path: str | Path, title: str,
+                         columns: int = 10) -> Path:
+    """``reconstructions.png``: see :func:`reconstructions_figure`."""
+    return _save(reconstructions_figure(originals, reconstructions, shape, title, columns), path)
+
+
+def latent_map_figure(images: np.ndarray, steps: int, shape: tuple[int, int] | None, title: str) -> Figure:
+    """A ``steps x steps`` grid of decoded images (``(steps^2, D)``, row-major: latent
+    dimension 2 down the rows, dimension 1 across the columns)."""
+    return _columns_figure(np.asarray(images), shape, steps, title)
+
+
+def save_latent_map(images: np.ndarray, steps: int, shape: tuple[int, int] | None, path: str | Path,
+                    title: str) -> Path:
+    """``latent_map.png``: see :func:`latent_map_figure`."""
+    return _save(latent_map_figure(images, steps, shape, title), path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -38,7 +39,8 @@ def evaluate_run(
     with the run's ``data`` settings). ``threads``: a count, ``auto`` or ``None`` (the
     run's ``threads``). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
     ``ais_betas``, ``reverse_examples``, ``reverse_runs``; unset ones come from the run
-    config's ``eval`` section). The result holds ``report``, a printable table.
+    config's ``eval`` section; for VAEs ``k``, the importance samples); an option the
+    family does not take is a :class:`BoltzkitError`. The result holds ``report``, a printable table.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
@@ -64,6 +66,7 @@ def evaluate_run(
                else as_dataset(data, config.data, config.seed, unit_interval))
     task = family.task(config, dataset, where)
     options = {k: v for k, v in options.items() if v is not None}
+    _check_options(family.name, task.evaluate, options)
     rows = max(config.train.batch_size, config.eval.ais.runs)
     choice = choose_threads(config.threads if threads is None else threads, trained.model, rows, where)
     with using_threads(choice.threads):
@@ -73,6 +76,21 @@ def evaluate_run(
     path.write_text(json.dumps(_finite(results), indent=2))
     results["report"] = f"{run_dir.path.name}: {report}"
     return results
+
+
+def _check_options(family: str, evaluate, options: dict[str, Any]) -> None:
+    """Refuse an option the family's evaluation does not take (``--k`` for an RBM) with a
+    one-line error instead of a TypeError."""
+    parameters = inspect.signature(evaluate).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(name for name in options if name not in parameters)
+    if unknown:
+        taken = sorted(name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                       and name not in ("seed", "progress"))
+        raise BoltzkitError(f"boltzkit evaluate: {', '.join('--' + n.replace('_', '-') for n in unknown)} "
+                            f"does not apply to model.type {family!r} (its options: "
+                            f"{', '.join('--' + n.replace('_', '-') for n in taken) or 'none'})")
 
 
 def _finite(results: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from ..seeding import make_generator
 from .checkpoint import load_checkpoint, load_state_into, load_weights
 
 RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors", "evaluation.json",
-             "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png")
+             "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png",
+             "reconstructions.png", "latent_map.png")
 SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?\.(png|npz)"
 """What ``boltzkit sample`` writes into a run (named by :meth:`RunDir.samples_stem`)."""
 RUN_FOLDERS = ("checkpoints", "tensorboard", "samples")
