@@ -6,7 +6,9 @@ family table. Importing this package imports PyTorch but not matplotlib.
 """
 
 from . import bm, mlp, rbm  # noqa: E402, F401  (built-in families register themselves)
-from . import autoencoder  # noqa: E402, F401
+
+# isort: split
+from . import autoencoder  # noqa: E402, F401  (registered after the first ones: listings keep their order)
 from .contract import COMMON_METRICS, Capabilities, Family, ModelSection, split_metrics
 from .registry import family_names, get_family, register, unregister
 from .steps import GradientStep, NonFiniteLoss, Stage, TrainStep
