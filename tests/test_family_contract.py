@@ -40,7 +40,7 @@ def test_presets_command_names_each_preset_family(capsys):
     assert [line.split()[0] for line in lines] == preset_names()
     assert {line.split()[0]: line.split()[1] for line in lines} == {
         "grbm-digits": "rbm:", "mlp-digits": "mlp:", "rbm-digits": "rbm:", "rbm-mnist": "rbm:",
-        "rbm-potts": "rbm:"}
+        "rbm-potts": "rbm:", "ae-digits": "autoencoder:", "sda-mnist": "autoencoder:"}
 
 
 def test_config_prints_only_the_family_keys(capsys):
@@ -166,6 +166,7 @@ def test_ctrl_c_during_a_trial_ends_the_study_instead_of_failing_the_trial(tmp_p
     ("rbm", ["model.n_hidden=8"]),
     ("bm", ["model={type: bm, n_hidden: 2}", "data.name=potts", "data.potts={length: 3, states: 2}"]),
     ("mlp", ["model={type: mlp, hidden_layers: [8]}", "data.binarize=none"]),
+    ("autoencoder", ["model={type: autoencoder, hidden_layers: [8], corruption: masking}", "data.binarize=none"]),
 ])
 def test_a_run_writes_the_figures_its_family_declares(tmp_path, family, overrides):
     out = _train(tmp_path, *overrides)
