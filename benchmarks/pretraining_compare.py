@@ -92,9 +92,9 @@ def pretrain_dbn(common: list[str], setting: dict, out: Path) -> Path | str:
 def finetune(common: list[str], setting: dict, pretrained: Path | None, out: Path) -> dict:
     """The classifier from ``pretrained`` (or random): fine-tuned, then evaluated on the test set."""
     seed = [f"model.pretrained={pretrained}"] if pretrained else []
+    model = f"model={{type: mlp, hidden_layers: {setting['widths']}, activation: sigmoid, init: glorot}}"
     config = load_config(None, [
-        *common, f"model={{type: mlp, hidden_layers: {setting['widths']}, activation: sigmoid, init: glorot}}",
-        *seed, f"train.epochs={setting['finetune_epochs']}", "train.batch_size=32",
+        *common, model, *seed, f"train.epochs={setting['finetune_epochs']}", "train.batch_size=32",
         "train.optimizer={name: sgd, lr: 0.05, momentum: 0.9}", "train.schedule={name: cosine, unit: step}"])
     started = time.perf_counter()
     result = train(config, out, overwrite=True, progress=False)
@@ -127,7 +127,8 @@ def main() -> None:
         source = None
         if pretrain is not None:
             started = time.perf_counter()
-            source = pretrain(common, setting, runs / f"pretrain-{pretrain.__name__.removeprefix('pretrain_')}")
+            kind = pretrain.__name__.removeprefix("pretrain_")
+            source = pretrain(common, setting, runs / f"pretrain-{kind}")
             row["pretrain_seconds"] = time.perf_counter() - started
             if isinstance(source, str):
                 rows.append({**row, "skipped": source})
@@ -135,8 +136,9 @@ def main() -> None:
                 continue
         row.update(finetune(common, setting, source, runs / f"mlp-{len(rows)}"))
         rows.append(row)
-        print(f"{label:34s} test error {100 * row['test_error']:.2f} % +- {100 * row['test_error_stderr']:.2f} "
-              f"(pretraining {row['pretrain_seconds']:.0f} s, fine-tuning {row['finetune_seconds']:.0f} s)",
+        print(f"{label:34s} test error {100 * row['test_error']:.2f} % "
+              f"+- {100 * row['test_error_stderr']:.2f} (pretraining {row['pretrain_seconds']:.0f} s, "
+              f"fine-tuning {row['finetune_seconds']:.0f} s)",
               flush=True)
     sda = next(r for r in rows if r["init"].startswith("stacked"))
     verdict = "met" if sda["test_error"] <= TARGET_ERROR else "NOT met"

@@ -6,6 +6,7 @@ greedily layer by layer (``stacked``), after which a run seeds an MLP classifier
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -153,20 +154,15 @@ class AutoencoderTask(Task):
                 layer.requires_grad_(depth is None or index == depth)
             return self.gradient_step(model, self.objective(depth, purpose), stage_epochs)
 
-        def metrics(depth: int):
-            return lambda epoch: self.reconstruction_metrics(model, depth)
-
         if not cfg.stacked:
-            return [Stage("train", epochs, lambda: step(None, epochs, "train.corruption"),
-                          metrics=metrics(model.depth))]
+            return [Stage("train", epochs, lambda: step(None, epochs, "train.corruption"))]
         stages = [Stage(f"layer{depth}", epochs,
                         lambda depth=depth: step(depth, epochs, f"train.corruption.layer{depth}"),
-                        prepare=self._codes_below(model, depth), metrics=metrics(depth))
+                        prepare=self._codes_below(model, depth))
                   for depth in range(1, model.depth + 1)]
         if cfg.joint_epochs:
             stages.append(Stage("joint", cfg.joint_epochs,
-                                lambda: step(None, cfg.joint_epochs, "train.corruption.joint"),
-                                metrics=metrics(model.depth)))
+                                lambda: step(None, cfg.joint_epochs, "train.corruption.joint")))
         return stages
 
     @staticmethod
@@ -188,7 +184,12 @@ class AutoencoderTask(Task):
                 for name, x in self.monitor.items() if len(x)}
 
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        return self.reconstruction_metrics(model, model.depth)
+        """Through the layers trained by the end of ``epoch`` (1-based, over the run): in a
+        greedy stack, those up to the current stage's layer."""
+        depth = model.depth
+        if self.config.model.stacked:
+            depth = min(depth, math.ceil(epoch / self.config.train.epochs))
+        return self.reconstruction_metrics(model, depth)
 
     # ---------------------------------------------------------------- range test
 
