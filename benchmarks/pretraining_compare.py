@@ -15,7 +15,7 @@ for a fine-tuned 3-layer SdA, so (c) should reach <= 1.3 %. Pretraining time is 
 apart from fine-tuning time.
 
     python benchmarks/pretraining_compare.py --mnist ../shared/data/mnist.npz
-    python benchmarks/pretraining_compare.py --smoke        # seconds: tiny nets, 1 epoch
+    python benchmarks/pretraining_compare.py --smoke        # seconds: tiny nets, a few epochs
 
 Writes ``benchmarks/results/pretraining_compare.json`` (``--smoke``:
 ``pretraining_compare-smoke.json``) and keeps the run directories under
@@ -48,8 +48,8 @@ PUBLISHED = "Vincent et al. (2010), SdA-3 fine-tuned: 1.28 % test error"
 
 FULL = {"widths": [1000, 1000, 1000], "finetune_epochs": 30, "pretrain_epochs": 15, "rbm_epochs": 20,
         "limit": None, "metrics_examples": 2000}
-SMOKE = {"widths": [32, 32, 32], "finetune_epochs": 1, "pretrain_epochs": 1, "rbm_epochs": 1,
-         "limit": 600, "metrics_examples": 100}
+SMOKE = {"widths": [32, 32, 32], "finetune_epochs": 3, "pretrain_epochs": 1, "rbm_epochs": 1,
+         "limit": 2000, "metrics_examples": 100}
 
 
 def data_overrides(mnist: Path, seed: int, setting: dict, threads: int) -> list[str]:
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--mnist", default="../shared/data/mnist.npz")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help="tiny nets on 600 images, one epoch each")
+    parser.add_argument("--smoke", action="store_true", help="tiny nets on 2,000 images, a few epochs")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/pretraining_compare.json)")
     args = parser.parse_args()
     mnist = Path(args.mnist).resolve()
