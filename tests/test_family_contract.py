@@ -169,6 +169,7 @@ def test_ctrl_c_during_a_trial_ends_the_study_instead_of_failing_the_trial(tmp_p
     ("gan", ["model={type: gan, latent: 4, generator_layers: [8], discriminator_layers: [8]}",
              "data.binarize=none"]),
     ("vae", ["model={type: vae, latent: 2, hidden_layers: [8]}"]),  # latent 2: latent_map.png too
+    ("autoencoder", ["model={type: autoencoder, hidden_layers: [8], corruption: masking}", "data.binarize=none"]),
 ])
 def test_a_run_writes_the_figures_its_family_declares(tmp_path, family, overrides):
     out = _train(tmp_path, *overrides)

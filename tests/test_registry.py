@@ -32,6 +32,8 @@ from boltzkit.objectives import BoltzmannMachineLearning, CrossEntropy, FreeEner
 from boltzkit.objectives.adversarial import DiscriminatorLoss
 from boltzkit.objectives.dbm import DBMLearning, ModifiedRBMPretraining
 from boltzkit.objectives.variational import VariationalBound
+from boltzkit.models.autoencoder import Autoencoder, corrupt
+from boltzkit.objectives.reconstruction import Reconstruction
 from boltzkit.sampling import (
     ContrastiveChains,
     ParallelTempering,
@@ -260,6 +262,30 @@ def _labelled(model, n, seed):
             torch.randint(model.output.out_features, (n,), generator=g))
 
 
+def _grey(model, n, seed):
+    return torch.rand(n, model.input_shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _autoencoder_gradient(model, objective, x):
+    """Backpropagation by hand through one sigmoid layer, untied: ``a = x~ W^T + b``,
+    ``h = sigmoid(a)``, ``r = h V^T + c``; ``dL/dr = (sigmoid(r) - x) / B``, and the sparsity
+    term adds ``beta (-rho / rho_hat_j + (1 - rho) / (1 - rho_hat_j)) / B`` to ``dL/dh_bj``
+    (Ng's sparse autoencoder notes)."""
+    layer, noisy = model.layers[0], objective.corrupted
+    h = torch.sigmoid(noisy @ layer.encoder.weight.T + layer.encoder.bias)
+    r = h @ layer.decoder_weight.T + layer.decoder_bias
+    d_r = (torch.sigmoid(r) - x) / len(x)
+    rho, rho_hat = objective.sparsity_target, h.mean(0)
+    d_h = d_r @ layer.decoder_weight + objective.sparsity_weight * (-rho / rho_hat + (1 - rho) / (1 - rho_hat)) / len(x)
+    d_a = d_h * h * (1 - h)
+    return {"layers.0.encoder.weight": d_a.T @ noisy, "layers.0.encoder.bias": d_a.sum(0),
+            "layers.0.decoder_weight": d_r.T @ h, "layers.0.decoder_bias": d_r.sum(0)}
+
+
+def _autoencoder_next_sample(model, x, g):
+    return model(corrupt(x, "masking", 0.3, g))
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -378,6 +404,17 @@ CASES = {
                  (lambda: VAE(5, 2, architecture="rnn"), "unknown architecture 'rnn'; accepted: mlp, conv"),
                  (lambda: VAE(6, 2, architecture="conv"), "the conv architecture needs an image shape"),
                  (lambda: VariationalBound("elbo", 0, torch.Generator()), "Invalid number of samples: k=0")]),
+    "autoencoder": Case(
+        "autoencoder", lambda: _randomize(Autoencoder(5, [3], tied=False).double(), 0.8, 10), _grey,
+        ["model={type: autoencoder, hidden_layers: [12, 6], stacked: true, joint_epochs: 1, corruption: masking, "
+         "corruption_level: 0.2, sparsity_weight: 0.1}", "data.binarize=none"],
+        _autoencoder_next_sample,
+        {"masking, sparse": lambda g: Reconstruction("masking", 0.3, g, sparsity_target=0.2, sparsity_weight=0.5),
+         "gaussian noise": lambda g: Reconstruction("gaussian", 0.4, g)},
+        _autoencoder_gradient,
+        invalid=[(lambda: Autoencoder(4, [3], activation="swish"), "unknown activation 'swish'"),
+                 (lambda: Reconstruction("masking", 1.0, torch.Generator()), "Invalid masking corruption level: 1.0"),
+                 (lambda: Autoencoder(16, [2], architecture="conv"), "a convolutional autoencoder needs image_shape")]),
 }
 def _capabilities(case: Case):
     """What the case's family declares (the toy family is registered only while this
@@ -589,6 +626,7 @@ def test_fit_logs_only_declared_metrics_and_resumes_exactly(name, device):
     assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy",
                      family.default_metric}  # the family's own
     assert logged & {"val_log_likelihood", "val_ais_log_likelihood", "val_accuracy", "val_elbo"}  # the family's own
+                     "val_reconstruction_loss"}  # the family's own
     assert len(saved) == len(full.history) == sum(stage.epochs for stage in full.stages)
     torch.manual_seed(0)
     cut = Fit(config)  # stopped in the middle of the second epoch
@@ -614,6 +652,7 @@ def test_config_validates_only_the_family_keys(name):
     section = get_family(case.family).section
     assert set(config.model.model_dump()) == set(section.model_fields)
     foreign = "activation" if case.family not in ("mlp", "vae") else "n_hidden"
+    foreign = next(key for key in ("activation", "n_hidden") if key not in section.model_fields)
     with pytest.raises(ConfigError, match=f"unknown config key 'model.{foreign}'; accepted keys in "
                                           f"model: type, "):
         config.with_overrides({f"model.{foreign}": 1})

@@ -402,7 +402,7 @@ def save_verification(check, path: str | Path) -> Path:
     return _save(verification_figure(check), path, tight=True)
 
 
-# ---- VAE figures
+# ---- VAE and autoencoder figures
 
 
 def _columns_figure(images: np.ndarray, shape: tuple[int, int] | None, columns: int, title: str) -> Figure:
@@ -421,24 +421,32 @@ def _columns_figure(images: np.ndarray, shape: tuple[int, int] | None, columns: 
     return fig
 
 
-def reconstructions_figure(originals: np.ndarray, reconstructions: np.ndarray,
-                           shape: tuple[int, int] | None, title: str, columns: int = 10) -> Figure:
-    """Examples and their reconstructions, ``(n, D)`` each: grid rows alternate between
-    ``columns`` originals and the reconstructions of the same examples below them."""
-    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
-    rows = []
-    for start in range(0, len(originals), columns):
-        block = slice(start, start + columns)
-        pad = np.zeros((columns - len(originals[block]), originals.shape[1]), dtype=originals.dtype)
-        rows += [originals[block], pad, reconstructions[block], pad]
-    return _columns_figure(np.concatenate(rows), shape, columns, title)
+def reconstructions_figure(rows: Sequence[tuple[str, np.ndarray]], shape: tuple[int, int] | None,
+                           title: str = "") -> Figure:
+    """One strip per ``(label, images)`` pair, each ``images`` ``(n, H*W)`` in [0, 1] and
+    the strips aligned column by column (inputs above their reconstructions); without an
+    image ``shape`` each example is a column of pixels."""
+    n = len(rows[0][1])
+    tile = tuple(shape) if shape is not None else (rows[0][1].shape[1], 1)
+    strips = [tile_images(images, tile, columns=n) for _, images in rows]
+    width = min(12.0, max(4.0, 0.45 * n))
+    height = width * strips[0].shape[0] / strips[0].shape[1]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(width, (height + 0.35) * len(rows) + 0.4),
+                             squeeze=False)
+    for ax, strip, (label, _) in zip(axes[:, 0], strips, rows, strict=True):
+        ax.imshow(strip, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+        ax.set_axis_off()
+        ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(wrap_text(title, width * 0.95, 10), fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
-def save_reconstructions(originals: np.ndarray, reconstructions: np.ndarray,
-                         shape: tuple[int, int] | None, path: str | Path, title: str,
-                         columns: int = 10) -> Path:
-    """``reconstructions.png``: see :func:`reconstructions_figure`."""
-    return _save(reconstructions_figure(originals, reconstructions, shape, title, columns), path)
+def save_reconstructions(rows: Sequence[tuple[str, np.ndarray]], shape: tuple[int, int] | None,
+                         path: str | Path, title: str = "") -> Path:
+    """``reconstructions.png``: :func:`reconstructions_figure` written to ``path``."""
+    return _save(reconstructions_figure(rows, shape, title), path)
 
 
 def latent_map_figure(images: np.ndarray, steps: int, shape: tuple[int, int] | None, title: str) -> Figure:

@@ -5,7 +5,7 @@ ending with ``register(Family(...))``), its import below, and one entry in the t
 family table. Importing this package imports PyTorch but not matplotlib.
 """
 
-from . import bm, dbm, dbn, gan, mlp, rbm, vae  # noqa: E402, F401  (built-in families register themselves)
+from . import autoencoder, bm, dbm, dbn, gan, mlp, rbm, vae  # noqa: E402, F401  (built-in families register themselves)
 from .contract import COMMON_METRICS, Capabilities, Family, ModelSection, split_metrics
 from .registry import family_names, get_family, register, unregister
 from .steps import GradientStep, NonFiniteLoss, Stage, TrainStep

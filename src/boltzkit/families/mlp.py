@@ -88,6 +88,12 @@ class ClassifierTask(Task):
                 raise DataError(f"{cfg.pretrained}: model.pretrained must be a run of a family that can "
                                 f"seed an MLP (an RBM or a stack); it holds a model.type "
                                 f"{source.config.model.type!r}")
+            # a source that names its units' activation (an autoencoder) seeds only the same one
+            activation = getattr(source.model, "activation", None)
+            if isinstance(activation, str) and activation != cfg.activation:
+                raise DataError(f"{cfg.pretrained}: its encoder computes {activation} units, and "
+                                f"model.activation is {cfg.activation!r}; seeded layers must compute "
+                                f"the same function: set model.activation={activation}")
             try:
                 layers = [(weight.T, bias) for weight, bias in source.model.hidden_affines()]
                 model.load_pretrained_layers(layers, freeze=cfg.freeze_pretrained)

@@ -198,13 +198,11 @@ class VAETask(Task):
         plots.save_samples(model, states, means, out / "samples.png",
                            "100 samples: z ~ N(0, I) through the decoder", shape, mean, std,
                            means_label="E[x|z]")
-        examples = (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:50]
+        examples = (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:20]
         if len(examples):
-            pixels = [plots.to_pixels(t.cpu(), mean, std).numpy()
-                      for t in (examples, model.reconstruct(examples))]
-            plots.save_reconstructions(*pixels, shape, out / "reconstructions.png",
-                                       "held-out examples (odd rows) and E[x | z = mean of q(z|x)] "
-                                       "(even rows)")
+            rows = [("held-out examples", examples), ("E[x | z = mean of q(z|x)]", model.reconstruct(examples))]
+            plots.save_reconstructions([(label, plots.to_pixels(t.cpu(), mean, std).numpy()) for label, t in rows],
+                                       shape, out / "reconstructions.png", title=out.name)
         if model.latent == 2:
             grid = plots.to_pixels(latent_grid_means(model, MAP_STEPS).cpu(), mean, std).numpy()
             plots.save_latent_map(grid, MAP_STEPS, shape, out / "latent_map.png",
