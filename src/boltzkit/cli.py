@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality = commands.add_parser(
         "quality-classifier", help="train the classifier that judges sample quality, cached beside the data")
     quality.add_argument("--data", default="digits", metavar="NAME|FILE.npz",
-                         help="digits, mnist, fashion-mnist, or an .npz with x_train, y_train, x_test, y_test "
-                              "(default digits)")
+                         help="digits, mnist, fashion-mnist, or an .npz with x_train, y_train, x_test, "
+                              "y_test (default digits)")
     quality.add_argument("--data-dir", help="folder with the data files, where the weights are cached too")
     quality.add_argument("--out", help="weights file (default: DATA_DIR/boltzkit-quality-classifier-<data>"
                                        ".safetensors)")
@@ -302,7 +302,8 @@ def _quality_classifier(args: argparse.Namespace) -> int:
         data = (DataConfig(name="npz", path=args.data, dir=args.data_dir) if args.data.endswith(".npz")
                 else DataConfig(name=args.data, dir=args.data_dir))
     except ValidationError:
-        raise BoltzkitError(f"--data {args.data}: accepted digits, mnist, fashion-mnist or an .npz file") from None
+        raise BoltzkitError(f"--data {args.data}: accepted digits, mnist, fashion-mnist or an .npz "
+                            "file") from None
     with using_threads(args.threads):
         classifier, _ = load_or_train_quality_classifier(
             data, resolve_device(args.device or "auto"), path=args.out, retrain=args.retrain,

@@ -157,7 +157,8 @@ class QualityJudge:
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
         """The classifier's logits ``(N, K)`` (on the CPU)."""
-        return torch.cat([self.classifier(self._input(chunk)).cpu() for chunk in images.split(self.batch_size)])
+        chunks = images.split(self.batch_size)
+        return torch.cat([self.classifier(self._input(chunk)).cpu() for chunk in chunks])
 
     def __call__(self, images: Tensor) -> SampleQuality:
         """Every number for ``images`` ``(N, D)`` in [0, 1] (values outside are clipped)."""

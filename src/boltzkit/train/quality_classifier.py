@@ -86,9 +86,9 @@ def quality_data(data_config) -> Dataset:
     cfg = data_config.model_copy(update={"binarize": "none", "standardize": False, "validation": 0.0,
                                          "limit": None})
     data = load_dataset(cfg, seed=0, unit_interval=True)
-    missing = [what for what, value in (("training labels", data.train_labels), ("a test split", data.test),
-                                        ("test labels", data.test_labels), ("an image shape", data.image_shape))
-               if value is None]
+    needed = (("training labels", data.train_labels), ("a test split", data.test),
+              ("test labels", data.test_labels), ("an image shape", data.image_shape))
+    missing = [what for what, value in needed if value is None]
     if missing:
         raise DataError(f"{data.source or data.name}: sample quality needs labelled images with a test "
                         f"split; this data set has no {', '.join(missing)} (use digits, mnist, "
@@ -150,7 +150,8 @@ def train_quality_classifier(data: Dataset, spec: ClassifierSpec | None = None,
             optimizer.step()
             total += loss.item() * len(rows)
         if progress:
-            print(f"quality classifier: epoch {epoch + 1}/{spec.epochs}, loss {total / len(x):.4f}", flush=True)
+            print(f"quality classifier: epoch {epoch + 1}/{spec.epochs}, loss {total / len(x):.4f}",
+                  flush=True)
     model.eval()
     info = {"dataset": data.name, "source": data.source, "data_sha256": data_checksum(data),
             "train_examples": len(data.train), "test_examples": len(data.test),
@@ -163,8 +164,7 @@ def train_quality_classifier(data: Dataset, spec: ClassifierSpec | None = None,
 def save_quality_classifier(path: str | Path, classifier: QualityClassifier) -> Path:
     """Write the weights as safetensors (atomically), spec and ``info`` in the metadata."""
     spec = {"kind": KIND, "version": VERSION, **asdict(classifier.spec)}
-    classifier.path = save_weights(path, classifier.model, spec, classifier.info)
-    return classifier.path
+    return save_weights(path, classifier.model, spec, classifier.info)
 
 
 def load_quality_classifier(path: str | Path, data: Dataset | None = None,
@@ -174,7 +174,8 @@ def load_quality_classifier(path: str | Path, data: Dataset | None = None,
     path = Path(path)
     tensors, metadata = load_weights(path)  # a missing, truncated or altered file: CheckpointError
     try:
-        spec_dict, info = json.loads(metadata.get("config", "{}")), json.loads(metadata.get("data_info", "{}"))
+        spec_dict = json.loads(metadata.get("config", "{}"))
+        info = json.loads(metadata.get("data_info", "{}"))
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: its metadata is not JSON") from None
     if spec_dict.pop("kind", None) != KIND or spec_dict.pop("version", None) != VERSION:
@@ -208,6 +209,5 @@ def load_or_train_quality_classifier(data_config, device: str | torch.device = "
     if progress:
         print(f"training the quality classifier of {data.source or data.name} (saved to {path})", flush=True)
     classifier = train_quality_classifier(data, device=device, progress=progress)
-    save_quality_classifier(path, classifier)
-    classifier.trained_now = True
+    classifier.path, classifier.trained_now = save_quality_classifier(path, classifier), True
     return classifier, data
