@@ -149,7 +149,7 @@ def train_quality_classifier(data: Dataset, spec: ClassifierSpec | None = None,
             loss.backward()
             optimizer.step()
             total += loss.item() * len(rows)
-        if progress:
+        if progress and (epoch + 1) % max(1, spec.epochs // 10) == 0:  # ten lines at most
             print(f"quality classifier: epoch {epoch + 1}/{spec.epochs}, loss {total / len(x):.4f}",
                   flush=True)
     model.eval()
