@@ -49,10 +49,11 @@ from _machine import cpu_name
 from torch import Tensor, nn
 
 from boltzkit import plots
-from boltzkit.config import RunConfig, load_config, preset_names
+from boltzkit.config import DataConfig, RunConfig, load_config, preset_names
 from boltzkit.estimate.sample_quality import QualityJudge
 from boltzkit.families import Family, family_names, get_family
 from boltzkit.seeding import make_generator
+from boltzkit.train.device import resolve_device
 from boltzkit.train.fit import Fit, FitInterrupted
 from boltzkit.train.quality_classifier import load_or_train_quality_classifier
 from boltzkit.train.quality_run import sample_images
@@ -216,6 +217,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if row.get("absent"):
             lines.append(f"| {row['family']} | not in this checkout | | | | | | |")
             continue
+        if row.get("reference"):
+            q = row["quality"]
+            lines.append(f"| {row['family']} | | {q['fid']:.1f} | {q['class_coverage']:.2f} | "
+                         f"{q['inception_score']:.2f} | | | |")
+            continue
         ll = row["likelihood"]
         ll_text = "n/a" if "value" not in ll else f"{ll['value']:.2f} ({ll['kind']}" + (
             ", unreliable" if ll.get("reliable") is False else "") + ")"
@@ -249,10 +255,45 @@ def write_docs(markdown: str, command: str) -> None:
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{RESULTS_MD}: no {BEGIN} ... {END} markers; add them where the table goes")
     block = f"{BEGIN}\n`{command}`\n\n{markdown}\n{END}"
-    RESULTS_MD.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    pattern = re.escape(BEGIN) + ".*?" + re.escape(END)
+    RESULTS_MD.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def run_family(entry: ZooEntry, args: argparse.Namespace, data: list[str], judge: QualityJudge,
+               dataset: str) -> tuple[dict[str, Any], Tensor | None]:
+    """Train one family within the budget and measure it; returns its row and its samples."""
+    family = get_family(entry.name)
+    budget = 60 * args.minutes
+    config = zoo_config(entry, dataset, data, args.extra)
+    config, calibration = calibrated(config, budget, args.calibrate)
+    print(f"{entry.name}: {calibration}; training for {budget:.0f} s", flush=True)
+    session, seconds = train_within(config, budget)
+    stages = f", stage {session.state.stage + 1} of {len(session.stages)}" if len(session.stages) > 1 else ""
+    row: dict[str, Any] = {
+        "family": entry.name, "config": json.loads(config.model_dump_json()), "calibration": calibration,
+        "train_seconds": seconds, "trained": f"{session.epochs_done} epochs{stages}",
+        "last_epoch": session.history[-1] if session.history else None,
+        "likelihood": likelihood(family, session),
+    }
+    images = None
+    if family.capabilities.sample:
+        generator = make_generator(config.seed, "zoo.samples", session.device)
+        images = sample_images(family, session.model, args.samples, args.sample_steps, generator,
+                               session.task.data.feature_mean, session.task.data.feature_std)
+        row["quality"] = judge(images).to_dict()
+    row["probe_accuracy"] = probe_accuracy(entry, family, session, args.probe_examples)
+    return row, images
+
+
+def reference_rows(judge: QualityJudge, train: Tensor, n: int, dataset: str) -> list[dict[str, Any]]:
+    """What real images and noise score against the same reference: the table's scale."""
+    noise = torch.rand(n, train.shape[1], generator=make_generator(0, "zoo.noise"))
+    return [{"family": f"*{dataset} training images*", "reference": True,
+             "quality": judge(train[:n]).to_dict()},
+            {"family": "*uniform noise*", "reference": True, "quality": judge(noise).to_dict()}]
 
 
 def main() -> None:
@@ -261,9 +302,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per family")
     parser.add_argument("--calibrate", type=float, default=30.0, help="seconds that measure the update rate")
     parser.add_argument("--samples", type=int, default=10_000, help="samples per family for FID")
-    parser.add_argument("--sample-steps", type=int, default=1000, help="Gibbs sweeps for Markov-chain samplers")
+    parser.add_argument("--sample-steps", type=int, default=1000,
+                        help="Gibbs sweeps for Markov-chain samplers")
     parser.add_argument("--probe-examples", type=int, default=10_000)
-    parser.add_argument("--families", nargs="+", default=[e.name for e in ZOO], choices=[e.name for e in ZOO])
+    parser.add_argument("--families", nargs="*", default=[e.name for e in ZOO], choices=[e.name for e in ZOO],
+                        help="default: all (docs/RESULTS.md is written only then)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: each config's threads: auto)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every family")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: the RBM on the 8x8 digits, tiny settings, docs/RESULTS.md untouched")
@@ -272,50 +316,36 @@ def main() -> None:
         args.minutes, args.calibrate, args.samples, args.sample_steps = 0.05, 1.0, 200, 50
         args.probe_examples, args.families = 1000, ["rbm"]
         args.extra = ["eval.ais={runs: 8, betas: 200}", "train.metrics_examples=100", *args.extra]
+        dataset, data_config = "digits", DataConfig(name="digits")
         data = ["data.name=digits", "data.binarize=dynamic"]
     else:
         mnist = Path(args.mnist).resolve()
         if not mnist.is_file() or mnist.name != "mnist.npz":
             raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+        dataset, data_config = "mnist", DataConfig(name="mnist", dir=str(mnist.parent))
         data = ["data.name=mnist", f"data.dir={mnist.parent}"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        args.extra = [f"threads={args.threads}", *args.extra]
     suffix = "-smoke" if args.smoke else ""
-    budget = 60 * args.minutes
     RESULTS.mkdir(exist_ok=True)
 
+    device = resolve_device("auto")
+    classifier, labelled = load_or_train_quality_classifier(data_config, device, progress=True)
+    print(f"quality classifier: {classifier.path}, test accuracy {classifier.info['test_accuracy']:.4f}")
+    judge = QualityJudge(classifier.model, labelled.test)
     rows: list[dict[str, Any]] = []
-    panels: list[tuple[str, Tensor]] = []
-    judge = shape = None
+    panels: list[tuple[str, Tensor]] = [(f"{dataset} test", labelled.test[:64])]
     for entry in (e for e in ZOO if e.name in args.families):
         if entry.name not in family_names():
             rows.append({"family": entry.name, "absent": True})
             continue
-        family = get_family(entry.name)
-        config = zoo_config(entry, "digits" if args.smoke else "mnist", data, args.extra)
-        config, calibration = calibrated(config, budget, args.calibrate)
-        print(f"{entry.name}: {calibration}; training for {budget:.0f} s", flush=True)
-        session, seconds = train_within(config, budget)
-        if judge is None:  # the classifier, its data and the reference: once, on the first device
-            classifier, labelled = load_or_train_quality_classifier(config.data, session.device, progress=True)
-            judge, shape = QualityJudge(classifier.model, labelled.test), labelled.image_shape
-            panels.append(("MNIST test" if not args.smoke else "digits test", labelled.test[:64]))
-            print(f"quality classifier: {classifier.path}, test accuracy {classifier.info['test_accuracy']:.4f}")
-        row: dict[str, Any] = {
-            "family": entry.name, "preset_config": json.loads(config.model_dump_json()),
-            "calibration": calibration, "train_seconds": seconds,
-            "trained": f"{session.epochs_done} epochs" + (f", stage {session.state.stage + 1} of "
-                                                         f"{len(session.stages)}" if len(session.stages) > 1 else ""),
-            "last_epoch": session.history[-1] if session.history else None,
-            "likelihood": likelihood(family, session),
-        }
-        if family.capabilities.sample:
-            generator = make_generator(config.seed, "zoo.samples", session.device)
-            images = sample_images(family, session.model, args.samples, args.sample_steps, generator,
-                                   session.task.data.feature_mean, session.task.data.feature_std)
-            row["quality"] = judge(images).to_dict()
-            panels.append((entry.name, images[:64]))
-        row["probe_accuracy"] = probe_accuracy(entry, family, session, args.probe_examples)
+        row, images = run_family(entry, args, data, judge, dataset)
         rows.append(row)
+        if images is not None:
+            panels.append((entry.name, images[:64]))
         print(table([row]).splitlines()[-1], flush=True)
+    rows += reference_rows(judge, labelled.train, min(args.samples, len(labelled.train)), dataset)
 
     command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else
                                                    f"--mnist {args.mnist} --minutes {args.minutes:g}")
@@ -323,13 +353,13 @@ def main() -> None:
     print(markdown)
     record = {"command": command, "machine": {"cpu": cpu_name(), "platform": platform.platform(),
                                               "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "settings": {k: v for k, v in vars(args).items()}, "rows": rows,
-              "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
+              "settings": vars(args), "classifier": {"path": str(classifier.path), **classifier.info},
+              "rows": rows, "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
     path = RESULTS / f"mnist_zoo{suffix}.json"
     path.write_text(json.dumps(record, indent=2, default=float))
-    figure = samples_figure(panels, shape, RESULTS / f"zoo_samples{suffix}.png") if panels and shape else None
-    print(f"wrote {path}" + (f" and {figure}" if figure else ""))
-    if not args.smoke:
+    figure = samples_figure(panels, labelled.image_shape, RESULTS / f"zoo_samples{suffix}.png")
+    print(f"wrote {path} and {figure}")
+    if not args.smoke and set(args.families) == {e.name for e in ZOO}:
         write_docs(markdown, command)
         print(f"wrote the table into {RESULTS_MD}")
 
