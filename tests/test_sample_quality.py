@@ -100,6 +100,9 @@ def test_judge_reports_every_number_and_needs_two_images(judge, digits_classifie
     assert sum(record["class_histogram"]) == pytest.approx(1.0)
     assert json.loads(json.dumps(record)) == record
     assert quality.report().startswith("FID ")
+    # 297 images for 64 features: fewer than 10 per feature
+    assert quality.caveat == ("only 297 images for 64 features (fewer than 10 per feature): the FID is "
+                              "biased upward; compare only at the same number of samples")
     with pytest.raises(ValueError, match="the Frechet distance needs at least 2 images, got 1"):
         judge.frechet_distance(data.test[:1])
 
@@ -269,8 +272,9 @@ def test_evaluate_sample_quality_of_an_rbm_run(tmp_path, capsys, digits_classifi
     capsys.readouterr()
     assert main(["evaluate", str(out), "--ais-runs", "4", "--ais-betas", "50", "--sample-quality", "60",
                  "--sample-steps", "20", "--quiet"]) == 0
-    said = capsys.readouterr().out
+    said, warned = capsys.readouterr()
     assert "sample quality against the test split: FID " in said and "60 samples vs 297 real images" in said
+    assert "boltzkit: warning: sample quality: only 60 images for 64 features" in warned
     quality = json.loads((out / "evaluation.json").read_text())["sample_quality"]
     assert quality["samples"] == 60 and quality["sample_steps"] == 20 and quality["fid"] > 0
     assert "log_likelihood_ais" in json.loads((out / "evaluation.json").read_text())

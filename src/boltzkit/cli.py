@@ -285,6 +285,8 @@ def _evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if results.get("reverse_ais_reliable") is False:
         print(f"boltzkit: warning: reverse AIS: {results['reverse_ais_verdict']}", file=sys.stderr)
+    if results.get("sample_quality", {}).get("caveat"):
+        print(f"boltzkit: warning: sample quality: {results['sample_quality']['caveat']}", file=sys.stderr)
     print(f"wrote {Path(args.run) / 'evaluation.json'}")
     return 0
 

@@ -36,6 +36,9 @@ from .exact import log_mean_exp
 
 COVERAGE_TOLERANCE = 0.3
 """A class is covered when its share of the samples is at least ``(1 - 0.3) / K``."""
+SAMPLES_PER_FEATURE = 10
+"""Below this many images per feature on either side, the covariances are poorly
+estimated and the Frechet distance is biased upward: the result carries a caveat."""
 
 
 @dataclass
@@ -56,15 +59,18 @@ class SampleQuality:
     features: int
     """Width of the classifier's feature layer."""
     tolerance: float = COVERAGE_TOLERANCE
+    caveat: str = ""
+    """Why not to trust the Frechet distance much (empty: no known reason)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "feature_extractor": "boltzkit quality classifier (not Inception v3)"}
 
     def report(self) -> str:
         """One line for tables and logs."""
-        return (f"FID {self.fid:.3f} (classifier features, not Inception; {self.samples} samples vs "
+        line = (f"FID {self.fid:.3f} (classifier features, not Inception; {self.samples} samples vs "
                 f"{self.reference} real images), class coverage {self.class_coverage:.2f}, "
                 f"Inception-style score {self.inception_score:.3f}")
+        return f"{line}; {self.caveat}" if self.caveat else line
 
 
 def inception_score(logits: Tensor) -> float:
@@ -164,7 +170,12 @@ class QualityJudge:
         """Every number for ``images`` ``(N, D)`` in [0, 1] (values outside are clipped)."""
         logits = self.logits(images)
         coverage, histogram = class_coverage(logits.argmax(dim=1), logits.shape[1], self.tolerance)
+        features = int(self.classifier.num_features)
+        fewest = min(len(images), self.reference)
+        caveat = (f"only {fewest} images for {features} features (fewer than {SAMPLES_PER_FEATURE} per "
+                  "feature): the FID is biased upward; compare only at the same number of samples"
+                  if fewest < SAMPLES_PER_FEATURE * features else "")
         return SampleQuality(
             fid=self.frechet_distance(images), class_coverage=coverage, class_histogram=histogram,
             inception_score=inception_score(logits), samples=len(images), reference=self.reference,
-            features=int(self.classifier.num_features), tolerance=self.tolerance)
+            features=features, tolerance=self.tolerance, caveat=caveat)
