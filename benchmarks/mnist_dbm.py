@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _machine import cpu_name
+
 from boltzkit.config import load_config
 from boltzkit.models.rbm import RBM
 from boltzkit.objectives.free_energy_gap import FreeEnergyGap

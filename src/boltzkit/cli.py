@@ -108,8 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluate on this .npz or .csv file (runs trained on arrays given in Python)")
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     _threads_argument(evaluate, "default: the run's threads")
+    evaluate.add_argument("--sample-quality", type=int, nargs="?", const=1000, default=0, metavar="N",
+                          help="also draw N samples (default 1000) and compare them with the test split: "
+                               "FID on the quality classifier's features (not Inception), class coverage, "
+                               "Inception-style score (needs boltzkit[quality])")
+    evaluate.add_argument("--sample-steps", type=int, default=1000,
+                          help="sampling steps (Gibbs sweeps) per sample for --sample-quality (default 1000)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
+
+    quality = commands.add_parser(
+        "quality-classifier", help="train the classifier that judges sample quality, cached beside the data")
+    quality.add_argument("--data", default="digits", metavar="NAME|FILE.npz",
+                         help="digits, mnist, fashion-mnist, or an .npz with x_train, y_train, x_test, "
+                              "y_test (default digits)")
+    quality.add_argument("--data-dir", help="folder with the data files, where the weights are cached too")
+    quality.add_argument("--out", help="weights file (default: DATA_DIR/boltzkit-quality-classifier-<data>"
+                                       ".safetensors)")
+    quality.add_argument("--retrain", action="store_true", help="train again and replace the file")
+    quality.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    _threads_argument(quality, "default: PyTorch's")
+    quality.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    quality.set_defaults(handler=_quality_classifier)
 
     lr_find = commands.add_parser(
         "lr-find", help="learning-rate range test: suggest a rate for a config")
@@ -252,19 +272,52 @@ def _evaluate(args: argparse.Namespace) -> int:
                             ("k", 1, 1_000_000)):
         if getattr(args, name) is not None:
             _in_range(f"--{name.replace('_', '-')}", getattr(args, name), low, high)
+    if args.sample_quality:
+        _in_range("--sample-quality", args.sample_quality, 2, 1_000_000)
+        _in_range("--sample-steps", args.sample_steps, 1, 10_000_000)
     _check_threads(args)
     results = evaluate_run(
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
         reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, k=args.k, seed=args.seed,
         data_dir=args.data_dir, data_file=args.data, device=args.device, threads=args.threads,
-        progress=not args.quiet)
+        progress=not args.quiet, sample_quality=args.sample_quality, sample_steps=args.sample_steps)
     print(results["report"])
     if results.get("ais_reliable") is False:
         print(f"boltzkit: warning: the AIS likelihood is not to be trusted: {results['ais_verdict']}",
               file=sys.stderr)
     if results.get("reverse_ais_reliable") is False:
         print(f"boltzkit: warning: reverse AIS: {results['reverse_ais_verdict']}", file=sys.stderr)
+    if results.get("sample_quality", {}).get("caveat"):
+        print(f"boltzkit: warning: sample quality: {results['sample_quality']['caveat']}", file=sys.stderr)
     print(f"wrote {Path(args.run) / 'evaluation.json'}")
+    return 0
+
+
+def _quality_classifier(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .config import DataConfig
+    from .train.device import resolve_device
+    from .train.quality_classifier import load_or_train_quality_classifier
+    from .train.threads import using_threads
+
+    _check_threads(args)
+    try:
+        data = (DataConfig(name="npz", path=args.data, dir=args.data_dir) if args.data.endswith(".npz")
+                else DataConfig(name=args.data, dir=args.data_dir))
+    except ValidationError:
+        raise BoltzkitError(f"--data {args.data}: accepted digits, mnist, fashion-mnist or an .npz "
+                            "file") from None
+    with using_threads(args.threads):
+        classifier, _ = load_or_train_quality_classifier(
+            data, resolve_device(args.device or "auto"), path=args.out, retrain=args.retrain,
+            progress=not args.quiet)
+    info = classifier.info
+    how = (f"trained in {info['train_seconds']:.1f} s" if classifier.trained_now
+           else "already there, same data (--retrain to train again)")
+    print(f"quality classifier of {info['source']}: test accuracy {100 * info['test_accuracy']:.2f} % on "
+          f"{info['test_examples']} images, {classifier.spec.n_features} features; {how}")
+    print(f"{'wrote' if classifier.trained_now else 'at'} {classifier.path}")
     return 0
 
 

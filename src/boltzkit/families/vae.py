@@ -200,9 +200,10 @@ class VAETask(Task):
                            means_label="E[x|z]")
         examples = (self.monitor_val if len(self.monitor_val) else self.monitor_train)[:20]
         if len(examples):
-            rows = [("held-out examples", examples), ("E[x | z = mean of q(z|x)]", model.reconstruct(examples))]
-            plots.save_reconstructions([(label, plots.to_pixels(t.cpu(), mean, std).numpy()) for label, t in rows],
-                                       shape, out / "reconstructions.png", title=out.name)
+            rows = [("held-out examples", examples),
+                    ("E[x | z = mean of q(z|x)]", model.reconstruct(examples))]
+            pixels = [(label, plots.to_pixels(t.cpu(), mean, std).numpy()) for label, t in rows]
+            plots.save_reconstructions(pixels, shape, out / "reconstructions.png", title=out.name)
         if model.latent == 2:
             grid = plots.to_pixels(latent_grid_means(model, MAP_STEPS).cpu(), mean, std).numpy()
             plots.save_latent_map(grid, MAP_STEPS, shape, out / "latent_map.png",

@@ -29,6 +29,8 @@ def evaluate_run(
     device: str | None = None,
     threads: int | str | None = None,
     progress: bool = True,
+    sample_quality: int = 0,
+    sample_steps: int = 1000,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate the run's model on ``split`` and write ``evaluation.json`` in the run.
@@ -40,7 +42,10 @@ def evaluate_run(
     run's ``threads``). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
     ``ais_betas``, ``reverse_examples``, ``reverse_runs``; unset ones come from the run
     config's ``eval`` section; for VAEs ``k``, the importance samples); an option the
-    family does not take is a :class:`BoltzkitError`. The result holds ``report``, a printable table.
+    family does not take is a :class:`BoltzkitError`. ``sample_quality``: also judge that
+    many samples (after ``sample_steps`` sampling steps) against the test split (see
+    :mod:`boltzkit.train.quality_run`; families that sample but have no evaluation get
+    only this). The result holds ``report``, a printable table.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
@@ -49,7 +54,11 @@ def evaluate_run(
     trained = load_run_model(run_dir.path, where)
     config = trained.config
     family = get_family(config.model.type)
-    if not family.capabilities.evaluate:
+    if sample_quality and not family.capabilities.sample:
+        able = [name for name in family_names() if get_family(name).capabilities.sample]
+        raise BoltzkitError(f"boltzkit evaluate --sample-quality: model.type {family.name!r} cannot be "
+                            f"sampled (families that can: {', '.join(able)})")
+    if not family.capabilities.evaluate and not sample_quality:
         able = [name for name in family_names() if get_family(name).capabilities.evaluate]
         raise BoltzkitError(f"boltzkit evaluate: not available for model.type {family.name!r} "
                             f"(families with an evaluation: {', '.join(able)}); {run} has its "
@@ -69,8 +78,18 @@ def evaluate_run(
     _check_options(family.name, task.evaluate, options)
     rows = max(config.train.batch_size, config.eval.ais.runs)
     choice = choose_threads(config.threads if threads is None else threads, trained.model, rows, where)
+    results, report = {}, f"{split} split"
     with using_threads(choice.threads):
-        results, report = task.evaluate(trained.model, split, seed=seed, progress=progress, **options)
+        if family.capabilities.evaluate:
+            results, report = task.evaluate(trained.model, split, seed=seed, progress=progress, **options)
+        if sample_quality:
+            from .quality_run import judge_model
+
+            quality = judge_model(family, trained.model, config.data, n=sample_quality, steps=sample_steps,
+                                  seed=seed, device=where, feature_mean=trained.feature_mean,
+                                  feature_std=trained.feature_std, progress=progress)
+            results["sample_quality"] = {**quality.to_dict(), "sample_steps": sample_steps}
+            report += f"\nsample quality against the test split: {quality.report()}"
     results = {"run": str(run_dir.path), "split": split, "seed": seed, "model_type": family.name, **results}
     path = run_dir.file("evaluation.json")
     path.write_text(json.dumps(_finite(results), indent=2))
