@@ -78,8 +78,9 @@ def update_cost(mnist: Path, extra: list[str], repeats: int = 20) -> dict[str, f
     step(model, v)  # starts the chains
     with torch.no_grad():
         positive, _ = model.mean_field(v, section.mean_field_iter, section.mean_field_tol)
+    iterations, tol = section.mean_field_iter, section.mean_field_tol
     parts = {
-        "mean_field": _timed(lambda: model.mean_field(v, section.mean_field_iter, section.mean_field_tol), repeats),
+        "mean_field": _timed(lambda: model.mean_field(v, iterations, tol), repeats),
         "chains": _timed(lambda: objective.chains.step(model, positive), repeats),
     }
 

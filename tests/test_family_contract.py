@@ -40,7 +40,9 @@ def test_presets_command_names_each_preset_family(capsys):
     assert [line.split()[0] for line in lines] == preset_names()
     assert {line.split()[0]: line.split()[1] for line in lines} == {
         "grbm-digits": "rbm:", "mlp-digits": "mlp:", "rbm-digits": "rbm:", "rbm-mnist": "rbm:",
-        "rbm-potts": "rbm:", "gan-digits": "gan:", "gan-mnist": "gan:"}
+        "rbm-potts": "rbm:", "gan-digits": "gan:", "gan-mnist": "gan:", "dbn-digits": "dbn:",
+        "dbn-mnist": "dbn:", "dbm-digits": "dbm:", "dbm-mnist": "dbm:", "vae-digits": "vae:",
+        "vae-mnist": "vae:", "ae-digits": "autoencoder:", "sda-mnist": "autoencoder:"}
 
 
 def test_config_prints_only_the_family_keys(capsys):
@@ -108,7 +110,7 @@ def _train(tmp_path, *overrides):
 def test_sample_is_refused_for_families_that_cannot(tmp_path, capsys):
     out = _train(tmp_path, "model={type: mlp, hidden_layers: [8]}", "data.binarize=none")
     assert main(["sample", str(out)]) == 2
-    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm, bm, gan)"
+    assert ("holds a model.type 'mlp', which cannot be sampled (families that can: rbm, bm, dbn, dbm, vae, gan)"
             in capsys.readouterr().err)
 
 

@@ -5,7 +5,11 @@ ending with ``register(Family(...))``), its import below, and one entry in the t
 family table. Importing this package imports PyTorch but not matplotlib.
 """
 
-from . import autoencoder, bm, dbm, dbn, gan, mlp, rbm, vae  # noqa: E402, F401  (built-in families register themselves)
+# Built-in families register themselves on import, in the order listings show them.
+# isort: off
+from . import rbm, bm, dbn, dbm, mlp  # noqa: E402, F401
+from . import autoencoder, vae, gan  # noqa: E402, F401
+# isort: on
 from .contract import COMMON_METRICS, Capabilities, Family, ModelSection, split_metrics
 from .registry import family_names, get_family, register, unregister
 from .steps import GradientStep, NonFiniteLoss, Stage, TrainStep
