@@ -32,7 +32,7 @@ from ..models.dbm import DBM
 from ..objectives.dbm import DBMLearning, ModifiedRBMPretraining
 from ..sampling.dbm import DBMChains, draw_dbm_samples
 from ..sampling.tempering import temperature_ladder
-from ..sections import Section
+from ..sections import OptimizerConfig, Section
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import GenerativeTask
@@ -59,6 +59,9 @@ class DBMSection(ModelSection):
     offset_rate: float = Field(0.01, gt=0, le=1)
     pretrain_epochs: int = Field(0, ge=0, le=1_000_000)
     """Epochs of greedy pretraining per layer before joint training (0: none)."""
+    pretrain_optimizer: OptimizerConfig | None = None
+    """The pretraining stages' optimizer (default: ``train.optimizer``); RBM pretraining
+    takes larger rates than joint training, whose persistent chains need small ones."""
     mean_field_iter: int = Field(10, ge=1, le=10_000)
     """Cap on the positive phase's mean-field sweeps."""
     mean_field_tol: float = Field(1e-3, gt=0, le=1)
@@ -149,7 +152,10 @@ class DBMTask(GenerativeTask):
     def _pretraining_step(self, model: DBM, depth: int) -> TrainStep:
         generator = make_generator(self.config.seed, f"pretrain.layer{depth}", self.device)
         objective = ModifiedRBMPretraining(depth, self.config.train.k, generator)
-        return self.gradient_step(model, objective, self.config.model.pretrain_epochs)
+        train_config = self.config.train
+        if self.config.model.pretrain_optimizer is not None:
+            train_config = train_config.model_copy(update={"optimizer": self.config.model.pretrain_optimizer})
+        return self.gradient_step(model, objective, self.config.model.pretrain_epochs, train_config)
 
     def _joint_step(self, model: DBM) -> TrainStep:
         cfg, section = self.config.train, self.config.model
