@@ -210,7 +210,8 @@ class DBM(nn.Module):
         for sweep in range(1, max_iter + 1):
             change = torch.zeros(len(states[0]), dtype=states[1].dtype, device=states[1].device)
             for depth in range(1, self.n_layers):
-                new = torch.where(active[:, None], torch.sigmoid(self.layer_input(states, depth)), states[depth])
+                update = torch.sigmoid(self.layer_input(states, depth))
+                new = torch.where(active[:, None], update, states[depth])
                 change = torch.maximum(change, (new - states[depth]).abs().amax(dim=1))
                 states[depth] = new
             active = active & (change >= tol)
