@@ -1,13 +1,14 @@
 """Multilayer perceptron classifiers (``model.type: mlp``) with the classic fast-training
 knobs (initialisation, activation, batch normalisation, dropout) and a first layer that
-can start from a trained RBM or stack (``pretrained``)."""
+can start from a trained RBM or stack (``pretrained``); from a two-layer DBM, optionally
+with the mean-field posterior of its top layer as an extra input (``pretrained_input``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ from ..objectives.supervised import CrossEntropy
 from .contract import Capabilities, Family, ModelSection
 from .registry import get_family, register
 from .task import Task
+
+if TYPE_CHECKING:
+    from ..train.run_dir import TrainedRun
 
 
 class MLPSection(ModelSection):
@@ -66,9 +70,8 @@ class ClassifierTask(Task):
     summary_keys = ("loss", "val_loss", "val_accuracy", "seconds")
 
     def __init__(self, config, data: Dataset, device: torch.device):
-        self._source = None
-        self.raw_features = data.n_features
-        """Features of the data before any augmentation (what the filters show)."""
+        self._source = None  # the run of model.pretrained, loaded once
+        self.raw_features = data.n_features  # before any augmentation: what the filters show
         if config.model.pretrained_input == "augmented":
             data = self._augmented(config, data, device)
         super().__init__(config, data, device)
@@ -235,7 +238,7 @@ def augment(model: nn.Module, x: Tensor, chunk: int = 4096) -> Tensor:
     return torch.cat([x, extra], dim=1)
 
 
-def input_features(run, x: Tensor) -> Tensor:
+def input_features(run: TrainedRun | str | Path, x: Tensor) -> Tensor:
     """The inputs that the MLP of ``run`` (a run directory or a loaded ``TrainedRun``) reads
     for features ``x`` ``(N, D)``: ``x`` itself, or ``[x, q(h_2 | x)]`` ``(N, D + n_2)`` when the run
     was trained with ``model.pretrained_input: augmented`` (its pretrained DBM, read from
