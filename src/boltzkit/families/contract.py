@@ -58,7 +58,10 @@ class Capabilities:
         seeds_mlp: an MLP's first hidden layers can start from it (``model.pretrained``);
             the model then has ``hidden_affines() -> [(A_1, c_1), ...]``, one pair per layer
             with ``A_l`` ``(H_{l-1}, H_l)`` and ``c_l`` ``(H_l,)``: layer ``l`` of the
-            MLP computes ``act(x A_l + c_l)`` from the layer below.
+            MLP computes ``act(x A_l + c_l)`` from the layer below. Optionally (a DBM) also
+            ``input_features(x) -> (B, E)``, extra input columns computed once per example,
+            and ``augmented_affines()``, the same pairs with ``A_1`` over ``[x, features]``
+            (``model.pretrained_input: augmented``).
         lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
     """
 

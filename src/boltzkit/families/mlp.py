@@ -1,25 +1,30 @@
 """Multilayer perceptron classifiers (``model.type: mlp``) with the classic fast-training
 knobs (initialisation, activation, batch normalisation, dropout) and a first layer that
-can start from a trained RBM or stack (``pretrained``)."""
+can start from a trained RBM or stack (``pretrained``); from a two-layer DBM, optionally
+with the mean-field posterior of its top layer as an extra input (``pretrained_input``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from ..data import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models.mlp import MLP
 from ..objectives.supervised import CrossEntropy
 from .contract import Capabilities, Family, ModelSection
 from .registry import get_family, register
 from .task import Task
+
+if TYPE_CHECKING:
+    from ..train.run_dir import TrainedRun
 
 
 class MLPSection(ModelSection):
@@ -34,6 +39,17 @@ class MLPSection(ModelSection):
     """A run directory (of a family that can seed an MLP, e.g. an RBM) whose weights
     initialise the first layer."""
     freeze_pretrained: bool = False
+    pretrained_input: Literal["plain", "augmented"] = "plain"
+    """``augmented``: the classifier of Salakhutdinov & Hinton (2009): the inputs are ``[x,
+    q(h_2 | x)]``, the pretrained DBM's mean-field posterior of its top layer appended once
+    to every example; the saved MLP then expects such inputs (:func:`input_features`)."""
+
+    @model_validator(mode="after")
+    def _augmented_needs_a_source(self) -> MLPSection:
+        if self.pretrained_input == "augmented" and not self.pretrained:
+            raise ValueError("model.pretrained_input: augmented needs model.pretrained (the run "
+                             "directory of a DBM with two hidden layers); accepted without it: plain")
+        return self
 
     @field_validator("hidden_layers")
     @classmethod
@@ -54,6 +70,10 @@ class ClassifierTask(Task):
     summary_keys = ("loss", "val_loss", "val_accuracy", "seconds")
 
     def __init__(self, config, data: Dataset, device: torch.device):
+        self._source = None  # the run of model.pretrained, loaded once
+        self.raw_features = data.n_features  # before any augmentation: what the filters show
+        if config.model.pretrained_input == "augmented":
+            data = self._augmented(config, data, device)
         super().__init__(config, data, device)
         if data.train_labels is None:
             raise DataError(
@@ -69,6 +89,39 @@ class ClassifierTask(Task):
                     data.validation_labels[: len(data.validation) if n else 0].to(device)),
         }
 
+    def _pretrained_source(self, config, device: torch.device):
+        """The run of ``model.pretrained``, loaded once."""
+        if self._source is None:
+            self._source = load_pretrained_source(config.model.pretrained, device)
+        return self._source
+
+    def _augmented(self, config, data: Dataset, device: torch.device) -> Dataset:
+        """``data`` with every split's features ``x`` replaced by ``[x, q(h_2 | x)]``, computed
+        once: the inputs stay fixed during fine-tuning, as in Salakhutdinov & Hinton (2009)."""
+        if data.dynamic:
+            raise ConfigError("config key 'data.binarize': dynamic resamples the images every batch, and "
+                              "model.pretrained_input: augmented computes each image's extra input once; "
+                              "accepted with it: none, threshold, stochastic")
+        if data.feature_mean is not None:
+            raise ConfigError("config key 'data.standardize': true with model.pretrained_input: augmented; "
+                              "the DBM reads features in [0, 1]; accepted with it: false")
+        source = self._pretrained_source(config, device)
+        model = source.model
+        if not hasattr(model, "input_features"):
+            raise DataError(f"{config.model.pretrained}: model.pretrained_input 'augmented' needs a "
+                            f"pretrained run whose model computes extra input features (a DBM with two "
+                            f"hidden layers); it holds a model.type {source.config.model.type!r}, for which "
+                            "the accepted value is 'plain'")
+        if source.n_features != data.n_features:
+            raise DataError(f"{config.model.pretrained}: its model reads {source.n_features} features and "
+                            f"the data have {data.n_features}")
+        try:
+            splits = {name: augment(model, getattr(data, name))
+                      for name in ("train", "validation", "test") if getattr(data, name) is not None}
+        except ValueError as err:
+            raise DataError(f"{config.model.pretrained}: {err}") from None
+        return dataclasses.replace(data, **splits)
+
     @property
     def data_info(self) -> dict[str, Any]:
         labels = [self.data.train_labels, self.data.validation_labels, self.data.test_labels]
@@ -79,11 +132,7 @@ class ClassifierTask(Task):
         model = super().build_model()
         cfg = self.config.model
         if cfg.pretrained:
-            # a run of another family: read through the run-directory layer (an arrow upward,
-            # taken only at build time and only for this option)
-            from ..train.run_dir import load_run_model
-
-            source = load_run_model(cfg.pretrained)
+            source = self._pretrained_source(self.config, self.device)
             if not get_family(source.config.model.type).capabilities.seeds_mlp:
                 raise DataError(f"{cfg.pretrained}: model.pretrained must be a run of a family that can "
                                 f"seed an MLP (an RBM or a stack); it holds a model.type "
@@ -95,7 +144,9 @@ class ClassifierTask(Task):
                                 f"model.activation is {cfg.activation!r}; seeded layers must compute "
                                 f"the same function: set model.activation={activation}")
             try:
-                layers = [(weight.T, bias) for weight, bias in source.model.hidden_affines()]
+                affines = (source.model.augmented_affines() if cfg.pretrained_input == "augmented"
+                           else source.model.hidden_affines())
+                layers = [(weight.T, bias) for weight, bias in affines]
                 model.load_pretrained_layers(layers, freeze=cfg.freeze_pretrained)
             except ValueError as err:
                 raise DataError(f"{cfg.pretrained}: {err}") from None
@@ -155,7 +206,9 @@ class ClassifierTask(Task):
             "learning rate": ["lr"],
         }, title=out.name)
         if self.data.image_shape is not None:
-            plots.save_filters(model.first_linear().weight.detach().cpu().numpy(), self.data.image_shape,
+            # the image's columns only (an augmented input appends the DBM's posterior)
+            weight = model.first_linear().weight.detach()[:, : self.raw_features]
+            plots.save_filters(weight.cpu().numpy(), self.data.image_shape,
                                out / "filters.png", title="first-layer weights")
 
 
@@ -163,6 +216,45 @@ def classification_metrics(model: nn.Module, x: Tensor, y: Tensor) -> tuple[floa
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in chunks of 4096."""
     logits = torch.cat([model(chunk) for chunk in x.split(4096)])
     return F.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
+def load_pretrained_source(path: str, device: torch.device):
+    """The :class:`~boltzkit.train.run_dir.TrainedRun` of ``model.pretrained`` on ``device``."""
+    # a run of another family: read through the run-directory layer (an arrow upward,
+    # taken only at build time and only for this option)
+    from ..train.run_dir import load_run_model
+
+    source = load_run_model(path, device)
+    source.model.eval()
+    return source
+
+
+@torch.no_grad()
+def augment(model: nn.Module, x: Tensor, chunk: int = 4096) -> Tensor:
+    """``[x, model.input_features(x)]``, ``(N, D + E)``, on ``x``'s device, in chunks of
+    ``chunk`` rows (a row's features do not depend on its chunk)."""
+    where = next(model.parameters()).device
+    extra = torch.cat([model.input_features(part.to(where)).to(x) for part in x.split(chunk)])
+    return torch.cat([x, extra], dim=1)
+
+
+def input_features(run: TrainedRun | str | Path, x: Tensor) -> Tensor:
+    """The inputs that the MLP of ``run`` (a run directory or a loaded ``TrainedRun``) reads
+    for features ``x`` ``(N, D)``: ``x`` itself, or ``[x, q(h_2 | x)]`` ``(N, D + n_2)`` when the run
+    was trained with ``model.pretrained_input: augmented`` (its pretrained DBM, read from
+    ``model.pretrained``, must still be there).
+
+    >>> run = boltzkit.load("runs/classifier")
+    >>> logits = run.model(input_features(run, x))
+    """
+    if not hasattr(run, "config"):
+        from ..train.run_dir import load_run_model
+
+        run = load_run_model(run)
+    section = run.config.model
+    if section.type != "mlp" or section.pretrained_input == "plain":
+        return x
+    return augment(load_pretrained_source(section.pretrained, x.device).model, x)
 
 
 MLP_FAMILY = register(Family(

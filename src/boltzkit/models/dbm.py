@@ -32,6 +32,12 @@ from torch import Tensor, nn
 
 from ..units import bernoulli
 
+CLASSIFIER_SWEEPS = 50
+"""Cap on the mean-field sweeps of :meth:`DBM.input_features` (fixed: a classifier's inputs
+must be the same at training and at evaluation)."""
+CLASSIFIER_TOL = 1e-6
+"""Per-example convergence tolerance of :meth:`DBM.input_features`."""
+
 States = list[Tensor]
 """One tensor per layer, ``(B, n_l)``; a summed-out layer may be ``None``."""
 
@@ -168,7 +174,8 @@ class DBM(nn.Module):
             states.append(torch.sigmoid(self.biases[depth] + factor * below))
         return states
 
-    def mean_field(self, v: Tensor, max_iter: int = 30, tol: float = 1e-4) -> tuple[States, int]:
+    def mean_field(self, v: Tensor, max_iter: int = 30, tol: float = 1e-4,
+                   per_example: bool = False) -> tuple[States, int]:
         """The fully factorised posterior ``q(h | v) = prod_l prod_j mu_lj^h (1 - mu_lj)^(1-h)``
         that maximises :meth:`variational_bound`, by fixed-point iteration
 
@@ -178,8 +185,14 @@ class DBM(nn.Module):
         sweeps. Each layer update is the exact maximiser of the bound over that layer
         given the others (its units are independent given the neighbours), so the bound
         never decreases. Returns ``[v, mu_1, ..., mu_L]`` and the sweeps taken.
+
+        ``per_example``: test ``tol`` per row and freeze each row once it has converged, so
+        that a row's result does not depend on the rest of the batch (row ``i`` equals
+        ``mean_field(v[i:i+1])``); the sweeps returned are the batch's maximum.
         """
         states = self.recognition(v)
+        if per_example:
+            return self._mean_field_rows(states, max_iter, tol)
         for sweep in range(1, max_iter + 1):
             change = 0.0
             for depth in range(1, self.n_layers):
@@ -187,6 +200,22 @@ class DBM(nn.Module):
                 change = max(change, (new - states[depth]).abs().max().item())
                 states[depth] = new
             if change < tol:
+                return states, sweep
+        return states, max_iter
+
+    def _mean_field_rows(self, states: States, max_iter: int, tol: float) -> tuple[States, int]:
+        """:meth:`mean_field`'s sweeps with a convergence test per row: a converged row
+        keeps its means (``active`` marks the rows still moving)."""
+        active = torch.ones(len(states[0]), dtype=torch.bool, device=states[0].device)
+        for sweep in range(1, max_iter + 1):
+            change = torch.zeros(len(states[0]), dtype=states[1].dtype, device=states[1].device)
+            for depth in range(1, self.n_layers):
+                update = torch.sigmoid(self.layer_input(states, depth))
+                new = torch.where(active[:, None], update, states[depth])
+                change = torch.maximum(change, (new - states[depth]).abs().amax(dim=1))
+                states[depth] = new
+            active = active & (change >= tol)
+            if not active.any():
                 return states, sweep
         return states, max_iter
 
@@ -249,6 +278,39 @@ class DBM(nn.Module):
         top = self.n_layers - 1
         return [((1.0 if depth == top else 2.0) * plain.weights[depth - 1].detach().clone(),
                  plain.biases[depth].detach().clone()) for depth in range(1, self.n_layers)]
+
+    # ---------------------------------------------------------------- the classifier of SH 2009
+
+    def _check_two_hidden_layers(self) -> None:
+        if self.n_layers != 3:
+            raise ValueError(
+                f"the mean-field input of Salakhutdinov & Hinton (2009) is defined for a DBM with two "
+                f"hidden layers, and this one has {self.n_layers - 1} (sizes {self.sizes}): with more, "
+                "q(h_top | v) couples to a layer above the first and has no place in the first "
+                "layer's input; use model.pretrained_input: plain")
+
+    @torch.no_grad()
+    def input_features(self, v: Tensor, max_iter: int = CLASSIFIER_SWEEPS,
+                       tol: float = CLASSIFIER_TOL) -> Tensor:
+        """``q(h_2 | v)``, ``(B, n_2)``: the top layer's means of :meth:`mean_field` (tested
+        per example, so a row does not depend on its batch), the extra input of the
+        classifier of Salakhutdinov & Hinton (2009, Sec. 3 and Fig. 4). Defined for two
+        hidden layers only (a ``ValueError`` otherwise)."""
+        self._check_two_hidden_layers()
+        states, _ = self.mean_field(v, max_iter, tol, per_example=True)
+        return states[-1]
+
+    @torch.no_grad()
+    def augmented_affines(self) -> list[tuple[Tensor, Tensor]]:
+        """``[(A_1, b_1), (W_2, b_2)]`` of the plain model for the input ``[v, q(h_2 | v)]``:
+        ``A_1 = [[W_1], [W_2^T]]``, ``(n_0 + n_2, n_1)``, so a sigmoid MLP's first layer computes
+        ``sigmoid(v W_1 + q W_2^T + b_1)`` (the mean-field update of ``h_1`` with ``q`` for
+        ``h_2``) and its second ``sigmoid(h_1 W_2 + b_2)``. Two hidden layers only."""
+        self._check_two_hidden_layers()
+        plain = self.without_offsets()
+        first, second = (w.detach().clone() for w in plain.weights)
+        return [(torch.cat([first, second.T]), plain.biases[1].detach().clone()),
+                (second, plain.biases[2].detach().clone())]
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, centered={self.centered}"
