@@ -129,9 +129,10 @@ def main() -> None:
     pretrain_epochs = dbm_config(mnist, 1, extra).model.pretrain_epochs
     budget = 0.05 if args.smoke else args.minutes
     # the rest of the budget after pretraining goes to joint training (2 % kept for AIS checks)
-    joint_seconds = 0.98 * budget * 60 - 2 * pretrain_epochs * pretrain_epoch
+    layers = len(dbm_config(mnist, 1, extra).model.layers)
+    joint_seconds = 0.98 * budget * 60 - layers * pretrain_epochs * pretrain_epoch
     epochs = max(1, math.floor(joint_seconds / joint_epoch))
-    print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x 2 layers, "
+    print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x {layers} layers, "
           f"joint {joint_epoch:.1f} s/epoch -> {epochs} joint epochs in {budget:g} minutes", flush=True)
     out = RUNS / ("mnist_dbm-smoke" if args.smoke else "mnist_dbm")
     if out.exists():

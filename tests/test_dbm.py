@@ -229,10 +229,16 @@ def test_pretraining_doubles_the_weights_where_a_layer_gets_a_second_neighbour()
     assert torch.allclose(model.weights[0].grad, -(x.T @ h_data - x_model.T @ h_model) / 8, atol=1e-12)
     assert torch.allclose(model.biases[0].grad, -(x - x_model).mean(0), atol=1e-12)
     assert model.weights[1].grad is None and model.biases[2].grad is None
-    top = ModifiedRBMPretraining(2, 1, torch.Generator().manual_seed(4))
+    top = ModifiedRBMPretraining(2, 1, torch.Generator().manual_seed(8))
     model.zero_grad()
     top.loss(model, h_data).backward()
     assert model.biases[1].grad is None  # the lower bias was learned by the RBM below
+    replay = torch.Generator().manual_seed(8)
+    w, b2 = model.weights[1].detach(), model.biases[2].detach()
+    h_top = torch.sigmoid(h_data @ w + b2)  # the top layer hears h1 once ...
+    x_model = bernoulli(torch.sigmoid(2 * bernoulli(h_top, replay) @ w.T + b1), replay)  # ... h1 it twice
+    h_model = torch.sigmoid(x_model @ w + b2)
+    assert torch.allclose(model.weights[1].grad, -(h_data.T @ h_top - x_model.T @ h_model) / 8, atol=1e-12)
 
 
 @pytest.mark.slow
@@ -240,13 +246,14 @@ def test_samples_of_a_tiny_dbm_match_its_exact_marginal():
     _assert_samples_match(steps=60)
 
 
-def test_samples_match_the_exact_marginal_quickly():
-    _assert_samples_match(steps=25, n=20_000)
+@pytest.mark.parametrize("temperatures", [0, 3])
+def test_samples_match_the_exact_marginal_quickly(temperatures):
+    _assert_samples_match(steps=25, n=20_000, temperatures=temperatures)
 
 
-def _assert_samples_match(steps, n=60_000):
+def _assert_samples_match(steps, n=60_000, temperatures=0):
     model = tiny_dbm((4, 3, 3), 14, scale=1.0).float()
-    states, means = draw_dbm_samples(model, n, steps, torch.Generator().manual_seed(5))
+    states, means = draw_dbm_samples(model, n, steps, torch.Generator().manual_seed(5), temperatures)
     exact = dbm_log_likelihood(model, all_binary(4)).exp()
     codes = (states.double() * torch.tensor([8.0, 4.0, 2.0, 1.0], dtype=torch.float64)).sum(1).long()
     frequency = torch.bincount(codes, minlength=16).double() / n
@@ -268,7 +275,10 @@ def test_evaluation_reports_the_bound_ais_and_exact_values():
     assert results["log_likelihood_bound_exact_log_z"] == pytest.approx(bounds.mean().item() - exact_log_z)
     assert results["log_likelihood_bound_exact_log_z"] < results["log_likelihood_exact"]
     assert results["log_likelihood_bound"] == pytest.approx(bounds.mean().item() - ais["log_z"])
-    assert results["warnings"] == []
+    # only log Z is estimated: the interval is the bound minus log Z's interval
+    assert results["log_likelihood_bound_low"] == pytest.approx(bounds.mean().item() - ais["log_z_high"])
+    assert results["log_likelihood_bound_high"] == pytest.approx(bounds.mean().item() - ais["log_z_low"])
+    assert results["warnings"] == [] and results["ais_reliable"] is True
 
 
 def test_ais_warns_when_its_weights_degenerate():
@@ -277,6 +287,7 @@ def test_ais_warns_when_its_weights_degenerate():
     results = evaluate_dbm(model, v, v, ais_runs=20, ais_betas=10, exact_max_units=0,
                            seed_generator=torch.Generator().manual_seed(7))
     assert any("effective sample size" in w for w in results["warnings"])
+    assert results["ais_reliable"] is False and "effective sample size" in results["ais_verdict"]
 
 
 FAST = ["model={type: dbm, layers: [8, 6]}", "train.epochs=1", "data.limit=200",
@@ -308,8 +319,21 @@ def test_max_norm_caps_every_hidden_unit_after_each_update():
         assert float(torch.linalg.vector_norm(weight.detach(), dim=0).max()) <= 0.05 + 1e-6
 
 
-def test_an_mlp_seeded_from_a_dbm_run_computes_its_bottom_up_pass(tmp_path):
-    train(load_config(None, [*FAST, "model.pretrain_epochs=1"]), tmp_path / "dbm", progress=False)
+def test_chains_refuse_a_checkpoint_of_another_ladder():
+    saved = DBMChains(4, 1, torch.Generator(), temperature_ladder(3, 0.5)).state_dict()
+    with pytest.raises(ValueError, match="inverse temperatures \\[1, 0.707, 0.5\\], this run asks for "
+                                         "\\[1\\] \\(no tempering\\): train.method and train.pt"):
+        DBMChains(4, 1, torch.Generator()).load_state_dict(saved)
+
+
+def test_early_stopping_is_refused_with_pretraining():
+    with pytest.raises(ConfigError, match="'train.early_stopping': not available with model.pretrain_epochs"):
+        Fit(load_config(None, [*FAST, "model.pretrain_epochs=1", "train.early_stopping={}"]))
+
+
+@pytest.mark.parametrize("variant", [["model.pretrain_epochs=1"], ["model.centered=true"]])
+def test_an_mlp_seeded_from_a_dbm_run_computes_its_bottom_up_pass(tmp_path, variant):
+    train(load_config(None, [*FAST, *variant]), tmp_path / "dbm", progress=False)
     mlp = train(load_config(None, ["model={type: mlp, hidden_layers: [8, 6], activation: sigmoid}",
                                    f"model.pretrained={tmp_path / 'dbm'}", "model.freeze_pretrained=true",
                                    "train.epochs=1", "data.limit=200", "threads=1"]),

@@ -174,9 +174,11 @@ def _mixture_next_sample(model, v, g):
     return model.sample(len(v), g)[0]
 
 
-def _dbm_data_statistics(states):
+def _dbm_data_statistics(states, offsets=None):
+    """Layer means and the (centered) pair products of neighbouring layers."""
     n = len(states[0])
-    stats = {f"weights.{d}": states[d].T @ states[d + 1] / n for d in range(len(states) - 1)}
+    c = [x - mu for x, mu in zip(states, offsets, strict=True)] if offsets is not None else states
+    stats = {f"weights.{d}": c[d].T @ c[d + 1] / n for d in range(len(states) - 1)}
     return stats | {f"biases.{d}": x.mean(0) for d, x in enumerate(states)}
 
 
@@ -190,7 +192,9 @@ def _dbm_gradient(model, objective, batch):
         h_model = torch.sigmoid(2 * x_model @ w + b1)
         return {"weights.0": -(batch.T @ h_data - x_model.T @ h_model) / len(batch),
                 "biases.0": -(batch - x_model).mean(0), "biases.1": -(h_data - h_model).mean(0)}
-    data, chains = _dbm_data_statistics(objective.positive), _dbm_data_statistics(objective.negatives)
+    offsets = model.offsets() if model.centered else None  # after the objective moved them
+    data = _dbm_data_statistics(objective.positive, offsets)
+    chains = _dbm_data_statistics(objective.negatives, offsets)
     return {key: -(data[key] - chains[key]) for key in data}
 
 
@@ -200,6 +204,14 @@ def _dbm_brute_log_marginal(model, v):
     energies = torch.stack([model.energy([row.expand(len(hidden), -1), hidden[:, :cut], hidden[:, cut:]])
                             for row in v])
     return torch.logsumexp(-energies, 1)
+
+
+def _centered_dbm():
+    model = _randomize(DBM([5, 4, 3], centered=True).double(), 0.8, 11)
+    with torch.no_grad():
+        for depth, mu in enumerate(model.offsets()):
+            mu.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(12 + depth))
+    return model
 
 
 def _dbm_next_sample(model, v, g):
@@ -360,6 +372,13 @@ CASES = {
         _dbm_gradient, lambda m, v: dbm_log_likelihood(m, v) + dbm_log_partition(m), _dbm_brute_log_marginal,
         [(lambda: DBM([4, 3]), "a visible layer and at least two hidden layers"),
          (lambda: DBM([4, 0, 2]), "Invalid number of units in DBM sizes \\[4, 0, 2\\]")]),
+    "centered dbm": Case(
+        "dbm", _centered_dbm, _binary_visible,
+        ["model={type: dbm, layers: [6, 4], centered: true}", "data.binarize=threshold", "train.n_chains=20",
+         "train.method=pt", "train.pt={temperatures: 3}"],
+        _dbm_next_sample,
+        {"pcd": lambda g: DBMLearning(DBMChains(5, 2, g), 30, 1e-10, offset_rate=0.1)},
+        _dbm_gradient, lambda m, v: dbm_log_likelihood(m, v) + dbm_log_partition(m), _dbm_brute_log_marginal),
     "mlp": Case(
         "mlp", lambda: _randomize(MLP(4, [5], 3, activation="tanh", dropout=0.2).double(), 0.6, 8),
         _labelled, ["model={type: mlp, hidden_layers: [16], dropout: 0.2}", "data.binarize=none"],

@@ -21,6 +21,7 @@ from ..estimate.ais import base_rate_bias
 from ..estimate.dbm import (
     dbm_ais_log_partition,
     dbm_log_likelihood,
+    ais_warnings,
     dbm_log_partition,
     evaluate_dbm,
     format_dbm_report,
@@ -123,13 +124,18 @@ class DBMTask(GenerativeTask):
     range_test_iterations = 300
     range_test_caveat = (
         "the range test is a weak guide for Boltzmann machines: its proxy (the mean-field "
-        "reconstruction) barely moves at small rates and does not measure the likelihood; "
-        "search the rate with boltzkit tune or a short grid instead")
+        "reconstruction) barely moves at small rates and does not measure the likelihood; it "
+        "tests the first stage's update (greedy pretraining of layer 1 when "
+        "model.pretrain_epochs > 0); search the rate with boltzkit tune or a short grid instead")
 
     def __init__(self, config, data, device: torch.device):
         if config.train.method == "cd":
             raise ConfigError("config key 'train.method': a DBM's negative phase needs persistent "
                               "chains; accepted: pcd, pt (got 'cd')")
+        if config.train.early_stopping is not None and config.model.pretrain_epochs:
+            raise ConfigError("config key 'train.early_stopping': not available with "
+                              "model.pretrain_epochs > 0 (it would watch the pretraining stages, whose "
+                              "metrics mean something else, and could end the run before joint training)")
         super().__init__(config, data, device)
 
     def stages(self, model: DBM) -> list[Stage]:
@@ -155,7 +161,8 @@ class DBMTask(GenerativeTask):
         train_config = self.config.train
         if self.config.model.pretrain_optimizer is not None:
             train_config = train_config.model_copy(update={"optimizer": self.config.model.pretrain_optimizer})
-        return self.gradient_step(model, objective, self.config.model.pretrain_epochs, train_config)
+        return self._with_max_norm(self.gradient_step(model, objective, self.config.model.pretrain_epochs,
+                                                      train_config))
 
     def _joint_step(self, model: DBM) -> TrainStep:
         cfg, section = self.config.train, self.config.model
@@ -168,11 +175,14 @@ class DBMTask(GenerativeTask):
         sparsity = section.sparsity
         objective = DBMLearning(chains, section.mean_field_iter, section.mean_field_tol, section.offset_rate,
                                 sparsity.target, sparsity.cost, sparsity.statistic)
-        step = self.gradient_step(model, objective, cfg.epochs)
-        if section.max_norm is None:
+        return self._with_max_norm(self.gradient_step(model, objective, cfg.epochs))
+
+    def _with_max_norm(self, step: GradientStep) -> TrainStep:
+        max_norm = self.config.model.max_norm
+        if max_norm is None:
             return step
         return MaxNormStep(step.objective, step.optimizer, step.schedule, step.clip, step.closed_form,
-                           step.log_grad_norms, max_norm=section.max_norm)
+                           step.log_grad_norms, max_norm=max_norm)
 
     # ---------------------------------------------------------------- metrics
 
@@ -194,18 +204,20 @@ class DBMTask(GenerativeTask):
         for name, v in subsets:
             metrics[f"{name}_recon_error"] = ((self._reconstruction(model, v) - v) ** 2).sum(1).mean().item()
         evaluation = self.config.eval
+        if not (evaluation.every and epoch % evaluation.every == 0):
+            return metrics
         limit = evaluation.exact_max_units
         if limit and odd_units(model) <= limit:
             log_z = dbm_log_partition(model, limit)
             metrics["exact_log_z"] = log_z
             for name, v in subsets:
                 metrics[f"{name}_log_likelihood"] = dbm_log_likelihood(model, v, log_z, limit).mean().item()
-        elif evaluation.every and epoch % evaluation.every == 0:
+        else:
             quick = evaluation.quick_ais
             ais = dbm_ais_log_partition(model, base_rate_bias(self.data.train).to(self.device), quick.betas,
                                         quick.runs, make_generator(self.config.seed, f"eval.epoch{epoch}",
                                                                    self.device))
-            metrics.update(ais_log_z=ais.log_z, ais_ess=ais.ess)
+            metrics.update(ais_log_z=ais.log_z, ais_ess=ais.ess, ais_reliable=float(not ais_warnings(ais)))
             for name, v in subsets:
                 bounds, _ = variational_bounds(model, v)
                 metrics[f"{name}_ais_log_likelihood"] = bounds.mean().item() - ais.log_z
@@ -228,8 +240,7 @@ class DBMTask(GenerativeTask):
         plots.save_curves(history, out / "curves.png", CURVE_GROUPS, title=out.name)
 
     def evaluate(self, model: DBM, split: str, *, seed: int = 0, progress: bool = False,
-                 ais_runs: int | None = None, ais_betas: int | None = None,
-                 **options: Any) -> tuple[dict[str, Any], str]:
+                 ais_runs: int | None = None, ais_betas: int | None = None) -> tuple[dict[str, Any], str]:
         """AIS log Z, the mean-field bound on ``split`` and, for tiny models, exact values."""
         evaluation = self.config.eval
         values = binary_view(self.split(split), make_generator(seed, "evaluate.binarize"))
@@ -253,6 +264,7 @@ DBM_FAMILY = register(Family(
         "exact_log_z": None,
         "ais_log_z": None,
         "ais_ess": "maximize",
+        "ais_reliable": None,  # 1 when the quick AIS showed no sign of trouble
         "mean_field_sweeps": None,
         "pt_swap_rate_mean": "maximize",
         "pt_swap_rate_min": "maximize",

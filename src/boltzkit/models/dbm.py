@@ -53,6 +53,9 @@ class DBM(nn.Module):
             kept near the mean of each layer on the data by :meth:`update_offsets`.
     """
 
+    activation = "sigmoid"
+    """What its units' means compute: an MLP seeded from it must use the same (model.activation)."""
+
     def __init__(self, sizes: Sequence[int], init_std: float = 0.01,
                  generator: torch.Generator | None = None, centered: bool = False):
         super().__init__()
@@ -194,12 +197,12 @@ class DBM(nn.Module):
         if per_example:
             return self._mean_field_rows(states, max_iter, tol)
         for sweep in range(1, max_iter + 1):
-            change = 0.0
+            changes = []
             for depth in range(1, self.n_layers):
                 new = torch.sigmoid(self.layer_input(states, depth))
-                change = max(change, (new - states[depth]).abs().max().item())
+                changes.append((new - states[depth]).abs().max())
                 states[depth] = new
-            if change < tol:
+            if torch.stack(changes).max().item() < tol:  # one device sync per sweep
                 return states, sweep
         return states, max_iter
 
@@ -271,13 +274,20 @@ class DBM(nn.Module):
 
     @torch.no_grad()
     def hidden_affines(self) -> list[tuple[Tensor, Tensor]]:
-        """``[(A_l, c_l)]`` of :meth:`recognition` on the plain model: ``mu_l = sigmoid(mu_{l-1}
-        A_l + c_l)`` with ``A_l = 2 W_l`` below the top and ``W_l`` at the top. A sigmoid MLP
-        started from them computes the bottom-up pass that starts mean field."""
-        plain = self.without_offsets()
+        """``[(A_l, c_l)]`` of :meth:`recognition`: ``mu_l = sigmoid(mu_{l-1} A_l + c_l)`` with
+        ``A_l = f W_l`` and ``c_l = b_l - f mu_{l-1}^offset W_l`` (``f = 2`` below the top, 1 at
+        the top; the offset term only for centered models). A sigmoid MLP started from them
+        computes the bottom-up pass that starts mean field."""
         top = self.n_layers - 1
-        return [((1.0 if depth == top else 2.0) * plain.weights[depth - 1].detach().clone(),
-                 plain.biases[depth].detach().clone()) for depth in range(1, self.n_layers)]
+        affines = []
+        for depth in range(1, self.n_layers):
+            factor = 1.0 if depth == top else 2.0
+            weight = factor * self.weights[depth - 1].detach()
+            bias = self.biases[depth].detach().clone()
+            if self.centered:
+                bias = bias - getattr(self, f"offset{depth - 1}") @ weight
+            affines.append((weight.clone(), bias))
+        return affines
 
     # ---------------------------------------------------------------- the classifier of SH 2009
 

@@ -48,7 +48,14 @@ class DBMChains:
         """Chains start at rows of the first batch's data and mean-field posterior, rounded."""
         rows = torch.randint(len(positive[0]), (self.n_chains * self.replicas,), generator=self.generator,
                              device=self.generator.device).to(positive[0].device)
-        self.states = [x[rows].detach().round() for x in positive]
+        self.start([x[rows].detach().round() for x in positive])
+
+    def start(self, states: States) -> None:
+        """Start the chains at ``states`` (``(replicas * n_chains, n_l)`` per layer, replica-major)."""
+        if len(states[0]) != self.n_chains * self.replicas:
+            raise ValueError(f"{len(states[0])} start states for {self.n_chains} chains x {self.replicas} "
+                             "temperatures")
+        self.states = list(states)
         if self.betas is not None:
             self.accepted = torch.zeros(self.replicas - 1, dtype=torch.float64)
             self.proposed = torch.zeros(self.replicas - 1, dtype=torch.float64)
@@ -101,14 +108,24 @@ class DBMChains:
 
     def state_dict(self) -> dict:
         return {"states": self.states, "generator": self.generator.get_state(), "rounds": self.rounds,
-                "accepted": self.accepted, "proposed": self.proposed}
+                "accepted": self.accepted, "proposed": self.proposed, "betas": self.betas}
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("betas")
+        if (saved is None) != (self.betas is None) or (
+                saved is not None and not torch.equal(saved.to(self.betas), self.betas)):
+            raise ValueError(f"the saved chains ran at inverse temperatures {_ladder(saved)}, this run "
+                             f"asks for {_ladder(self.betas)}: train.method and train.pt must match the "
+                             "checkpoint's")
         device = self.generator.device
         self.states = None if state["states"] is None else [x.to(device) for x in state["states"]]
         self.generator.set_state(state["generator"])
         self.rounds = state["rounds"]
         self.accepted, self.proposed = state["accepted"], state["proposed"]
+
+
+def _ladder(betas: Tensor | None) -> str:
+    return "[1] (no tempering)" if betas is None else "[" + ", ".join(f"{b:.3g}" for b in betas.tolist()) + "]"
 
 
 @torch.no_grad()
@@ -122,6 +139,6 @@ def draw_dbm_samples(model: DBM, n: int, steps: int, generator: torch.Generator,
     betas = temperature_ladder(temperatures, min_beta) if temperatures >= 2 else None
     chains = DBMChains(n, steps, generator, betas)
     start = model.base_states(n * chains.replicas, generator)
-    chains._start(model, start)
+    chains.start(start)
     states = chains.step(model, start)
     return states[0], model.visible_mean(states)

@@ -112,7 +112,10 @@ def _check_options(family: str, evaluate, options: dict[str, Any]) -> None:
                             f"{', '.join('--' + n.replace('_', '-') for n in taken) or 'none'})")
 
 
-def _finite(results: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no infinities: write them as null."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in results.items()}
+def _finite(results: Any) -> Any:
+    """JSON has no infinities: write them as null, in nested results too."""
+    if isinstance(results, dict):
+        return {k: _finite(v) for k, v in results.items()}
+    if isinstance(results, list):
+        return [_finite(v) for v in results]
+    return None if isinstance(results, float) and not math.isfinite(results) else results
