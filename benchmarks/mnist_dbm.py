@@ -132,7 +132,8 @@ def main() -> None:
     layers = len(dbm_config(mnist, 1, extra).model.layers)
     joint_seconds = 0.98 * budget * 60 - layers * pretrain_epochs * pretrain_epoch
     epochs = max(1, math.floor(joint_seconds / joint_epoch))
-    print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x {layers} layers, "
+    print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x "
+          f"{layers} layers, "
           f"joint {joint_epoch:.1f} s/epoch -> {epochs} joint epochs in {budget:g} minutes", flush=True)
     out = RUNS / ("mnist_dbm-smoke" if args.smoke else "mnist_dbm")
     if out.exists():

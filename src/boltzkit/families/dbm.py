@@ -19,9 +19,9 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..estimate.ais import base_rate_bias
 from ..estimate.dbm import (
+    ais_warnings,
     dbm_ais_log_partition,
     dbm_log_likelihood,
-    ais_warnings,
     dbm_log_partition,
     evaluate_dbm,
     format_dbm_report,

@@ -125,7 +125,9 @@ class DBMChains:
 
 
 def _ladder(betas: Tensor | None) -> str:
-    return "[1] (no tempering)" if betas is None else "[" + ", ".join(f"{b:.3g}" for b in betas.tolist()) + "]"
+    if betas is None:
+        return "[1] (no tempering)"
+    return "[" + ", ".join(f"{b:.3g}" for b in betas.tolist()) + "]"
 
 
 @torch.no_grad()
