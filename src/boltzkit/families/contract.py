@@ -60,6 +60,8 @@ class Capabilities:
             with ``A_l`` ``(H_{l-1}, H_l)`` and ``c_l`` ``(H_l,)``: layer ``l`` of the
             MLP computes ``act(x A_l + c_l)`` from the layer below.
         lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
+        sample_labels: ``boltzkit sample --label`` draws a chosen class: the family's
+            ``sample`` takes ``label=``, and a model trained with labels has ``classes > 0``.
     """
 
     sample: bool = False
@@ -68,6 +70,7 @@ class Capabilities:
     evaluate: bool = False
     seeds_mlp: bool = False
     lr_find: bool = True
+    sample_labels: bool = False
 
 
 @dataclass(frozen=True)
