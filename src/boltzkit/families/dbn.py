@@ -14,6 +14,7 @@ free energy (``val_label_accuracy``). With ``model.updown_epochs > 0`` a last st
 from __future__ import annotations
 
 from collections.abc import Mapping
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -451,7 +452,8 @@ class DBNTask(GenerativeTask):
                  samples: int = EVALUATE_SAMPLES) -> tuple[dict[str, Any], str]:
         """The lower bound of :mod:`boltzkit.estimate.dbn_bound` on ``split`` with
         ``samples`` importance draws per example; AIS settings not given come from
-        ``eval.ais``. Reverse AIS is not defined for a DBN."""
+        ``eval.ais``. Reverse AIS is not defined for a DBN. With labels, also the generative
+        classifier's error on the split (:meth:`DBN.classify`, binomial standard error)."""
         if reverse_examples:
             raise ConfigError("--reverse-examples: reverse AIS applies to an RBM, not to a DBN "
                               "(its bound already uses importance sampling)")
@@ -467,7 +469,18 @@ class DBNTask(GenerativeTask):
         results = {"layers": [model.n_visible] + [rbm.n_hidden for rbm in model.rbms],
                    **{f"bound_{k}" if not k.startswith("log_z") else f"top_{k}": v
                       for k, v in bound.to_dict().items()}}
-        return results, format_bound(bound, f"{split} split, {len(values)} examples")
+        table = format_bound(bound, f"{split} split, {len(values)} examples")
+        labels = {"train": self.data.train_labels, "validation": self.data.validation_labels,
+                  "test": self.data.test_labels}[split]
+        if model.classes and labels is not None:
+            weight = model.top.weight
+            predicted = torch.cat([model.classify(chunk.to(weight)).cpu() for chunk in values.split(4096)])
+            error = (predicted != labels).double().mean().item()
+            results["label_error"] = error
+            results["label_error_stderr"] = math.sqrt(error * (1 - error) / len(labels))
+            table += (f"\ngenerative classifier error (lowest free energy of [h, y]): {100 * error:.2f} % "
+                      f"+- {100 * results['label_error_stderr']:.2f}")
+        return results, table
 
 
 def format_bound(bound: DBNBound, title: str) -> str:
@@ -521,7 +534,7 @@ DBN_FAMILY = register(Family(
     capabilities=Capabilities(sample=True, evaluate=True, seeds_mlp=True, sample_labels=True),
     unit_interval=lambda section: section.visible != "gaussian",
     figures=("samples.png", "filters.png", "curves.png", "samples_by_label.png"),
-    presets=("dbn-digits", "dbn-mnist"),
+    presets=("dbn-digits", "dbn-mnist", "dbn-mnist-labels"),
     sample=sample_dbn,
     default_metric="val_stack_recon_error",
 ))
