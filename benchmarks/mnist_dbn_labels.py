@@ -88,14 +88,16 @@ def main() -> None:
         (f"validation error, after {updown} up-down epochs", f"{100 * final_error:.2f} %"),
         ("test error (generative classifier)", f"{100 * test['label_error']:.2f} % +- "
          f"{100 * test['label_error_stderr']:.2f} (paper: {100 * PAPER_ERROR:.2f} % after 300 epochs)"),
-        ("test log-likelihood bound", f"{test['bound_mean']:.2f} [{test['bound_low']:.2f}, {test['bound_high']:.2f}]"),
+        ("test log-likelihood bound",
+         f"{test['bound_mean']:.2f} [{test['bound_low']:.2f}, {test['bound_high']:.2f}]"),
         ("training minutes", f"{minutes:.1f}"),
     ]
     width = max(len(label) for label, _ in rows)
     print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
     record = {
         "command": ("python benchmarks/mnist_dbn_labels.py --mnist ../shared/data/mnist.npz "
-                    + ("--smoke" if args.smoke else f"--epochs {args.epochs} --updown-epochs {args.updown_epochs}")
+                    + ("--smoke" if args.smoke
+                       else f"--epochs {args.epochs} --updown-epochs {args.updown_epochs}")
                     + "".join(f" --set {e}" for e in args.extra)),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

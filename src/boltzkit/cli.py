@@ -231,7 +231,8 @@ def _sample_label(args: argparse.Namespace, family, model) -> int:
         raise BoltzkitError(f"--label: {args.run} was trained without labels (model.labels: false); "
                             "train with model.labels=true to sample a chosen class")
     if not 0 <= args.label < classes:
-        raise BoltzkitError(f"--label: {args.label} is not a class of {args.run}; accepted: 0 to {classes - 1}")
+        raise BoltzkitError(f"--label: {args.label} is not a class of {args.run}; accepted: 0 to "
+                            f"{classes - 1}")
     return args.label
 
 

@@ -97,7 +97,8 @@ def top_log_partition(model: DBN, train_data: Tensor, *, ais_runs: int, ais_beta
     states = torch.cat([model.up(chunk.to(weight), model.depth - 1, sample=True, generator=generator)
                         for chunk in train_data.split(4096)])
     if model.classes:  # any set of states bounds log Z from below: each with its most probable label
-        states = torch.cat([states, model.label_units(model.label_free_energies(states).argmin(1), states)], 1)
+        best = model.label_free_energies(states).argmin(dim=1)
+        states = torch.cat([states, model.label_units(best, states)], dim=1)
     multi = multipath_log_partition(top, states, ais_betas, ais_runs, generator,
                                     pseudocount=pseudocount, progress=progress)
     low, high = multi.interval

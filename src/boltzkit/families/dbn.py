@@ -13,8 +13,8 @@ free energy (``val_label_accuracy``). With ``model.updown_epochs > 0`` a last st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -254,7 +254,8 @@ class DBNTask(GenerativeTask):
             model.top.weight)
 
     def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        """The (binarized) examples, with labels followed by their one-hot label units ``(B, D + classes)``."""
+        """The (binarized) examples ``(B, D)``; with labels followed by their one-hot label units,
+        ``(B, D + classes)``."""
         x = super().batch(rows, data_rng)
         if not self.labels:
             return x
@@ -281,9 +282,10 @@ class DBNTask(GenerativeTask):
         def build_step() -> TrainStep:
             model.zero_grad(set_to_none=True)
             model.untie()  # a no-op when resumed: the flag is part of the saved weights
-            top = FreeEnergyGap(ContrastiveChains(section.updown_k, make_generator(seed, "train.updown.top", device)),
-                                section.offset_rate)
-            return self.gradient_step(model, UpDown(top, make_generator(seed, "train.updown", device)), epochs)
+            chains = ContrastiveChains(section.updown_k, make_generator(seed, "train.updown.top", device))
+            objective = UpDown(FreeEnergyGap(chains, section.offset_rate),
+                               make_generator(seed, "train.updown", device))
+            return self.gradient_step(model, objective, epochs)
 
         return Stage("updown", epochs, build_step, None, partial(self.updown_metrics, model))
 
@@ -371,7 +373,8 @@ class DBNTask(GenerativeTask):
         labels; the bound of :mod:`boltzkit.estimate.dbn_bound` above)."""
         metrics = {}
         labels = self.monitor_labels if stack.classes else (None, None)
-        for (name, v), y in zip((("train", self.monitor_train), ("val", self.monitor_val)), labels, strict=True):
+        monitors = (("train", self.monitor_train), ("val", self.monitor_val))
+        for (name, v), y in zip(monitors, labels, strict=True):
             if len(v):
                 recon = stack.down(stack.up(v, stack.depth, labels=y), stack.depth)[1]
                 metrics[f"{name}_stack_recon_error"] = (v - recon).pow(2).sum(dim=1).mean().item()
@@ -433,7 +436,8 @@ class DBNTask(GenerativeTask):
                            means_label="E[v|h1]")
         if model.classes:
             per_class = max(1, n_samples // model.classes)
-            drawn = [model.generate(per_class, steps, generator, label=label) for label in range(model.classes)]
+            drawn = [model.generate(per_class, steps, generator, label=label)
+                     for label in range(model.classes)]
             pixels = plots.to_pixels(torch.cat([means for _, means in drawn]).cpu(), self.data.feature_mean,
                                      self.data.feature_std)
             plots.save_image_grid(pixels.numpy(), self.data.image_shape, out / "samples_by_label.png",

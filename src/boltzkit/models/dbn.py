@@ -350,7 +350,7 @@ class DBN(nn.Module):
             raise ValueError(f"expected {self.depth - 1} latent layers, got {len(latents)}")
         states = [v, *latents]
         log_w = -self.top_free_energy(states[-1])
-        for layer, (rbm, below, above) in enumerate(zip(self.rbms, states, states[1:], strict=False)):
+        for layer, (below, above) in enumerate(zip(states, states[1:], strict=False)):
             log_w = log_w + self.generative_log_prob(layer, below, above)
             log_w = log_w - self.recognition_log_prob(layer, above, below)
         return log_w

@@ -81,12 +81,13 @@ class UpDown(Objective):
         width = model.n_visible
         x, y = batch[:, :width], batch[:, width:]
         wake = self.wake_states(model, x)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
         wake_loss = -sum((model.generative_log_prob(layer, wake[layer], wake[layer + 1]).mean()
-                          for layer in range(model.depth - 1)), torch.zeros((), dtype=x.dtype, device=x.device))
+                          for layer in range(model.depth - 1)), zero)
         top_loss = self.top.loss(model.top, torch.cat([wake[-1], y], dim=1))
         sleep = self.sleep_states(model, self.top.negatives[:, : model.top_width])
         sleep_loss = -sum((model.recognition_log_prob(layer, sleep[layer + 1], sleep[layer]).mean()
-                           for layer in range(model.depth - 1)), torch.zeros_like(wake_loss))
+                           for layer in range(model.depth - 1)), zero)
         self.wake, self.sleep = wake, sleep
         self.sums["wake"] += wake_loss.item()
         self.sums["sleep"] += sleep_loss.item()
@@ -104,7 +105,8 @@ class UpDown(Objective):
         return {**metrics, **self.top.epoch_metrics()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"top": self.top.state_dict(), "generator": self.generator.get_state(), "sums": dict(self.sums)}
+        return {"top": self.top.state_dict(), "generator": self.generator.get_state(),
+                "sums": dict(self.sums)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.top.load_state_dict(state["top"])
