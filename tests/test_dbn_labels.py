@@ -280,6 +280,19 @@ def test_labels_need_labelled_data():
         Fit(load_config(None, [*TINY, "data.name=potts", "data.potts={length: 4, states: 2, examples: 100}"]))
 
 
+def test_labels_over_a_one_layer_gaussian_dbn_are_refused():
+    with pytest.raises(ConfigError, match="config key 'model.labels': true needs the top RBM's other visible "
+                                          "units binary, and a one-layer DBN over gaussian units has none"):
+        load_config(None, ["model={type: dbn, layers: [8], visible: gaussian, labels: true}"])
+
+
+def test_a_dbn_without_recognition_weights_saves_the_keys_it_always_had():
+    assert set(DBN(4, [3, 2]).state_dict()) == {
+        f"rbms.{i}.{name}" for i in range(2) for name in
+        ("weight", "visible_offset", "hidden_offset", "visible.bias", "hidden.bias")} | {"data_initialised"}
+    assert {"untied", "recognition.0.weight"} <= set(DBN(4, [3, 2], recognition=True).state_dict())
+
+
 def test_updown_keys_are_validated():
     with pytest.raises(ConfigError, match="model.updown_epochs"):
         load_config(None, [*TINY, "model.updown_epochs=-1"])

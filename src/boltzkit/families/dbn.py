@@ -94,6 +94,14 @@ class DBNSection(ModelSection):
         return value
 
     @model_validator(mode="after")
+    def _labels(self) -> DBNSection:
+        if self.labels and len(self.layers) == 1 and self.visible != "bernoulli":
+            raise ConfigError(f"config key 'model.labels': true needs the top RBM's other visible units "
+                              f"binary, and a one-layer DBN over {self.visible} units has none; use "
+                              "visible: bernoulli or at least two model.layers")
+        return self
+
+    @model_validator(mode="after")
     def _overrides(self) -> DBNSection:
         if len(self.layer_overrides) > len(self.layers):
             raise ConfigError(f"config key 'model.layer_overrides': {len(self.layer_overrides)} mappings "
@@ -133,12 +141,9 @@ def layer_train_config(train: Mapping[str, Any], override: Mapping[str, Any], in
 def build_dbn(section: DBNSection, data_info: Mapping[str, Any], generator: torch.Generator) -> DBN:
     options = {"learn_variance": section.learn_variance} if section.visible == "gaussian" else None
     classes = data_info["n_classes"] if section.labels else 0
-    try:
-        return DBN(data_info["n_features"], section.layers, section.visible, section.init_std, generator,
-                   centered=section.centered, visible_options=options, classes=classes,
-                   recognition=section.updown_epochs > 0)
-    except ValueError as err:
-        raise ConfigError(f"config key 'model.labels': {err}") from None if section.labels else err
+    return DBN(data_info["n_features"], section.layers, section.visible, section.init_std, generator,
+               centered=section.centered, visible_options=options, classes=classes,
+               recognition=section.updown_epochs > 0)
 
 
 @torch.no_grad()
@@ -221,6 +226,8 @@ class DBNTask(GenerativeTask):
                                 "no labels (csv: set data.label_column; npz: add y or y_train), or set "
                                 "model.labels=false")
             self.train_y = data.train_labels.to(device)
+            splits = (data.train_labels, data.validation_labels, data.test_labels)
+            self.n_classes = max(int(t.max()) for t in splits if t is not None and len(t)) + 1
             n = config.train.metrics_examples
             # the same rows as the monitoring sets (monitor_sets takes the first n of each split)
             self.monitor_labels = (data.train_labels[:n].to(device),
@@ -235,8 +242,7 @@ class DBNTask(GenerativeTask):
             info["feature_mean"] = self.data.feature_mean.tolist()
             info["feature_std"] = self.data.feature_std.tolist()
         if self.labels:
-            splits = (self.data.train_labels, self.data.validation_labels, self.data.test_labels)
-            info["n_classes"] = max(int(t.max()) for t in splits if t is not None and len(t)) + 1
+            info["n_classes"] = self.n_classes
         return info
 
     def build_model(self) -> DBN:
@@ -260,10 +266,6 @@ class DBNTask(GenerativeTask):
         if not self.labels:
             return x
         return torch.cat([x, torch.nn.functional.one_hot(self.train_y[rows], self.n_classes).to(x)], dim=1)
-
-    @property
-    def n_classes(self) -> int:
-        return self.data_info["n_classes"]
 
     # ---------------------------------------------------------------- stages
 

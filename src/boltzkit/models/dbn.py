@@ -82,7 +82,8 @@ class DBN(nn.Module):
             (up-down fine-tuning); they are used once :meth:`untie` has copied them.
 
     Buffers: ``data_initialised`` ``(L,)`` marks the RBMs whose visible biases were set
-    from the data they see (:meth:`init_layer_from_data`); ``untied`` ``()`` whether the
+    from the data they see (:meth:`init_layer_from_data`); ``untied`` ``()`` (with recognition
+    weights only) whether the
     recognition weights are in use. Both are saved with the weights, so a resumed run does
     not set them again.
 
@@ -128,7 +129,8 @@ class DBN(nn.Module):
         self.recognition = nn.ModuleList(Recognition(below, above) for below, above in
                                          zip(widths[:-2], widths[1:-1], strict=True)) if recognition else None
         self.register_buffer("data_initialised", torch.zeros(len(layers), dtype=torch.bool))
-        self.register_buffer("untied", torch.tensor(False))
+        # only with recognition weights: the saved weights of a DBN without them keep their keys
+        self.register_buffer("untied", torch.tensor(False) if recognition else None)
 
     @property
     def n_visible(self) -> int:
@@ -165,7 +167,7 @@ class DBN(nn.Module):
     @property
     def tied(self) -> bool:
         """Whether the bottom-up pass reads the RBMs' own weights (no up-down fine-tuning yet)."""
-        return self.recognition is None or not bool(self.untied)
+        return self.untied is None or not bool(self.untied)
 
     # ---------------------------------------------------------------- labels
 
