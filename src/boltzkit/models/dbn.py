@@ -82,10 +82,9 @@ class DBN(nn.Module):
             (up-down fine-tuning); they are used once :meth:`untie` has copied them.
 
     Buffers: ``data_initialised`` ``(L,)`` marks the RBMs whose visible biases were set
-    from the data they see (:meth:`init_layer_from_data`); ``untied`` ``()`` (with recognition
-    weights only) whether the
-    recognition weights are in use. Both are saved with the weights, so a resumed run does
-    not set them again.
+    from the data they see (:meth:`init_layer_from_data`); ``untied`` ``()`` (only with
+    recognition weights) whether the recognition weights are in use. Both are saved with
+    the weights, so a resumed run does not set them again.
 
     Which weights serve where: the top-down pass (:meth:`down`, :meth:`generate`, ``p`` in the
     bound) always reads the RBMs' ``weight`` and visible biases (the generative weights); the
