@@ -248,6 +248,10 @@ def _dbn_next_sample(model, v, g):
     return model.generate(len(v), 3, g)[0]
 
 
+def _labelled_dbn_next_sample(model, v, g):
+    return model.generate(len(v), 3, g, label=1)[0]
+
+
 def _vae_data(model, n, seed):
     return (torch.rand(n, model.n_features, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
 
@@ -392,6 +396,13 @@ CASES = {
         _dbn_next_sample,
         invalid=[(lambda: DBN(4, []), "Invalid DBN: no hidden layers"),
                  (lambda: DBN(4, [3], visible="categorical"), "Invalid DBN visible units 'categorical'")]),
+    "dbn with labels and up-down": Case(
+        "dbn", lambda: _randomize(DBN(6, [4, 3], classes=2, recognition=True).double(), 0.8, 11), _binary_visible,
+        ["model={type: dbn, layers: [8, 6], labels: true, updown_epochs: 1, updown_k: 2, centered: true}",
+         "train.k=1", "data.binarize=dynamic"],
+        _labelled_dbn_next_sample,
+        invalid=[(lambda: DBN(4, [3], visible="gaussian", classes=3), "Invalid DBN labels: 3 classes"),
+                 (lambda: RBM(2, 3, "labelled", visible_options={"classes": 2}), "Invalid labelled layer")]),
     "toy mixture (defined in the tests)": Case(
         toy_family.NAME,
         lambda: _randomize(toy_family.BernoulliMixture(5, 3, torch.Generator()).double(), 0.8, 9),

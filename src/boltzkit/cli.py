@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sample with parallel tempering over M temperatures (default: plain Gibbs)")
     sample.add_argument("--min-beta", type=float, default=0.5,
                         help="inverse temperature of the hottest replica (default 0.5)")
+    sample.add_argument("--label", type=int, metavar="Y",
+                        help="clamp the label units to class Y while sampling (a DBN trained with "
+                             "model.labels=true)")
     sample.add_argument("--out", help="output file stem (default: RUN/samples-n<N>-k<K>-s<S>)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     _threads_argument(sample, "default: the run's threads")
@@ -217,6 +220,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_label(args: argparse.Namespace, family, model) -> int:
+    """``--label``, checked against what the run can do: a family that samples by label, a
+    model trained with label units, a class it knows."""
+    if not family.capabilities.sample_labels:
+        raise BoltzkitError(f"--label: {args.run} holds a model.type {family.name!r}, which cannot be "
+                            "sampled by label (a DBN trained with model.labels=true can)")
+    classes = getattr(model, "classes", 0)
+    if not classes:
+        raise BoltzkitError(f"--label: {args.run} was trained without labels (model.labels: false); "
+                            "train with model.labels=true to sample a chosen class")
+    if not 0 <= args.label < classes:
+        raise BoltzkitError(f"--label: {args.label} is not a class of {args.run}; accepted: 0 to "
+                            f"{classes - 1}")
+    return args.label
+
+
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -241,23 +260,25 @@ def _sample(args: argparse.Namespace) -> int:
         able = [name for name in family_names() if get_family(name).capabilities.sample]
         raise BoltzkitError(f"boltzkit sample: {args.run} holds a model.type {family.name!r}, which "
                             f"cannot be sampled (families that can: {', '.join(able)})")
+    options = {} if args.label is None else {"label": _sample_label(args, family, trained.model)}
     generator = make_generator(args.seed, "sample", device)
     threads = choose_threads(trained.config.threads if args.threads is None else args.threads,
                              trained.model, args.n * max(1, args.pt), device)
     try:
         with using_threads(threads.threads):
             states, means = family.sample(trained.model, args.n, args.steps, generator, args.pt,
-                                          args.min_beta)
+                                          args.min_beta, **options)
     except ValueError as err:
         raise BoltzkitError(f"boltzkit sample: {err}") from None
     stem = (Path(args.out) if args.out
-            else RunDir(args.run).samples_stem(args.n, args.steps, args.seed, args.pt))
+            else RunDir(args.run).samples_stem(args.n, args.steps, args.seed, args.pt, args.label))
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
     plots.save_samples(trained.model, states, means, stem.with_suffix(".png"),
                        f"{args.n} samples after {args.steps} "
-                       + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps"),
+                       + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
+                       + ("" if args.label is None else f", label {args.label} clamped"),
                        trained.image_shape, trained.feature_mean, trained.feature_std)
     print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
           "(arrays: samples = binary states, means = E[v|h])")

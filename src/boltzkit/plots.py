@@ -91,14 +91,14 @@ def image_grid_figure(
     title: str = "",
     normalize: bool = False,
     cmap: str = "gray",
+    columns: int | None = None,
 ) -> Figure:
-    """Rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape)."""
+    """Rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape), ``columns``
+    tiles a row (default: a square grid)."""
     images = np.asarray(images)
     if shape is None:  # no image layout known: show each example as a row of pixels
         shape = (1, images.shape[1])
         columns = 1
-    else:
-        columns = None
     grid = tile_images(images, shape, columns, normalize)
     scale = 6.0 / max(grid.shape)
     width = max(2.0, grid.shape[1] * scale)
@@ -118,9 +118,10 @@ def save_image_grid(
     title: str = "",
     normalize: bool = False,
     cmap: str = "gray",
+    columns: int | None = None,
 ) -> Path:
     """Save rows of ``images`` as a grid of ``shape`` tiles (a strip plot if no shape)."""
-    return _save(image_grid_figure(images, shape, title, normalize, cmap), path)
+    return _save(image_grid_figure(images, shape, title, normalize, cmap, columns), path)
 
 
 def filters_title(title: str, shown: int, total: int, what: str = "hidden units") -> str:

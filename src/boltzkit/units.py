@@ -147,11 +147,7 @@ class CategoricalUnits(Units):
 
     def sample(self, a: Tensor, generator: torch.Generator | None = None,
                beta: float | Tensor = 1.0) -> Tensor:
-        p = self._grouped(self.mean(a, beta))
-        u = torch.rand(p.shape[:-1] + (1,), generator=generator, device=p.device, dtype=p.dtype)
-        # the first state whose cumulative probability passes u (clamped for rounding)
-        index = (p.cumsum(dim=-1) < u).sum(dim=-1, keepdim=True).clamp(max=self.k - 1)
-        return torch.zeros_like(p).scatter_(-1, index, 1.0).reshape(a.shape)
+        return one_hot_draw(self._grouped(self.mean(a, beta)), generator).reshape(a.shape)
 
     def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
         """``b_gj = log p_gj`` from the data's state frequencies (clipped at ``eps``)."""
@@ -170,6 +166,72 @@ class CategoricalUnits(Units):
 
     def extra_repr(self) -> str:
         return f"n={self.n}, k={self.k}"
+
+
+class LabelledUnits(Units):
+    """``n - classes`` binary units followed by one softmax group of ``classes`` label units:
+    the visible layer of a DBN's top RBM that also sees the class, ``[h, y]`` with ``y`` one-hot
+    (Hinton, Osindero & Teh, 2006, section 2: the "associative memory" joins the penultimate
+    layer and the label units).
+
+    With ``z = b + a`` split as ``(z_h, z_y)``: ``self_energy(x) = -x . b``;
+    ``p(h_i = 1 | a) = sigmoid(beta z_h,i)`` and ``p(y = e_j | a) = softmax_j(beta z_y)``, the
+    two blocks independent given ``a``;
+    ``log_partition(a) = sum_i softplus(z_h,i) + logsumexp_j z_y,j``.
+    """
+
+    name = "labelled"
+
+    def __init__(self, n: int, classes: int = 2):
+        if classes < 2 or n <= classes:
+            raise ValueError(f"Invalid labelled layer: {n} units for {classes} classes (need at least 2 "
+                             "classes and at least one binary unit besides them)")
+        super().__init__(n)
+        self.classes = classes
+        self.n_binary = n - classes
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` ``(..., n)`` as its binary block ``(..., n - classes)`` and its label block
+        ``(..., classes)``."""
+        return x[..., : self.n_binary], x[..., self.n_binary :]
+
+    def log_partition(self, a: Tensor) -> Tensor:
+        binary, label = self.split(a + self.bias)
+        return F.softplus(binary).sum(dim=-1) + torch.logsumexp(label, dim=-1)
+
+    def mean(self, a: Tensor, beta: float | Tensor = 1.0) -> Tensor:
+        z = beta * (a + self.bias) if _tempered(beta) else a + self.bias
+        binary, label = self.split(z)
+        return torch.cat([torch.sigmoid(binary), torch.softmax(label, dim=-1)], dim=-1)
+
+    def sample(self, a: Tensor, generator: torch.Generator | None = None,
+               beta: float | Tensor = 1.0) -> Tensor:
+        p_binary, p_label = self.split(self.mean(a, beta))
+        # binary block first, then the label: one fixed order of draws from the generator
+        return torch.cat([bernoulli(p_binary, generator), one_hot_draw(p_label, generator)], dim=-1)
+
+    def init_bias_from_mean(self, mean: Tensor, eps: float = 1e-3) -> None:
+        """Log-odds of the binary units' means and ``log`` of the class frequencies (clipped
+        at ``eps``), as :class:`BernoulliUnits` and :class:`CategoricalUnits` do."""
+        binary, label = self.split(mean.detach().to(self.bias))
+        p = binary.clamp(eps, 1.0 - eps)
+        with torch.no_grad():
+            self.bias.copy_(torch.cat([torch.log(p) - torch.log1p(-p), torch.log(label.clamp_min(eps))]))
+
+    @property
+    def configurations(self) -> float:
+        return 2.0**self.n_binary * self.classes
+
+    def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
+        """State ``s`` is binary code ``s // classes`` (most significant unit first) with label
+        ``s % classes``."""
+        codes = torch.arange(start, stop, device=device, dtype=torch.int64)
+        bits = torch.arange(self.n_binary - 1, -1, -1, device=device, dtype=torch.int64)
+        binary = ((codes[:, None] // self.classes) >> bits) & 1
+        return torch.cat([binary, F.one_hot(codes % self.classes, self.classes)], dim=1).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, classes={self.classes}"
 
 
 class GaussianUnits(Units):
@@ -253,16 +315,25 @@ def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
 _TWO_24 = float(2**24)
 
+
+def one_hot_draw(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One-hot samples of the categorical distributions ``p`` ``(..., k)`` (rows summing to 1),
+    one uniform draw per row: the first state whose cumulative probability passes it."""
+    u = torch.rand(p.shape[:-1] + (1,), generator=generator, device=p.device, dtype=p.dtype)
+    index = (p.cumsum(dim=-1) < u).sum(dim=-1, keepdim=True).clamp(max=p.shape[-1] - 1)  # rounding
+    return torch.zeros_like(p).scatter_(-1, index, 1.0)
+
 UNIT_FAMILIES: dict[str, type[Units]] = {
     "bernoulli": BernoulliUnits,
     "categorical": CategoricalUnits,
     "gaussian": GaussianUnits,
+    "labelled": LabelledUnits,
 }
 
 
 def make_units(kind: str, n: int, **options) -> Units:
     """Build a layer of ``n`` units of the family named ``kind`` (``options``: ``k`` for
-    categorical, ``learn_variance`` for Gaussian units)."""
+    categorical, ``classes`` for labelled, ``learn_variance`` for Gaussian units)."""
     try:
         cls = UNIT_FAMILIES[kind]
     except KeyError:

@@ -86,7 +86,8 @@ def top_log_partition(model: DBN, train_data: Tensor, *, ais_runs: int, ais_beta
     """``log Z`` of the top RBM: exact when its smaller layer has at most
     ``exact_max_units`` units, else multi-path AIS started from the training data carried
     up to the top RBM's visible layer (binary draws of ``q``: the paths' data bound counts
-    distinct states, which probabilities are not)."""
+    distinct states, which probabilities are not; with label units, each state with the label
+    of lowest free energy)."""
     top = model.top
     if exact_max_units > 0 and enumerable(top, exact_max_units):
         log_z = exact_log_partition(top, exact_max_units)
@@ -95,6 +96,9 @@ def top_log_partition(model: DBN, train_data: Tensor, *, ais_runs: int, ais_beta
     weight = top.weight
     states = torch.cat([model.up(chunk.to(weight), model.depth - 1, sample=True, generator=generator)
                         for chunk in train_data.split(4096)])
+    if model.classes:  # any set of states bounds log Z from below: each with its most probable label
+        best = model.label_free_energies(states).argmin(dim=1)
+        states = torch.cat([states, model.label_units(best, states)], dim=1)
     multi = multipath_log_partition(top, states, ais_betas, ais_runs, generator,
                                     pseudocount=pseudocount, progress=progress)
     low, high = multi.interval

@@ -63,6 +63,8 @@ class Capabilities:
             and ``augmented_affines()``, the same pairs with ``A_1`` over ``[x, features]``
             (``model.pretrained_input: augmented``).
         lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
+        sample_labels: ``boltzkit sample --label`` draws a chosen class: the family's
+            ``sample`` takes ``label=``, and a model trained with labels has ``classes > 0``.
     """
 
     sample: bool = False
@@ -71,6 +73,7 @@ class Capabilities:
     evaluate: bool = False
     seeds_mlp: bool = False
     lr_find: bool = True
+    sample_labels: bool = False
 
 
 @dataclass(frozen=True)

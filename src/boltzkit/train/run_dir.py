@@ -22,8 +22,8 @@ from .checkpoint import load_checkpoint, load_state_into, load_weights
 
 RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "model.safetensors", "evaluation.json",
              "resumes.jsonl", "samples.png", "filters.png", "curves.png", "grad_norms.png",
-             "reconstructions.png", "latent_map.png")
-SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?\.(png|npz)"
+             "reconstructions.png", "latent_map.png", "samples_by_label.png")
+SAMPLE_FILES = r"samples-n\d+-k\d+-s\d+(-pt\d+)?(-y\d+)?\.(png|npz)"
 """What ``boltzkit sample`` writes into a run (named by :meth:`RunDir.samples_stem`)."""
 RUN_FOLDERS = ("checkpoints", "tensorboard", "samples")
 """What a run directory holds that ``--overwrite`` removes (with ``boltzkit sample``'s files);
@@ -76,9 +76,12 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def samples_stem(self, n: int, steps: int, seed: int, temperatures: int = 0) -> Path:
-        """``samples-n<N>-k<K>-s<S>[-pt<M>]``: where ``boltzkit sample`` writes (``.png``, ``.npz``)."""
-        return self.file(f"samples-n{n}-k{steps}-s{seed}" + (f"-pt{temperatures}" if temperatures else ""))
+    def samples_stem(self, n: int, steps: int, seed: int, temperatures: int = 0,
+                     label: int | None = None) -> Path:
+        """``samples-n<N>-k<K>-s<S>[-pt<M>][-y<label>]``: where ``boltzkit sample`` writes (``.png``,
+        ``.npz``)."""
+        return self.file(f"samples-n{n}-k{steps}-s{seed}" + (f"-pt{temperatures}" if temperatures else "")
+                         + ("" if label is None else f"-y{label}"))
 
     def exists(self) -> bool:
         return self.config.is_file()
