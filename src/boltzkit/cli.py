@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="examples for reverse AIS (default: eval.reverse_ais.examples, 0 = skip)")
     evaluate.add_argument("--reverse-runs", type=int, help="reverse AIS chains per example")
     evaluate.add_argument("--k", type=int, help="importance samples of a VAE's IWAE bound (default 5000)")
+    evaluate.add_argument("--samples", type=int,
+                          help="importance draws per example of a DBN's likelihood bound (default 100)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     evaluate.add_argument("--data-dir", help="folder with the run's data files")
     evaluate.add_argument("--data", metavar="FILE",
@@ -290,7 +292,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     for name, low, high in (("ais_runs", 1, 1_000_000), ("ais_betas", 2, 10_000_000),
                             ("reverse_runs", 1, 10_000), ("reverse_examples", 0, 1_000_000),
-                            ("k", 1, 1_000_000)):
+                            ("k", 1, 1_000_000), ("samples", 1, 1_000_000)):
         if getattr(args, name) is not None:
             _in_range(f"--{name.replace('_', '-')}", getattr(args, name), low, high)
     if args.sample_quality:
@@ -299,8 +301,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_threads(args)
     results = evaluate_run(
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
-        reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, k=args.k, seed=args.seed,
-        data_dir=args.data_dir, data_file=args.data, device=args.device, threads=args.threads,
+        reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, k=args.k,
+        samples=args.samples, seed=args.seed, data_dir=args.data_dir, data_file=args.data,
+        device=args.device, threads=args.threads,
         progress=not args.quiet, sample_quality=args.sample_quality, sample_steps=args.sample_steps)
     print(results["report"])
     if results.get("ais_reliable") is False:

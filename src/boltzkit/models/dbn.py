@@ -93,6 +93,9 @@ class DBN(nn.Module):
     hidden biases.
     """
 
+    activation = "sigmoid"
+    """What its hidden units' means compute: an MLP seeded from it must use the same."""
+
     def __init__(
         self,
         n_visible: int,
@@ -292,18 +295,20 @@ class DBN(nn.Module):
 
     # ---------------------------------------------------------------- top-down
 
-    def down(self, h: Tensor, depth: int, generator: torch.Generator | None = None
-             ) -> tuple[Tensor, Tensor]:
+    def down(self, h: Tensor, depth: int, generator: torch.Generator | None = None,
+             sample: bool = True) -> tuple[Tensor, Tensor]:
         """The top-down pass from ``h = h_depth`` to the visible layer: ``h_{l-1} ~ p(h_{l-1} | h_l)``
-        for ``l = depth .. 1``. Returns the visible sample and its mean ``E[v | h_1]``,
-        each ``(B, D)`` (for ``depth = 0``, ``h`` twice)."""
+        for ``l = depth .. 1`` (with ``sample=False`` the means ``E[h_{l-1} | h_l]`` are passed
+        down instead: deterministic, no random draws). Returns the visible sample and its mean
+        ``E[v | h_1]``, each ``(B, D)`` (for ``depth = 0``, ``h`` twice)."""
         if not 0 <= depth <= self.depth:
             raise ValueError(f"Invalid depth: {depth} (expected 0 to {self.depth})")
         x, mean = h, h
         for layer in reversed(range(depth)):
             rbm = self.rbms[layer]
             a = rbm.visible_input(x)
-            mean, x = rbm.visible.mean(a), rbm.visible.sample(a, generator)
+            mean = rbm.visible.mean(a)
+            x = rbm.visible.sample(a, generator) if sample else mean
             if layer == self.depth - 1 and self.classes:  # the labels are not a layer below
                 mean, x = mean[:, : self.top_width], x[:, : self.top_width]
         return x, mean

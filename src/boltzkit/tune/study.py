@@ -224,7 +224,7 @@ def objective(config: RunConfig, out: Path, dataset=None):
         # the epoch whose weights were kept (early stopping may keep an earlier one), or the
         # latest before it that logged the metric
         last = next(row for row in reversed(result.history[: result.kept_epoch]) if metric in row)
-        if "ais" in metric and last.get("ais_reliable") == 0.0:
+        if ("ais" in metric or "bound" in metric) and last.get("ais_reliable") == 0.0:
             # an AIS likelihood that may be far off must not win the study
             reason = f"unreliable AIS at the last epoch: {metric} {last[metric]:.5g} is not to be trusted"
             trial.set_user_attr("pruned_reason", reason)
