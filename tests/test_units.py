@@ -67,3 +67,12 @@ def test_unknown_family_is_named():
         make_units("gauss", 3)
     with pytest.raises(ValueError, match="Invalid number of units: 0"):
         make_units("bernoulli", 0)
+
+
+def test_a_layer_too_large_to_count_has_infinitely_many_states():
+    """2^2000 overflows a float: a 2000-unit layer (a DBN's top) must count as never enumerable."""
+    from boltzkit.estimate.exact import enumerable
+    from boltzkit.models import RBM
+
+    assert BernoulliUnits(2000).configurations == math.inf
+    assert not enumerable(RBM(1500, 2000), 20)

@@ -109,7 +109,7 @@ class BernoulliUnits(Units):
 
     @property
     def configurations(self) -> float:
-        return 2.0**self.n
+        return _power(2, self.n)
 
     def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
         codes = torch.arange(start, stop, device=device, dtype=torch.int64)
@@ -156,7 +156,7 @@ class CategoricalUnits(Units):
 
     @property
     def configurations(self) -> float:
-        return float(self.k) ** self.groups
+        return _power(self.k, self.groups)
 
     def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
         codes = torch.arange(start, stop, device=device, dtype=torch.int64)
@@ -220,7 +220,7 @@ class LabelledUnits(Units):
 
     @property
     def configurations(self) -> float:
-        return 2.0**self.n_binary * self.classes
+        return _power(2, self.n_binary) * self.classes
 
     def all_states(self, start: int, stop: int, dtype=torch.float64, device=None) -> Tensor:
         """State ``s`` is binary code ``s // classes`` (most significant unit first) with label
@@ -292,6 +292,15 @@ class GaussianUnits(Units):
 
     def extra_repr(self) -> str:
         return f"n={self.n}, learn_variance={self.log_sigma.requires_grad}"
+
+
+def _power(base: int, exponent: int) -> float:
+    """``base ** exponent`` as a float, ``inf`` beyond the float range (a 2000-unit layer has
+    ``2^2000`` states: never enumerable, and ``2.0 ** 2000`` overflows)."""
+    try:
+        return float(base) ** exponent
+    except OverflowError:
+        return math.inf
 
 
 def _tempered(beta: float | Tensor) -> bool:
