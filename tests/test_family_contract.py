@@ -271,3 +271,15 @@ def test_reported_likelihood_takes_the_best_key_and_reads_reliability_as_a_bool(
     assert reported_likelihood(results) == {"kind": "log_likelihood_ais", "value": -85.5, "reliable": False}
     assert reported_likelihood({"elbo": -91.0, "log_likelihood": -1.0}) is None  # not keys of the contract
     assert reported_likelihood({"iwae_bound": -90.0}) == {"kind": "iwae_bound", "value": -90.0, "reliable": None}
+
+
+@pytest.mark.parametrize("family", [
+    pytest.param(name, marks=[pytest.mark.xfail(reason="DBM fixes remove it", strict=True)] if name == "dbm" else [])
+    for name in family_names() if get_family(name).capabilities.evaluate])
+def test_evaluate_names_its_options_so_that_others_are_refused(family):
+    """``boltzkit evaluate`` refuses an option the family does not take by reading the
+    signature; a ``**options`` catch-all would let ``--k`` pass silently."""
+    import inspect
+
+    parameters = inspect.signature(get_family(family).task.evaluate).parameters.values()
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
