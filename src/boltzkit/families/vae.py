@@ -152,7 +152,8 @@ class VAETask(Task):
                 metrics["active_units"] = float((mean.var(0) > ACTIVE_THRESHOLD).sum())
         k = self.config.model.monitor_k
         if k and len(self.monitor_val):
-            bound = torch.cat([model.iwae_bound(chunk, k, self._noise("metrics.iwae"))
+            noise = self._noise("metrics.iwae")  # once: each chunk draws its own, fresh noise
+            bound = torch.cat([model.iwae_bound(chunk, k, noise)
                                for chunk in self.monitor_val.split(max(1, 65536 // k))])
             metrics["val_iwae_bound"] = bound.mean().item()
         return metrics
@@ -177,12 +178,16 @@ class VAETask(Task):
     def evaluate(self, model: VAE, split: str, *, seed: int = 0, progress: bool = False,
                  k: int | None = None) -> tuple[dict[str, Any], str]:
         """The ELBO and the ``k``-sample importance-weighted bound (default 5000) on
-        ``split``; binary data for a Bernoulli decoder (grey values binarized once, seeded)."""
+        ``split``; binary data for a Bernoulli decoder (grey values binarized once, seeded).
+        With ``data.standardize`` the densities are those of the raw data: the bounds
+        include ``-sum_i log feature_std_i``."""
         values = self.split(split)
         if self.binary:
             values = binary_view(values, make_generator(seed, "evaluate.binarize"))
+        std = self.data.feature_std
+        log_jacobian = 0.0 if std is None else -torch.log(std.double()).sum().item()
         model.eval()
-        results = evaluate_vae(model, values, k=k or EVAL_K, progress=progress,
+        results = evaluate_vae(model, values, k=k or EVAL_K, progress=progress, log_jacobian=log_jacobian,
                                generator=make_generator(seed, "evaluate", self.device))
         return results, format_vae_report(results, f"{split} split, {results['examples']} examples")
 
