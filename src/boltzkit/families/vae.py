@@ -22,7 +22,7 @@ from ..models.vae import VAE, gaussian_kl_to_standard
 from ..objectives.variational import VariationalBound
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .rbm import monitor_sets
+from .monitoring import monitor_sets
 from .registry import register
 from .task import Task
 
@@ -110,14 +110,6 @@ class VAETask(Task):
         self.binary = config.model.decoder == "bernoulli"
         self.monitor_train, self.monitor_val = monitor_sets(
             data, config.train.metrics_examples, config.seed, device, self.binary)
-
-    @property
-    def data_info(self) -> dict[str, Any]:
-        info = super().data_info
-        if self.data.feature_mean is not None:  # figures map standardized features back
-            info["feature_mean"] = self.data.feature_mean.tolist()
-            info["feature_std"] = self.data.feature_std.tolist()
-        return info
 
     def build_model(self) -> VAE:
         model = super().build_model()
