@@ -19,8 +19,8 @@ from boltzkit.estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_
 from boltzkit.families.gan import PINNED_EPOCHS, CollapseDetector, sample_gan
 from boltzkit.models.gan import (
     GAN,
-    conv_sizes,
     discriminator_loss,
+    discriminator_sizes,
     ema_decay,
     generator_loss,
     gradient_penalty,
@@ -186,7 +186,8 @@ def test_dcgan_networks_map_noise_to_images_and_images_to_logits():
         x = model.sample(3, g)
         assert x.shape == (3, shape[0] * shape[1]) and bool(((x > 0) & (x < 1)).all())
         assert model.discriminator(x).shape == (3,)
-    assert conv_sizes((28, 28), 2) == [(14, 14), (7, 7)] and conv_sizes((7, 7), 2) == [(3, 3), (1, 1)]
+    assert discriminator_sizes((28, 28), 2) == [(14, 14), (7, 7)]
+    assert discriminator_sizes((7, 7), 2) == [(3, 3), (1, 1)]
 
 
 def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():

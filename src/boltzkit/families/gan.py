@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..data import Dataset
 from ..errors import ConfigError
 from ..estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_squared
-from ..models.gan import GAN, conv_sizes, dcgan_start
+from ..models.gan import GAN, dcgan_start, discriminator_sizes
 from ..objectives.adversarial import DiscriminatorLoss, GeneratorLoss
 from ..optim.schedules import REACTIVE
 from ..sections import OptimizerConfig, ScheduleConfig
@@ -132,7 +132,7 @@ def check_architecture(section: GANSection, data: Dataset) -> None:
         raise ConfigError(f"config key 'model.architecture': dcgan needs image-shaped data and "
                           f"{data.source or data.name} has none (set data.image_shape: [height, width]); "
                           "accepted for it: mlp")
-    for key, check in (("generator_layers", dcgan_start), ("discriminator_layers", conv_sizes)):
+    for key, check in (("generator_layers", dcgan_start), ("discriminator_layers", discriminator_sizes)):
         try:
             check(shape, len(getattr(section, key)))
         except ValueError as err:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from .conv import conv_sizes
 from .mlp import init_linear
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -75,20 +76,13 @@ def dcgan_start(image_shape: Sequence[int], upsamplings: int) -> tuple[int, int]
     return height // factor, width // factor
 
 
-def conv_sizes(image_shape: Sequence[int], downsamplings: int) -> list[tuple[int, int]]:
-    """The map sizes after each 4x4, stride-2, padding-1 convolution:
-    ``s -> floor((s + 2 - 4) / 2) + 1`` (28 -> 14 -> 7, 8 -> 4 -> 2).
+def discriminator_sizes(image_shape: Sequence[int], downsamplings: int) -> list[tuple[int, int]]:
+    """The map sizes after each of the discriminator's 4x4, stride-2, padding-1
+    convolutions: ``s -> floor((s + 2 - 4) / 2) + 1`` (28 -> 14 -> 7, 8 -> 4 -> 2).
 
     Raises ValueError when a map would vanish.
     """
-    sizes, (height, width) = [], image_shape
-    for _ in range(downsamplings):
-        height, width = (height - 2) // 2 + 1, (width - 2) // 2 + 1
-        if height < 1 or width < 1:
-            raise ValueError(f"{downsamplings} stride-2 convolutions shrink {image_shape[0]}x"
-                             f"{image_shape[1]} images to nothing; use fewer layers")
-        sizes.append((height, width))
-    return sizes
+    return conv_sizes(image_shape, downsamplings, kernel=4, padding=1)
 
 
 # ---------------------------------------------------------------------------- networks
@@ -190,7 +184,7 @@ class ConvDiscriminator(nn.Module):
             _init_dcgan(conv, generator)
             blocks += [conv, nn.LeakyReLU(0.2)]
         self.hidden = nn.Sequential(*blocks)
-        height, width = conv_sizes(image_shape, len(channels))[-1]
+        height, width = discriminator_sizes(image_shape, len(channels))[-1]
         self.output = nn.Linear(channels[-1] * height * width, 1)
         _init_dcgan(self.output, generator)
 
