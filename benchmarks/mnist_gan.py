@@ -7,11 +7,9 @@ epochs. Then ``--samples`` images of the generator's moving average are judged a
 10,000 test images:
 
 - FID on the features of boltzkit's MNIST quality classifier (``boltzkit.estimate.
-  sample_quality``: not Inception v3, so not comparable with published Inception FIDs),
-  its class histogram, class coverage and Inception-style score. Where that module is not
-  in this checkout (or its interface differs), FID is skipped with a note and the class
-  histogram comes from a logistic-regression classifier on 10,000 training images
-  (its test accuracy is printed beside it);
+  sample_quality``; the classifier of the zoo benchmark, cached beside mnist.npz: not
+  Inception v3, so not comparable with published Inception FIDs), its class histogram,
+  class coverage and Inception-style score;
 - the in-training, classifier-free metrics of the last epoch (pixel MMD^2, diversity,
   the collapse and divergence verdicts).
 
@@ -25,6 +23,7 @@ Target (issue 12): the best classifier-feature FID of the zoo, and every class w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -33,15 +32,21 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from _machine import cpu_name
 
-from boltzkit.config import load_config
+from boltzkit.config import DataConfig, load_config
+from boltzkit.estimate.sample_quality import QualityJudge
 from boltzkit.families.gan import sample_gan
 from boltzkit.seeding import make_generator
 from boltzkit.train import Fit, train
 from boltzkit.train.fit import FitInterrupted
+from boltzkit.train.quality_classifier import (
+    ClassifierSpec,
+    load_or_train_quality_classifier,
+    quality_data,
+    train_quality_classifier,
+)
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "runs"
@@ -49,6 +54,7 @@ TOLERANCE = 0.3  # a class's share must lie within +-30 % of 1/10
 SMOKE = ["data.limit=600", "train.metrics_examples=100", "model.generator_layers=[16, 8]",
          "model.discriminator_layers=[8, 16]", "train.checkpoint_every=0"]
 CALIBRATION_UPDATES = 30
+NOTE = "FID on the quality classifier's features (not Inception v3: compare only within boltzkit)"
 
 
 def config_for(mnist: Path, epochs: int, extra: list[str]):
@@ -77,46 +83,21 @@ def seconds_per_epoch(mnist: Path, extra: list[str]) -> float:
     return per_update * session.batches.per_epoch + time.perf_counter() - started
 
 
-def load_test(mnist: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    with np.load(mnist) as arrays:
-        def images(key: str) -> torch.Tensor:
-            return torch.from_numpy(arrays[key].reshape(len(arrays[key]), -1).astype(np.float32) / 255.0)
-
-        return (images("x_train"), torch.from_numpy(arrays["y_train"]).long(), images("x_test"),
-                torch.from_numpy(arrays["y_test"]).long())
-
-
-def judged_by_quality_module(samples: torch.Tensor, run_config,
-                             x_test: torch.Tensor) -> tuple[dict | None, str]:
-    """FID and classes from ``boltzkit.estimate.sample_quality`` (built in parallel with
-    this family): ``(results, note)``, results None when the module cannot judge."""
-    try:
-        from boltzkit.estimate import sample_quality
-    except ImportError:
-        return None, "boltzkit.estimate.sample_quality is not in this checkout: FID skipped"
-    try:
-        from boltzkit.data import load_dataset
-
-        data = load_dataset(run_config.data, run_config.seed)
-        classifier = sample_quality.load_or_train_quality_classifier(data)
-        judge = sample_quality.QualityJudge(classifier, x_test)
-        return judge(samples).to_dict(), "FID on the quality classifier's features (not Inception v3)"
-    except (AttributeError, TypeError) as err:
-        return None, (f"boltzkit.estimate.sample_quality is here but not with the interface this script "
-                      f"expects ({type(err).__name__}: {err}): FID skipped")
-
-
-def judged_by_logistic_regression(samples: torch.Tensor, x_train, y_train, x_test, y_test) -> dict:
-    """The class histogram from a logistic-regression classifier on 10,000 training images."""
-    from sklearn.linear_model import LogisticRegression
-
-    classifier = LogisticRegression(max_iter=300)
-    classifier.fit(x_train[:10_000].numpy(), y_train[:10_000].numpy())
-    accuracy = float(classifier.score(x_test.numpy(), y_test.numpy()))
-    predicted = classifier.predict(samples.cpu().numpy())
-    histogram = (np.bincount(predicted, minlength=10) / len(predicted)).tolist()
-    return {"classifier": "logistic regression on 10,000 training images",
-            "classifier_test_accuracy": accuracy, "class_histogram": histogram}
+def quality_judge(mnist: Path, device: torch.device, smoke: bool) -> tuple[QualityJudge, dict]:
+    """The judge of samples: boltzkit's MNIST quality classifier (the zoo's, cached beside
+    ``mnist.npz``; trained there on first use) against the 10,000 test images, and the
+    classifier's description. ``smoke``: a throw-away classifier of one epoch on 2,000
+    training images (seconds; its numbers mean nothing)."""
+    data_config = DataConfig(name="mnist", dir=str(mnist.parent))  # the zoo's cache, not the npz one
+    if not smoke:
+        classifier, labelled = load_or_train_quality_classifier(data_config, device, progress=True)
+        return QualityJudge(classifier.model, labelled.test), {"path": str(classifier.path),
+                                                                **classifier.info}
+    labelled = quality_data(data_config)
+    small = dataclasses.replace(labelled, train=labelled.train[:2000],
+                                train_labels=labelled.train_labels[:2000])
+    classifier = train_quality_classifier(small, ClassifierSpec(epochs=1), device=device)
+    return QualityJudge(classifier.model, labelled.test), {"path": None, **classifier.info}
 
 
 def main() -> None:
@@ -156,24 +137,20 @@ def main() -> None:
     samples, _ = sample_gan(result.model, samples_wanted, 1, make_generator(config.seed, "benchmark.samples",
                                                                              device))
     samples = samples.float().cpu()
-    x_train, y_train, x_test, y_test = load_test(mnist)
-    quality, note = judged_by_quality_module(samples, config, x_test)
-    fallback = None if quality is not None else judged_by_logistic_regression(samples, x_train, y_train,
-                                                                              x_test, y_test)
-    histogram = (quality or fallback)["class_histogram"]
+    judge, classifier = quality_judge(mnist, device, args.smoke)
+    quality = judge(samples).to_dict()
+    histogram = quality["class_histogram"]
     within = [abs(share - 0.1) <= TOLERANCE * 0.1 for share in histogram]
     last = result.history[-1]
 
     print(f"\nDCGAN on MNIST, {epochs} epochs, {train_seconds / 60:.1f} min on {cpu_name()} "
           f"(device {config.device}); {len(samples)} samples of the generator's moving average")
-    print(f"note: {note}")
+    print(f"note: {NOTE}")
     print("| metric | value |\n| --- | --- |")
-    if quality is not None:
-        print(f"| FID (quality-classifier features) | {quality['fid']:.3f} |")
-        print(f"| class coverage | {quality['class_coverage']:.2f} |")
-        print(f"| Inception-style score | {quality['inception_score']:.3f} |")
-    else:
-        print(f"| class histogram classifier's test accuracy | {fallback['classifier_test_accuracy']:.4f} |")
+    print(f"| FID (quality-classifier features) | {quality['fid']:.3f} |")
+    print(f"| class coverage | {quality['class_coverage']:.2f} |")
+    print(f"| Inception-style score | {quality['inception_score']:.3f} |")
+    print(f"| quality classifier's test accuracy | {classifier['test_accuracy']:.4f} |")
     print(f"| classes within +-{TOLERANCE:.0%} of uniform | {sum(within)} / 10 |")
     print(f"| val MMD^2 (pixels), diversity | {last.get('val_mmd', float('nan')):.4f}, "
           f"{last.get('diversity', float('nan')):.3f} |")
@@ -192,8 +169,8 @@ def main() -> None:
                     "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "epochs": epochs, "calibrated_seconds_per_epoch": per_epoch, "train_minutes": train_seconds / 60,
-        "run_dir": str(out), "samples": len(samples), "note": note, "quality": quality,
-        "fallback_classifier": fallback, "classes_within_tolerance": sum(within), "tolerance": TOLERANCE,
+        "run_dir": str(out), "samples": len(samples), "note": NOTE, "quality": quality,
+        "quality_classifier": classifier, "classes_within_tolerance": sum(within), "tolerance": TOLERANCE,
         "last_epoch": last,
     }
     path = RESULTS / ("mnist_gan-smoke.json" if args.smoke else "mnist_gan.json")

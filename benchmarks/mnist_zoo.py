@@ -52,6 +52,7 @@ from boltzkit import plots
 from boltzkit.config import DataConfig, RunConfig, load_config, preset_names
 from boltzkit.estimate.sample_quality import QualityJudge
 from boltzkit.families import Family, family_names, get_family
+from boltzkit.families.contract import reported_likelihood
 from boltzkit.seeding import make_generator
 from boltzkit.train.device import resolve_device
 from boltzkit.train.fit import Fit, FitInterrupted
@@ -63,9 +64,6 @@ RESULTS_MD = Path(__file__).parents[1] / "docs" / "RESULTS.md"
 BEGIN, END = "<!-- mnist_zoo table: begin -->", "<!-- mnist_zoo table: end -->"
 FAR_AWAY = 100_000
 """``train.epochs`` of a run that only the clock stops."""
-LIKELIHOOD_KEYS = ("log_likelihood_exact", "log_likelihood_ais", "log_likelihood", "log_likelihood_iwae",
-                   "log_likelihood_bound", "elbo")
-"""Result keys of ``task.evaluate`` read as the test log-likelihood (or its bound), first found wins."""
 
 Features = Callable[[nn.Module, Tensor], Tensor]
 
@@ -81,9 +79,10 @@ def stack_features(model: nn.Module, x: Tensor) -> Tensor:
 
 def encoder_code(model: nn.Module, x: Tensor) -> Tensor:
     """An autoencoder's code, a VAE's posterior mean: ``model.encode(x)`` (its first element
-    when it returns ``(mean, log variance)``)."""
+    when it returns ``(mean, log variance)``), flattened to ``(B, features)`` (a convolutional
+    autoencoder's code is ``(B, C, h, w)`` maps)."""
     code = model.encode(x)
-    return code[0] if isinstance(code, tuple | list) else code
+    return (code[0] if isinstance(code, tuple | list) else code).flatten(1)
 
 
 def discriminator_features(model: nn.Module, x: Tensor) -> Tensor:
@@ -117,10 +116,12 @@ ZOO = (
 
 
 def zoo_config(entry: ZooEntry, dataset: str, data: list[str], extra: list[str]) -> RunConfig:
-    """The family's preset for ``dataset`` (else its first preset, else its defaults) with
-    ``data`` and the overrides."""
-    family = get_family(entry.name)
-    preset = next((p for p in (f"{entry.name}-{dataset}", *family.presets) if p in preset_names()), None)
+    """The family's first preset for ``dataset`` (its ``data.name``; else its first preset,
+    else its defaults) with ``data`` and the overrides. The data set, not the preset's name,
+    decides: the autoencoder's MNIST preset is ``sda-mnist``."""
+    presets = [p for p in get_family(entry.name).presets if p in preset_names()]
+    preset = next((p for p in presets if load_config(p).data.name == dataset), None)
+    preset = preset or (presets[0] if presets else None)
     base = [] if preset else [f"model={{type: {entry.name}}}"]
     config = load_config(preset, [*base, *data, "eval.every=0", "train.checkpoint_every=0",
                                   *entry.overrides, *extra])
@@ -165,11 +166,10 @@ def likelihood(family: Family, session: Fit) -> dict[str, Any]:
         return {}
     started = time.perf_counter()
     results, _ = session.task.evaluate(session.model, "test", seed=0)
-    key = next((k for k in LIKELIHOOD_KEYS if isinstance(results.get(k), float)), None)
     record = {"seconds": time.perf_counter() - started, "keys": sorted(results)}
-    if key is not None:
-        record.update(value=results[key], kind=key, reliable=results.get("ais_reliable"),
-                      verdict=results.get("ais_verdict"))
+    reported = reported_likelihood(results)  # the keys of families.contract.LIKELIHOOD_KEYS
+    if reported is not None:
+        record.update(reported, verdict=results.get("ais_verdict"))
     return record
 
 

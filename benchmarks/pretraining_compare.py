@@ -61,7 +61,7 @@ def data_overrides(mnist: Path, seed: int, setting: dict, threads: int) -> list[
 
 
 def pretrain_sda(common: list[str], setting: dict, out: Path) -> Path:
-    config = load_config("sda-mnist", [*common, f"model.hidden_layers={setting['widths']}",
+    config = load_config("sda-mnist", [*common, layer_sizes("sda-mnist", setting["widths"]),
                                        f"train.epochs={setting['pretrain_epochs']}"])
     train(config, out, overwrite=True, progress=False)
     return out
@@ -82,11 +82,21 @@ def pretrain_dbn(common: list[str], setting: dict, out: Path) -> Path | str:
     presets = [p for p in get_family("dbn").presets if "mnist" in p]
     if not presets:
         return "the dbn family has no MNIST preset"
-    base = load_config(presets[0])
-    sizes = [f"model.hidden_layers={setting['widths']}"] if "hidden_layers" in base.model.model_fields else []
-    config = load_config(presets[0], [*common, *sizes, f"train.epochs={setting['pretrain_epochs']}"])
+    config = load_config(presets[0], [*common, layer_sizes(presets[0], setting["widths"]),
+                                      f"train.epochs={setting['pretrain_epochs']}"])
     train(config, out, overwrite=True, progress=False)
     return out
+
+
+def layer_sizes(preset: str, widths: list[int]) -> str:
+    """The override that gives the preset's model ``widths`` hidden layers: its section
+    names them ``layers`` (DBN, DBM) or ``hidden_layers`` (autoencoder, MLP)."""
+    fields = type(load_config(preset).model).model_fields
+    key = next((k for k in ("layers", "hidden_layers") if k in fields), None)
+    if key is None:
+        raise ValueError(f"preset {preset!r}: its model section has neither 'layers' nor 'hidden_layers' "
+                         f"(keys: {', '.join(fields)})")
+    return f"model.{key}={widths}"
 
 
 def finetune(common: list[str], setting: dict, pretrained: Path | None, out: Path) -> dict:
@@ -102,6 +112,38 @@ def finetune(common: list[str], setting: dict, pretrained: Path | None, out: Pat
     test = evaluate_run(out, "test", progress=False)
     return {"test_error": 1 - test["accuracy"], "test_error_stderr": test["accuracy_stderr"],
             "val_accuracy": result.history[-1].get("val_accuracy"), "finetune_seconds": seconds}
+
+
+def run_row(label: str, pretrain, common: list[str], setting: dict, runs: Path, index: int) -> dict:
+    """One row: pretraining (if any), fine-tuning and the test error; a failure becomes the
+    row's ``error`` (printed) so that the other rows still run and are written."""
+    row: dict = {"init": label, "pretrain_seconds": 0.0}
+    try:
+        source = None
+        if pretrain is not None:
+            started = time.perf_counter()
+            kind = pretrain.__name__.removeprefix("pretrain_")
+            source = pretrain(common, setting, runs / f"pretrain-{kind}")
+            row["pretrain_seconds"] = time.perf_counter() - started
+            if isinstance(source, str):
+                print(f"{label:34s} skipped: {source}", flush=True)
+                return {**row, "skipped": source}
+        row.update(finetune(common, setting, source, runs / f"mlp-{index}"))
+    except Exception as err:  # noqa: BLE001 (a benchmark row: report it and go on to the next)
+        print(f"{label:34s} FAILED: {type(err).__name__}: {err}", flush=True)
+        return {**row, "error": f"{type(err).__name__}: {err}"}
+    print(f"{label:34s} test error {100 * row['test_error']:.2f} % "
+          f"+- {100 * row['test_error_stderr']:.2f} (pretraining {row['pretrain_seconds']:.0f} s, "
+          f"fine-tuning {row['finetune_seconds']:.0f} s)", flush=True)
+    return row
+
+
+def write_results(out: Path, command: str, args: argparse.Namespace, setting: dict, rows: list[dict],
+                  verdict: str = "not yet measured") -> None:
+    out.write_text(json.dumps({
+        "command": command, "cpu": cpu_name(), "threads": args.threads, "setting": setting,
+        "target_test_error": TARGET_ERROR, "published": PUBLISHED, "target": verdict, "rows": rows},
+        indent=2))
 
 
 def main() -> None:
@@ -121,36 +163,21 @@ def main() -> None:
     common = data_overrides(mnist, args.seed, setting, args.threads)
     starts = {"random init": None, "RBM (first layer)": pretrain_rbm,
               "stacked denoising AE (3 layers)": pretrain_sda, "DBN": pretrain_dbn}
-    rows = []
-    for label, pretrain in starts.items():
-        row: dict = {"init": label, "pretrain_seconds": 0.0}
-        source = None
-        if pretrain is not None:
-            started = time.perf_counter()
-            kind = pretrain.__name__.removeprefix("pretrain_")
-            source = pretrain(common, setting, runs / f"pretrain-{kind}")
-            row["pretrain_seconds"] = time.perf_counter() - started
-            if isinstance(source, str):
-                rows.append({**row, "skipped": source})
-                print(f"{label:34s} skipped: {source}", flush=True)
-                continue
-        row.update(finetune(common, setting, source, runs / f"mlp-{len(rows)}"))
-        rows.append(row)
-        print(f"{label:34s} test error {100 * row['test_error']:.2f} % "
-              f"+- {100 * row['test_error_stderr']:.2f} (pretraining {row['pretrain_seconds']:.0f} s, "
-              f"fine-tuning {row['finetune_seconds']:.0f} s)",
-              flush=True)
-    sda = next(r for r in rows if r["init"].startswith("stacked"))
-    verdict = "met" if sda["test_error"] <= TARGET_ERROR else "NOT met"
-    print(f"\ntarget: stacked denoising AE test error <= {100 * TARGET_ERROR:.1f} % ({PUBLISHED}): {verdict}"
-          + (" (smoke setting: not a measurement)" if args.smoke else ""))
     out = Path(args.out) if args.out else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/pretraining_compare.py --mnist ../shared/data/mnist.npz"
-                   + (" --smoke" if args.smoke else "") + f" --seed {args.seed}",
-        "cpu": cpu_name(), "threads": args.threads, "setting": setting, "target_test_error": TARGET_ERROR,
-        "published": PUBLISHED, "target": verdict, "rows": rows}, indent=2))
+    command = ("python benchmarks/pretraining_compare.py --mnist ../shared/data/mnist.npz"
+               + (" --smoke" if args.smoke else "") + f" --seed {args.seed}")
+    rows: list[dict] = []
+    for label, pretrain in starts.items():
+        rows.append(run_row(label, pretrain, common, setting, runs, len(rows)))
+        # written after every row: a later row's failure (hours in) loses nothing measured
+        write_results(out, command, args, setting, rows)
+    sda = next(r for r in rows if r["init"].startswith("stacked"))
+    verdict = ("not measured" if "test_error" not in sda else
+               "met" if sda["test_error"] <= TARGET_ERROR else "NOT met")
+    print(f"\ntarget: stacked denoising AE test error <= {100 * TARGET_ERROR:.1f} % ({PUBLISHED}): {verdict}"
+          + (" (smoke setting: not a measurement)" if args.smoke else ""))
+    write_results(out, command, args, setting, rows, verdict)
     if args.smoke:
         shutil.rmtree(runs, ignore_errors=True)
     print(f"wrote {out}")

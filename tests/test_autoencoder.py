@@ -248,6 +248,9 @@ def test_evaluate_reports_the_clean_reconstruction_loss_with_its_standard_error(
         losses.std().item() / len(test) ** 0.5, rel=1e-5)
     assert main(["sample", str(out)]) == 2  # not a generative model
     assert "holds a model.type 'autoencoder', which cannot be sampled" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--k", "20", "--quiet"]) == 2  # a VAE's option, not ignored
+    assert ("boltzkit evaluate: --k does not apply to model.type 'autoencoder' (its options: none)"
+            in capsys.readouterr().err)
 
 
 def test_the_range_test_proxy_corrupts_its_probe_the_same_way_every_call(tmp_path):

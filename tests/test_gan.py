@@ -19,13 +19,14 @@ from boltzkit.estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_
 from boltzkit.families.gan import PINNED_EPOCHS, CollapseDetector, sample_gan
 from boltzkit.models.gan import (
     GAN,
-    conv_sizes,
     discriminator_loss,
+    discriminator_sizes,
     ema_decay,
     generator_loss,
     gradient_penalty,
 )
 from boltzkit.objectives.adversarial import DiscriminatorLoss, GeneratorLoss
+from boltzkit.seeding import make_generator
 from boltzkit.train import Fit
 
 TINY = ["model={type: gan, latent: 4, generator_layers: [8], discriminator_layers: [8], ema: 0.9}",
@@ -125,6 +126,35 @@ def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_off_one():
     assert penalty.item() == pytest.approx(4.0, abs=1e-12)
 
 
+def test_gradient_penalty_interpolates_between_real_and_generated_examples():
+    """``D(x) = |x|^2 / 2`` has ``grad_x D = x``: the penalty is ``mean (|x_hat| - 1)^2`` at
+    ``x_hat = eps x + (1 - eps) x~`` with the generator's ``eps``."""
+    real, fake = _real(6), _real(6, seed=5) * 3
+    penalty = gradient_penalty(lambda x: 0.5 * x.pow(2).sum(1), real, fake, torch.Generator().manual_seed(3))
+    eps = torch.rand(6, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    between = eps * real + (1 - eps) * fake
+    expected = ((torch.linalg.vector_norm(between, dim=1) - 1) ** 2).mean()
+    assert penalty.item() == pytest.approx(expected.item(), abs=1e-12)
+    # not the real or the generated end alone
+    for end in (real, fake):
+        assert abs(penalty.item() - ((torch.linalg.vector_norm(end, dim=1) - 1) ** 2).mean().item()) > 1e-3
+
+
+def test_losses_are_validated_when_built_and_the_mmd_bandwidth_must_be_positive():
+    g = torch.Generator()
+    for build in (lambda: DiscriminatorLoss("ls", 10.0, g), lambda: GeneratorLoss("ls", g)):
+        with pytest.raises(ValueError, match="unknown GAN loss 'ls'; accepted: non_saturating, hinge, wgan_gp"):
+            build()
+    for weight in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match=rf"Invalid gradient penalty weight: gp_weight={weight} "
+                                             r"\(expected a finite value >= 0\)"):
+            DiscriminatorLoss("wgan_gp", weight, g)
+    for bandwidth in (0.0, -1.0):
+        with pytest.raises(ValueError, match=rf"Invalid kernel bandwidth: {bandwidth} \(expected a finite "
+                                             r"sigma\^2 > 0\)"):
+            mmd_squared(_real(4), _real(4, seed=2), bandwidth)
+
+
 # ------------------------------------------------------------------ the model
 
 
@@ -156,7 +186,8 @@ def test_dcgan_networks_map_noise_to_images_and_images_to_logits():
         x = model.sample(3, g)
         assert x.shape == (3, shape[0] * shape[1]) and bool(((x > 0) & (x < 1)).all())
         assert model.discriminator(x).shape == (3,)
-    assert conv_sizes((28, 28), 2) == [(14, 14), (7, 7)] and conv_sizes((7, 7), 2) == [(3, 3), (1, 1)]
+    assert discriminator_sizes((28, 28), 2) == [(14, 14), (7, 7)]
+    assert discriminator_sizes((7, 7), 2) == [(3, 3), (1, 1)]
 
 
 def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():
@@ -172,8 +203,10 @@ def test_construction_draws_nothing_from_the_global_generator():
     torch.manual_seed(0)
     a = _tiny(spectral_norm=True).state_dict()
     torch.manual_seed(1)
+    state = torch.random.get_rng_state()
     b = _tiny(spectral_norm=True).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's stream has not moved
 
 
 # ------------------------------------------------------------------ the train step
@@ -338,8 +371,37 @@ def test_samples_come_from_the_moving_average_in_eval_mode_and_tempering_is_refu
     assert model.training  # the caller's mode is restored
     model.eval()
     assert torch.equal(states, model.sample(7, torch.Generator().manual_seed(4))) and states is means
-    with pytest.raises(ValueError, match="--pt does not apply"):
-        sample_gan(model, 7, 1, g, temperatures=3)
+    assert torch.equal(sample_gan(model, 7, 1, torch.Generator().manual_seed(4), temperatures=1)[0], states)
+    with pytest.raises(ValueError, match="parallel tempering does not apply; drop --pt"):
+        sample_gan(model, 7, 1, g, temperatures=2)
+
+
+def test_samples_of_the_moving_average_use_batch_norm_statistics_of_its_own_weights():
+    model = GAN(3, latent=2, generator_layers=[4], discriminator_layers=[4], ema=0.9,
+                generator=torch.Generator().manual_seed(0)).double()
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):  # the live generator moves away from its average, and so do its statistics
+        with torch.no_grad():
+            for p in model.generator.parameters():
+                p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+            model.generator(model.noise(64, g))
+        model.update_ema()
+    model.train()
+    states, means = sample_gan(model, 7, 1000, torch.Generator().manual_seed(4))
+    assert model.training and states is means
+    average, norm = model.ema.module, model.ema.module.hidden[1]
+    # the statistics are the averages of the batch means and unbiased variances of the
+    # average's own pre-norm activations on the fixed noise (4 batches of 256)
+    replay = make_generator(0, "gan.ema.batch_norm")
+    with torch.no_grad():
+        pre = [average.hidden[0](model.noise(256, replay)) for _ in range(4)]
+    assert torch.allclose(norm.running_mean, torch.stack([a.mean(0) for a in pre]).mean(0), atol=1e-12)
+    assert torch.allclose(norm.running_var, torch.stack([a.var(0) for a in pre]).mean(0), atol=1e-12)
+    assert norm.momentum == 0.1  # restored for training
+    assert not torch.allclose(norm.running_mean, model.generator.hidden[1].running_mean, atol=1e-3)
+    average.eval()
+    with torch.no_grad():
+        assert torch.equal(states, average(model.noise(7, torch.Generator().manual_seed(4))))
 
 
 def test_a_run_writes_a_grid_per_epoch_samples_and_overwrite_clears_them(tmp_path, capsys):
@@ -354,3 +416,16 @@ def test_a_run_writes_a_grid_per_epoch_samples_and_overwrite_clears_them(tmp_pat
     assert (out / "samples-n9-k1000-s0.npz").is_file()
     assert main([*args[:4], "--overwrite", *args[4:-1], "train.epochs=1"]) == 0
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png"]
+
+
+def test_dynamic_binarization_resamples_every_batch_and_monitors_binary_images():
+    session = Fit(load_config(None, [*TINY, "data.binarize=dynamic"]))
+    task = session.task
+    rows = torch.arange(16)
+    draws = torch.stack([task.batch(rows, torch.Generator().manual_seed(s)) for s in range(400)])
+    assert bool(((draws == 0) | (draws == 1)).all())
+    grey = task.train_x[rows]
+    assert bool(((grey > 0) & (grey < 1)).any())  # there is something to binarize
+    se = (grey * (1 - grey) / 400).sqrt().clamp_min(1e-3)
+    assert bool(((draws.mean(0) - grey).abs() < 5 * se).all())  # frequencies follow the grey levels
+    assert all(bool(((m == 0) | (m == 1)).all()) for m in task.monitor.values())

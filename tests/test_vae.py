@@ -15,11 +15,11 @@ import torch
 from boltzkit.cli import main
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
-from boltzkit.estimate.variational import evaluate_vae, vae_bounds
+from boltzkit.estimate.variational import evaluate_vae, format_vae_report, vae_bounds
 from boltzkit.families.vae import latent_grid_means, sample_vae
 from boltzkit.models.vae import VAE, gaussian_kl_to_standard
 from boltzkit.objectives.variational import VariationalBound
-from boltzkit.train import Fit
+from boltzkit.train import Fit, fit
 from boltzkit.train.fit import FitInterrupted
 
 TINY = ["data.limit=150", "train.epochs=1", "train.metrics_examples=40", "threads=1"]
@@ -215,7 +215,8 @@ def test_evaluation_reports_bounds_nll_and_errors_consistently():
     results = evaluate_vae(model, x, k=30, generator=torch.Generator().manual_seed(17))
     assert set(results) == {"examples", "features", "latent", "decoder", "k", "elbo", "elbo_stderr",
                             "iwae_bound", "iwae_bound_stderr", "nll", "nll_stderr", "iwae_mc_stderr",
-                            "iwae_ess_mean", "iwae_ess_min", "kl", "active_units", "seconds"}
+                            "iwae_mc_reliable", "iwae_ess_mean", "iwae_ess_min", "log_jacobian", "kl",
+                            "active_units", "seconds"}
     bounds = vae_bounds(model, x, 30, torch.Generator().manual_seed(17))
     assert results["iwae_bound"] == pytest.approx(bounds["iwae"].mean().item(), abs=1e-12)
     assert results["nll"] == -results["iwae_bound"]
@@ -226,13 +227,27 @@ def test_evaluation_reports_bounds_nll_and_errors_consistently():
     assert results["kl"] == pytest.approx(gaussian_kl_to_standard(mean, log_std).mean().item())
 
 
-def test_the_stated_monte_carlo_error_matches_the_spread_over_seeds():
+def test_the_stated_monte_carlo_error_matches_the_spread_over_seeds_where_the_ess_is_high():
+    # weights near uniform (ESS close to k): the delta method holds, and 1/ESS - 1/k is far
+    # from 1/ESS (the formula without -1/k would state about 7 times the spread)
+    model = _randomize(VAE(6, 2, [5]).double(), 0.1, 18)
+    x = _data(model, 20, 19)
+    seeds = 400
+    runs = [evaluate_vae(model, x, k=50, generator=torch.Generator().manual_seed(s)) for s in range(seeds)]
+    assert sum(r["iwae_ess_mean"] for r in runs) / seeds > 0.95 * 50  # the regime this test is about
+    spread = torch.tensor([r["iwae_bound"] for r in runs]).std().item()
+    stated = sum(r["iwae_mc_stderr"] for r in runs) / seeds
+    # the spread's own relative standard error is 1 / sqrt(2 (seeds - 1)): 3.5 %
+    assert abs(spread / stated - 1) < 4 / math.sqrt(2 * (seeds - 1)), (spread, stated)
+
+
+def test_the_monte_carlo_error_is_flagged_where_some_ess_is_far_below_k(capsys):
+    # heavier-tailed weights: the delta method understates the spread (by about 30 % here)
     model = _randomize(VAE(6, 2, [5]).double(), 0.5, 18)
     x = _data(model, 20, 19)
-    runs = [evaluate_vae(model, x, k=50, generator=torch.Generator().manual_seed(s)) for s in range(40)]
-    spread = torch.tensor([r["iwae_bound"] for r in runs]).std().item()
-    stated = sum(r["iwae_mc_stderr"] for r in runs) / len(runs)
-    assert 0.6 < spread / stated < 1.5, (spread, stated)
+    results = evaluate_vae(model, x, k=50, generator=torch.Generator().manual_seed(0))
+    assert results["iwae_ess_min"] < 0.5 * 50 and results["iwae_mc_reliable"] == 0.0
+    assert "the delta-method Monte Carlo error understates the spread" in format_vae_report(results, "t")
 
 
 # ------------------------------------------------------------------ sampling and figures
@@ -364,3 +379,35 @@ def test_evaluation_chunks_are_sized_by_the_largest_layer_output():
     assert activations_per_example(VAE(64, 2, [90])) == 90  # a hidden layer
     # 5 feature maps of 4 x 4 after the first stride-2 convolution of an 8 x 8 image
     assert activations_per_example(VAE(64, 2, [5], architecture="conv", image_shape=(8, 8))) == 80
+
+
+def test_a_gaussian_decoder_on_standardized_data_reports_densities_of_the_raw_data():
+    # x = (y - mu) / s  =>  log p_Y(y) = log p_X(x) - sum_i log s_i
+    from boltzkit.seeding import make_generator
+
+    result = fit(load_config(None, [*TINY, "model={type: vae, latent: 2, hidden_layers: [8], decoder: gaussian}",
+                                    "data.binarize=none", "data.standardize=true"]))
+    task, model = result.task, result.model
+    results, report = task.evaluate(model, "test", k=10)
+    std = task.data.feature_std.double()
+    assert bool((std != 1).any())
+    standardized = evaluate_vae(model, task.split("test"), k=10, generator=make_generator(0, "evaluate"))
+    jacobian = -std.log().sum().item()
+    assert results["log_jacobian"] == pytest.approx(jacobian)
+    assert results["iwae_bound"] == pytest.approx(standardized["iwae_bound"] + jacobian, abs=1e-9)
+    assert results["elbo"] == pytest.approx(standardized["elbo"] + jacobian, abs=1e-9)
+    assert results["nll"] == pytest.approx(standardized["nll"] - jacobian, abs=1e-9)
+    assert f"the standardization's log Jacobian {jacobian:.3f} is included" in report
+
+
+def test_the_monitored_iwae_bound_draws_fresh_noise_for_every_chunk():
+    from boltzkit.seeding import make_generator
+
+    # monitor_k 8192: chunks of 65536 // 8192 = 8 examples, 2 chunks of the 15
+    session = Fit(load_config(None, [*TINY, "model={type: vae, latent: 2, hidden_layers: [4], monitor_k: 8192}"]))
+    task, model = session.task, session.model
+    assert len(task.monitor_val) == 15
+    with torch.no_grad():
+        noise = make_generator(task.config.seed, "metrics.iwae", task.device)
+        expected = torch.cat([model.iwae_bound(chunk, 8192, noise) for chunk in task.monitor_val.split(8)])
+    assert task.epoch_metrics(model, 1)["val_iwae_bound"] == pytest.approx(expected.mean().item(), abs=1e-6)

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     _threads_argument(evaluate, "default: the run's threads")
     evaluate.add_argument("--sample-quality", type=int, nargs="?", const=1000, default=0, metavar="N",
-                          help="also draw N samples (default 1000) and compare them with the test split: "
+                          help="also draw N samples (default 1000) and compare them with the test split "
+                               "(whatever --split says: the quality classifier's reference): "
                                "FID on the quality classifier's features (not Inception), class coverage, "
                                "Inception-style score (needs boltzkit[quality])")
     evaluate.add_argument("--sample-steps", type=int, default=1000,

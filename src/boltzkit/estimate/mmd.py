@@ -8,6 +8,8 @@ collapse: a generator that makes one image has no spread and a large MMD.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -38,6 +40,8 @@ def mmd_squared(x: Tensor, y: Tensor, bandwidth: float) -> float:
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"the unbiased MMD needs at least 2 examples on each side, got {len(x)} and "
                          f"{len(y)}")
+    if not 0 < bandwidth < math.inf:
+        raise ValueError(f"Invalid kernel bandwidth: {bandwidth} (expected a finite sigma^2 > 0)")
     x, y = x.double(), y.double()
 
     def kernel(a: Tensor, b: Tensor) -> Tensor:

@@ -206,8 +206,8 @@ class AutoencoderTask(Task):
     # ---------------------------------------------------------------- outputs
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
-                 **options: Any) -> tuple[dict[str, Any], str]:
+    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0,
+                 progress: bool = False) -> tuple[dict[str, Any], str]:
         """The clean reconstruction loss per example on ``split``, with its standard error."""
         model.eval()
         losses = per_example_loss(model, self.split(split).to(self.device), model.depth)

@@ -87,8 +87,8 @@ class BoltzmannMachineTask(GenerativeTask):
                            means_label="p(v_i = 1 | rest)")
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
-                 **options: Any) -> tuple[dict[str, Any], str]:
+    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0,
+                 progress: bool = False) -> tuple[dict[str, Any], str]:
         """The exact log-likelihood of ``split`` when the machine is small enough to enumerate."""
         limit = self.config.eval.exact_max_units
         if model.n_units > limit:

@@ -34,6 +34,23 @@ COMMON_METRICS: dict[str, Direction | None] = {
 COMMON_PREFIXES = ("grad_norm/",)
 """Informative metrics named per parameter (``train.log_grad_norms``)."""
 
+LIKELIHOOD_KEYS = ("log_likelihood_exact", "log_likelihood_ais", "log_likelihood_bound", "iwae_bound")
+"""Where a family's ``Task.evaluate`` reports the split's log-likelihood (nats per example)
+or a lower bound on it, best first: enumerated, AIS, a variational bound (DBN, DBM), a
+VAE's importance-weighted bound. An evaluation that uses AIS also reports ``ais_reliable``
+(1 or 0). Every family that samples and evaluates reports at least one of them."""
+
+
+def reported_likelihood(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first of :data:`LIKELIHOOD_KEYS` in ``results`` as ``{"kind", "value",
+    "reliable"}`` (``reliable``: ``ais_reliable`` as a bool, None without AIS); None when
+    the results hold none."""
+    kind = next((key for key in LIKELIHOOD_KEYS if isinstance(results.get(key), float)), None)
+    if kind is None:
+        return None
+    reliable = results.get("ais_reliable")
+    return {"kind": kind, "value": results[kind], "reliable": None if reliable is None else bool(reliable)}
+
 
 class ModelSection(Section):
     """The base of every family's ``model`` config section; ``type`` names the family."""

@@ -28,12 +28,13 @@ from torch import Tensor, nn
 from ..data import Dataset
 from ..errors import ConfigError
 from ..estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_squared
-from ..models.gan import GAN, conv_sizes, dcgan_start
+from ..models.gan import GAN, dcgan_start, discriminator_sizes
 from ..objectives.adversarial import DiscriminatorLoss, GeneratorLoss
 from ..optim.schedules import REACTIVE
 from ..sections import OptimizerConfig, ScheduleConfig
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
+from .monitoring import monitor_sets
 from .registry import register
 from .steps import GradientStep, Stage, TrainStep
 from .task import Task
@@ -131,7 +132,7 @@ def check_architecture(section: GANSection, data: Dataset) -> None:
         raise ConfigError(f"config key 'model.architecture': dcgan needs image-shaped data and "
                           f"{data.source or data.name} has none (set data.image_shape: [height, width]); "
                           "accepted for it: mlp")
-    for key, check in (("generator_layers", dcgan_start), ("discriminator_layers", conv_sizes)):
+    for key, check in (("generator_layers", dcgan_start), ("discriminator_layers", discriminator_sizes)):
         try:
             check(shape, len(getattr(section, key)))
         except ValueError as err:
@@ -195,6 +196,12 @@ class AdversarialStep(TrainStep):
     After each epoch it reports both players' statistics, the discriminator's rate
     (``d_lr``), what ``measure(model)`` finds in the samples, and the
     :class:`CollapseDetector`'s verdicts, whose warnings go to ``warn``.
+
+    A non-finite loss raises :class:`NonFiniteLoss` before its own network changes; a
+    generator's comes after the same batch's discriminator update (its loss is taken
+    through the updated discriminator, so it cannot be checked first). The trainer ends
+    the run there (train.backoff needs a single optimizer), so nothing trains on from
+    that half-updated state.
     """
 
     def __init__(self, model: GAN, discriminator: GradientStep, generator: GradientStep, d_steps: int,
@@ -253,8 +260,11 @@ EPOCH_SAMPLES = 64
 
 @torch.no_grad()
 def draw(model: GAN, n: int, generator: torch.Generator) -> Tensor:
-    """``n`` samples in eval mode (batch norm with its running statistics); the model's
-    mode is restored."""
+    """``n`` samples in eval mode (batch norm with its running statistics; those of the
+    moving average first re-estimated for its weights, from fixed noise, so a draw depends
+    on the weights only); the model's mode is restored."""
+    device = next(model.generator.parameters()).device
+    model.refresh_ema_batch_norm(make_generator(0, "gan.ema.batch_norm", device))
     was_training = model.training
     model.eval()
     try:
@@ -271,9 +281,15 @@ class GANTask(Task):
     def __init__(self, config, data: Dataset, device: torch.device):
         check_architecture(config.model, data)
         super().__init__(config, data, device)
-        n = config.train.metrics_examples
-        self.monitor = {"train": self.train_x[:n], "val": data.validation[:n].to(device)}
+        # with data.binarize: dynamic the generator learns binary images: compare its samples
+        # with training images binarized once (seeded), like the validation ones
+        train, val = monitor_sets(data, config.train.metrics_examples, config.seed, device, data.dynamic)
+        self.monitor = {"train": train, "val": val}
         self.bandwidth = median_bandwidth(self.monitor["train"]) if len(self.monitor["train"]) >= 2 else 1.0
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
+        """The examples ``rows``, binarized afresh with ``data.binarize: dynamic``."""
+        return self.data.binarize_batch(self.train_x[rows], data_rng)
 
     def stages(self, model: GAN) -> list[Stage]:
         cfg, section = self.config.train, self.config.model
@@ -342,9 +358,10 @@ def sample_gan(model: GAN, n: int, steps: int, generator: torch.Generator, tempe
                min_beta: float = 0.5) -> tuple[Tensor, Tensor]:
     """``n`` examples ``(n, D)`` in one pass of the generator (its moving average where
     there is one), in eval mode; returned twice (states and means are the same). ``steps``
-    does not apply; tempering is refused."""
-    if temperatures:
-        raise ValueError("a GAN draws its samples in one pass of the generator: --pt does not apply")
+    does not apply; tempering (``temperatures >= 2``, as for every family) is refused."""
+    if temperatures >= 2:
+        raise ValueError("a GAN draws its samples in one pass of the generator: parallel tempering does "
+                         "not apply; drop --pt")
     samples = draw(model, n, generator)
     return samples, samples
 

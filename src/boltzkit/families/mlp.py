@@ -180,8 +180,8 @@ class ClassifierTask(Task):
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0, progress: bool = False,
-                 **options: Any) -> tuple[dict[str, Any], str]:
+    def evaluate(self, model: nn.Module, split: str, *, seed: int = 0,
+                 progress: bool = False) -> tuple[dict[str, Any], str]:
         """Cross-entropy and accuracy on ``split``."""
         labels = {"train": self.data.train_labels, "validation": self.data.validation_labels,
                   "test": self.data.test_labels}[split]

@@ -25,6 +25,7 @@ from ..sampling.negative import NegativeSampler
 from ..sampling.tempering import ParallelTempering, temperature_ladder
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
+from .monitoring import monitor_sets  # re-exported: older imports read it from here
 from .registry import register
 from .task import Task
 
@@ -137,14 +138,6 @@ class RBMTask(GenerativeTask):
         self._proxy_generator = make_generator(config.seed, "lr-find.proxy-units", device)
         self._proxy_state = self._proxy_generator.get_state()
 
-    @property
-    def data_info(self) -> dict[str, Any]:
-        info = super().data_info
-        if self.data.feature_mean is not None:
-            info["feature_mean"] = self.data.feature_mean.tolist()
-            info["feature_std"] = self.data.feature_std.tolist()
-        return info
-
     def build_objective(self) -> FreeEnergyGap:
         generator = make_generator(self.config.seed, "train.sampler", self.device)
         return FreeEnergyGap(negative_sampler(self.config.train, generator), self.config.model.offset_rate)
@@ -208,19 +201,6 @@ class RBMTask(GenerativeTask):
             exact_max_units=evaluation.exact_max_units,
             seed=seed, progress=progress)
         return results, format_report(results, f"{split} split, {results['examples']} examples")
-
-
-def monitor_sets(
-    data: Dataset, n: int, seed: int, device: torch.device, binarize: bool = True
-) -> tuple[Tensor, Tensor]:
-    """Fixed subsets of train and validation data for the per-epoch metrics; for Bernoulli
-    visible units binarized once (seeded) where they are not binary: likelihoods are
-    defined on binary vectors."""
-    generator = make_generator(seed, "metrics.subsets")
-    subsets = (data.train[:n], data.validation[:n])
-    if binarize:
-        subsets = tuple(binary_view(t, generator) for t in subsets)
-    return subsets[0].to(device), subsets[1].to(device)
 
 
 def check_one_hot(data: Dataset, k: int) -> None:

@@ -55,9 +55,15 @@ class Task:
 
     @property
     def data_info(self) -> dict[str, Any]:
-        """What rebuilding the model needs besides the config (saved beside the weights)."""
-        return {"n_features": self.data.n_features,
+        """What rebuilding the model needs besides the config (saved beside the weights);
+        with ``data.standardize`` also the removed ``feature_mean`` and ``feature_std``, which
+        figures, samples and sample quality need to map features back to data units."""
+        info = {"n_features": self.data.n_features,
                 "image_shape": list(self.data.image_shape) if self.data.image_shape else None}
+        if self.data.feature_mean is not None:
+            info["feature_mean"] = self.data.feature_mean.tolist()
+            info["feature_std"] = self.data.feature_std.tolist()
+        return info
 
     def build_model(self) -> nn.Module:
         generator = make_generator(self.config.seed, "model.init")

@@ -22,7 +22,7 @@ from ..models.vae import VAE, gaussian_kl_to_standard
 from ..objectives.variational import VariationalBound
 from ..seeding import make_generator
 from .contract import Capabilities, Family, ModelSection, split_metrics
-from .rbm import monitor_sets
+from .monitoring import monitor_sets
 from .registry import register
 from .task import Task
 
@@ -111,14 +111,6 @@ class VAETask(Task):
         self.monitor_train, self.monitor_val = monitor_sets(
             data, config.train.metrics_examples, config.seed, device, self.binary)
 
-    @property
-    def data_info(self) -> dict[str, Any]:
-        info = super().data_info
-        if self.data.feature_mean is not None:  # figures map standardized features back
-            info["feature_mean"] = self.data.feature_mean.tolist()
-            info["feature_std"] = self.data.feature_std.tolist()
-        return info
-
     def build_model(self) -> VAE:
         model = super().build_model()
         model.init_from_data(self.data.train.mean(dim=0).to(self.device))
@@ -152,7 +144,8 @@ class VAETask(Task):
                 metrics["active_units"] = float((mean.var(0) > ACTIVE_THRESHOLD).sum())
         k = self.config.model.monitor_k
         if k and len(self.monitor_val):
-            bound = torch.cat([model.iwae_bound(chunk, k, self._noise("metrics.iwae"))
+            noise = self._noise("metrics.iwae")  # once: each chunk draws its own, fresh noise
+            bound = torch.cat([model.iwae_bound(chunk, k, noise)
                                for chunk in self.monitor_val.split(max(1, 65536 // k))])
             metrics["val_iwae_bound"] = bound.mean().item()
         return metrics
@@ -177,12 +170,16 @@ class VAETask(Task):
     def evaluate(self, model: VAE, split: str, *, seed: int = 0, progress: bool = False,
                  k: int | None = None) -> tuple[dict[str, Any], str]:
         """The ELBO and the ``k``-sample importance-weighted bound (default 5000) on
-        ``split``; binary data for a Bernoulli decoder (grey values binarized once, seeded)."""
+        ``split``; binary data for a Bernoulli decoder (grey values binarized once, seeded).
+        With ``data.standardize`` the densities are those of the raw data: the bounds
+        include ``-sum_i log feature_std_i``."""
         values = self.split(split)
         if self.binary:
             values = binary_view(values, make_generator(seed, "evaluate.binarize"))
+        std = self.data.feature_std
+        log_jacobian = 0.0 if std is None else -torch.log(std.double()).sum().item()
         model.eval()
-        results = evaluate_vae(model, values, k=k or EVAL_K, progress=progress,
+        results = evaluate_vae(model, values, k=k or EVAL_K, progress=progress, log_jacobian=log_jacobian,
                                generator=make_generator(seed, "evaluate", self.device))
         return results, format_vae_report(results, f"{split} split, {results['examples']} examples")
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .conv import conv_sizes, output_padding
 from .mlp import ACTIVATIONS, init_linear
 
 ARCHITECTURES = ("mlp", "conv")
@@ -154,12 +155,9 @@ class ConvLayer(nn.Module):
         _glorot_(self.encoder.weight, generator)
         with torch.no_grad():
             self.encoder.bias.zero_()
-        out_hw = [(size + 2 * (kernel // 2) - kernel) // 2 + 1 for size in (height, width)]
+        (out_hw,) = conv_sizes((height, width), 1, kernel, kernel // 2)
         # the transposed convolution's size is ambiguous by one; this picks the input's
-        self.output_padding = tuple(size - ((o - 1) * 2 - 2 * (kernel // 2) + kernel)
-                                    for size, o in zip((height, width), out_hw, strict=True))
-        if min(self.output_padding) < 0 or max(self.output_padding) > 1:
-            raise ValueError(f"a kernel of {kernel} does not fit {height}x{width} inputs")
+        self.output_padding = output_padding((height, width), out_hw, kernel, kernel // 2)
         self.decoder_weight = None if tied else nn.Parameter(torch.empty_like(self.encoder.weight))
         if self.decoder_weight is not None:
             _glorot_(self.decoder_weight, generator)

@@ -37,6 +37,7 @@ between a real and a generated example.)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from .conv import conv_sizes
 from .mlp import init_linear
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -53,6 +55,9 @@ DCGAN_STD = 0.02
 """Standard deviation of the initial weights of DCGAN layers (Radford et al., 2016)."""
 POWER_ITERATIONS_AT_START = 15
 """Power iterations that set spectral normalisation's first singular-vector estimates."""
+EMA_BN_BATCHES, EMA_BN_BATCH_SIZE = 4, 256
+"""Noise batches that re-estimate the moving average's batch-norm statistics: 1,024
+activations per unit put the estimated means within a few hundredths of a unit's spread."""
 
 
 # ---------------------------------------------------------------------------- sizes
@@ -71,20 +76,13 @@ def dcgan_start(image_shape: Sequence[int], upsamplings: int) -> tuple[int, int]
     return height // factor, width // factor
 
 
-def conv_sizes(image_shape: Sequence[int], downsamplings: int) -> list[tuple[int, int]]:
-    """The map sizes after each 4x4, stride-2, padding-1 convolution:
-    ``s -> floor((s + 2 - 4) / 2) + 1`` (28 -> 14 -> 7, 8 -> 4 -> 2).
+def discriminator_sizes(image_shape: Sequence[int], downsamplings: int) -> list[tuple[int, int]]:
+    """The map sizes after each of the discriminator's 4x4, stride-2, padding-1
+    convolutions: ``s -> floor((s + 2 - 4) / 2) + 1`` (28 -> 14 -> 7, 8 -> 4 -> 2).
 
     Raises ValueError when a map would vanish.
     """
-    sizes, (height, width) = [], image_shape
-    for _ in range(downsamplings):
-        height, width = (height - 2) // 2 + 1, (width - 2) // 2 + 1
-        if height < 1 or width < 1:
-            raise ValueError(f"{downsamplings} stride-2 convolutions shrink {image_shape[0]}x"
-                             f"{image_shape[1]} images to nothing; use fewer layers")
-        sizes.append((height, width))
-    return sizes
+    return conv_sizes(image_shape, downsamplings, kernel=4, padding=1)
 
 
 # ---------------------------------------------------------------------------- networks
@@ -186,7 +184,7 @@ class ConvDiscriminator(nn.Module):
             _init_dcgan(conv, generator)
             blocks += [conv, nn.LeakyReLU(0.2)]
         self.hidden = nn.Sequential(*blocks)
-        height, width = conv_sizes(image_shape, len(channels))[-1]
+        height, width = discriminator_sizes(image_shape, len(channels))[-1]
         self.output = nn.Linear(channels[-1] * height * width, 1)
         _init_dcgan(self.output, generator)
 
@@ -200,13 +198,15 @@ class ConvDiscriminator(nn.Module):
 def apply_spectral_norm(module: nn.Module, generator: torch.Generator | None) -> None:
     """Spectrally normalise every linear and convolution weight of ``module``.
 
-    torch draws the power method's starting vectors from the global generator; they are
-    drawn again from ``generator`` (no global seeding) and refined by
-    :data:`POWER_ITERATIONS_AT_START` iterations, as torch does at construction.
+    torch draws the power method's starting vectors from the global CPU generator (inside
+    a forked RNG state here, so the caller's stream does not move); they are drawn again
+    from ``generator`` and refined by :data:`POWER_ITERATIONS_AT_START` iterations, as torch
+    does at construction. The weights must be on the CPU (as :class:`GAN` builds them).
     """
     layers = [m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     for layer in layers:
-        nn.utils.parametrizations.spectral_norm(layer)
+        with torch.random.fork_rng(devices=[]):  # torch's own draw must not move the global CPU RNG
+            nn.utils.parametrizations.spectral_norm(layer)
         norm = layer.parametrizations.weight[0]
         with torch.no_grad():
             for name in ("_u", "_v"):
@@ -249,8 +249,10 @@ class GAN(nn.Module):
     """A generator, a discriminator and (with ``ema > 0``) an exponential moving average
     of the generator's weights, ``theta_ema <- d_n theta_ema + (1 - d_n) theta`` after the
     generator's ``n``-th update, ``d_n = min(ema, (1 + n) / (10 + n))`` (:func:`ema_decay`;
-    ``torch.optim.swa_utils.AveragedModel``, whose first update copies the weights;
-    batch-norm statistics are copied, not averaged).
+    ``torch.optim.swa_utils.AveragedModel``, whose first update copies the weights). The
+    average's batch-norm running statistics belong to other weights (torch copies the live
+    generator's): :meth:`refresh_ema_batch_norm` re-estimates them for the averaged weights,
+    and samples in eval mode need it first.
 
     Args:
         n_features: ``D``, the size of an example.
@@ -282,6 +284,20 @@ class GAN(nn.Module):
             raise ValueError(f"layer sizes must be >= 1, got {list(generator_layers)} and "
                              f"{list(discriminator_layers)}")
         self.latent = latent
+        # torch's layer constructors draw a default init from the global CPU generator; with a
+        # ``generator`` every weight is drawn again from it, and the caller's stream stays put
+        isolated = torch.random.fork_rng(devices=[]) if generator is not None else contextlib.nullcontext()
+        with isolated:
+            self._build(n_features, latent, architecture, generator_layers, discriminator_layers, image_shape,
+                        batch_norm, spectral_norm, generator)
+        self.ema: AveragedModel | None = None
+        if ema > 0:
+            self.ema = AveragedModel(self.generator, multi_avg_fn=ema_update(ema), use_buffers=False)
+            self.ema.requires_grad_(False)  # an average, not a trained parameter
+
+    def _build(self, n_features: int, latent: int, architecture: str, generator_layers: Sequence[int],
+               discriminator_layers: Sequence[int], image_shape: Sequence[int] | None, batch_norm: bool,
+               spectral_norm: bool, generator: torch.Generator | None) -> None:
         if architecture == "dcgan":
             if image_shape is None or math.prod(image_shape) != n_features:
                 raise ValueError(f"the dcgan architecture needs an image shape (H, W) with H * W = "
@@ -296,10 +312,6 @@ class GAN(nn.Module):
             self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator)
         if spectral_norm:
             apply_spectral_norm(self.discriminator, generator)
-        self.ema: AveragedModel | None = None
-        if ema > 0:
-            self.ema = AveragedModel(self.generator, multi_avg_fn=ema_update(ema), use_buffers=False)
-            self.ema.requires_grad_(False)  # an average, not a trained parameter
 
     def noise(self, n: int, generator: torch.Generator) -> Tensor:
         """``z ~ N(0, I_L)``, ``(n, L)``, on the model's device and in its dtype."""
@@ -318,6 +330,34 @@ class GAN(nn.Module):
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` examples ``(n, D)`` from :meth:`sampler` (in the model's current mode)."""
         return self.sampler()(self.noise(n, generator))
+
+    @torch.no_grad()
+    def refresh_ema_batch_norm(self, generator: torch.Generator, batches: int = EMA_BN_BATCHES,
+                               batch_size: int = EMA_BN_BATCH_SIZE) -> None:
+        """Re-estimate the running mean and variance of every batch norm of the moving
+        average from its own activations: the statistics are reset, then ``batches``
+        batches of ``batch_size`` noise vectors (from ``generator``) go through it in
+        training mode with ``momentum=None``, so each statistic is the plain average of the
+        batches' means and unbiased variances (what ``torch.optim.swa_utils.update_bn`` does
+        with a data loader). Nothing to do without a moving average or batch norm."""
+        if self.ema is None:
+            return
+        network = self.ema.module
+        norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta, was_training = [m.momentum for m in norms], network.training
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        network.train()
+        try:
+            for _ in range(batches):
+                network(self.noise(batch_size, generator))
+        finally:
+            for norm, momentum in zip(norms, momenta, strict=True):
+                norm.momentum = momentum
+            network.train(was_training)
 
     @torch.no_grad()
     def update_ema(self) -> None:

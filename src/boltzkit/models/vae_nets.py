@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .conv import conv_sizes, output_padding
 from .mlp import ACTIVATIONS, init_linear
 
 KERNEL = 3
@@ -61,16 +62,6 @@ def mlp_net(n_in: int, hidden: Sequence[int], n_out: int, activation: str,
     return nn.Sequential(*layers, output)
 
 
-def conv_sizes(image_shape: tuple[int, int], layers: int) -> list[tuple[int, int]]:
-    """Feature-map sizes ``[(H, W), (ceil(H/2), ceil(W/2)), ...]`` of ``layers`` stride-2
-    convolutions with kernel 3 and padding 1 (``out = ceil(in / 2)``)."""
-    sizes = [tuple(image_shape)]
-    for _ in range(layers):
-        height, width = sizes[-1]
-        sizes.append(((height + 1) // 2, (width + 1) // 2))
-    return sizes
-
-
 class ConvEncoder(nn.Module):
     """``(..., H*W) -> (..., n_out)``: images through stride-2 convolutions with
     ``channels[i]`` feature maps each (size halved per layer), flattened, then a linear
@@ -89,7 +80,7 @@ class ConvEncoder(nn.Module):
             layers += [conv, make_activation()]
             previous = size
         self.convs = nn.Sequential(*layers)
-        height, width = conv_sizes(image_shape, len(channels))[-1]
+        height, width = conv_sizes(image_shape, len(channels), KERNEL, padding=1)[-1]
         self.output = nn.Linear(previous * height * width, n_out)
         init_linear(self.output, "glorot", "linear", generator)
 
@@ -111,7 +102,7 @@ class ConvDecoder(nn.Module):
                  activation: str, generator: torch.Generator | None):
         super().__init__()
         make_activation, nonlinearity = _activation(activation)
-        sizes = conv_sizes(image_shape, len(channels))
+        sizes = [tuple(image_shape), *conv_sizes(image_shape, len(channels), KERNEL, padding=1)]
         self.first_shape = (channels[-1], *sizes[-1])
         self.input = nn.Linear(n_latent, math.prod(self.first_shape))
         init_linear(self.input, "he", nonlinearity, generator)
@@ -119,8 +110,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         widths = [*channels[::-1], 1]
         for index, (previous, size) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            (height, width), (target_h, target_w) = sizes[-1 - index], sizes[-2 - index]
-            padding = (target_h - (2 * height - 1), target_w - (2 * width - 1))  # 0 or 1
+            padding = output_padding(sizes[-2 - index], sizes[-1 - index], KERNEL, padding=1)
             last = index == len(channels) - 1
             deconv = nn.ConvTranspose2d(previous, size, KERNEL, stride=STRIDE, padding=1,
                                         output_padding=padding, bias=not last)

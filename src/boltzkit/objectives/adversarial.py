@@ -8,6 +8,7 @@ train step gives each objective an optimizer over its own network only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,8 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.gan import GAN, decision_threshold, discriminator_loss, generator_loss, gradient_penalty
+from ..models.gan import GAN, LOSSES, decision_threshold, discriminator_loss, generator_loss, gradient_penalty
 from .base import Objective
+
+
+def check_kind(kind: str) -> None:
+    """A ValueError at construction, not at the first batch, for a loss that is not one of
+    :data:`~boltzkit.models.gan.LOSSES`."""
+    if kind not in LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}; accepted: {', '.join(LOSSES)}")
 
 
 @contextmanager
@@ -73,6 +81,10 @@ class DiscriminatorLoss(Objective):
     """
 
     def __init__(self, kind: str, gp_weight: float, generator: torch.Generator):
+        check_kind(kind)
+        if not 0.0 <= gp_weight < math.inf:
+            raise ValueError(f"Invalid gradient penalty weight: gp_weight={gp_weight} (expected a finite "
+                             "value >= 0)")
         self.kind, self.gp_weight, self.generator = kind, gp_weight, generator
         self.fakes: Tensor | None = None
         self.means = _EpochMeans(("d_loss", "d_real_accuracy", "d_fake_accuracy"))
@@ -108,6 +120,7 @@ class GeneratorLoss(Objective):
     gradient. Logs ``g_loss``, the epoch mean."""
 
     def __init__(self, kind: str, generator: torch.Generator):
+        check_kind(kind)
         self.kind, self.generator = kind, generator
         self.means = _EpochMeans(("g_loss",))
 
