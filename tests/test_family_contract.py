@@ -239,12 +239,8 @@ EVALUATED_SAMPLERS = {  # a tiny run of each family that samples and evaluates, 
 }
 
 
-PENDING = {"dbn": "the DBN's evaluation reports bound_mean until the DBN fixes rename it log_likelihood_bound"}
-
-
 @pytest.mark.parametrize("family", [
-    pytest.param(name, marks=[pytest.mark.xfail(reason=PENDING[name], strict=True)] if name in PENDING else [])
-    for name in family_names() if get_family(name).capabilities.sample and get_family(name).capabilities.evaluate])
+    name for name in family_names() if get_family(name).capabilities.sample and get_family(name).capabilities.evaluate])
 def test_each_evaluating_sampler_reports_a_likelihood_key_that_comparisons_read(family):
     """benchmarks/mnist_zoo.py reads the test log-likelihood through reported_likelihood:
     a family whose evaluation reports none of LIKELIHOOD_KEYS would show n/a there."""
@@ -273,9 +269,7 @@ def test_reported_likelihood_takes_the_best_key_and_reads_reliability_as_a_bool(
     assert reported_likelihood({"iwae_bound": -90.0}) == {"kind": "iwae_bound", "value": -90.0, "reliable": None}
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(name, marks=[pytest.mark.xfail(reason="DBM fixes remove it", strict=True)] if name == "dbm" else [])
-    for name in family_names() if get_family(name).capabilities.evaluate])
+@pytest.mark.parametrize("family", [name for name in family_names() if get_family(name).capabilities.evaluate])
 def test_evaluate_names_its_options_so_that_others_are_refused(family):
     """``boltzkit evaluate`` refuses an option the family does not take by reading the
     signature; a ``**options`` catch-all would let ``--k`` pass silently."""

@@ -307,7 +307,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads,
         progress=not args.quiet, sample_quality=args.sample_quality, sample_steps=args.sample_steps)
     print(results["report"])
-    if results.get("ais_reliable") is False:
+    if "ais_reliable" in results and not results["ais_reliable"]:  # a bool, or 0.0 / 1.0
         print(f"boltzkit: warning: the AIS likelihood is not to be trusted: {results['ais_verdict']}",
               file=sys.stderr)
     if results.get("reverse_ais_reliable") is False:

@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError
 from ..estimate.dbn_bound import DBNBound, dbn_log_likelihood_bound, top_log_partition
 from ..estimate.evaluate import binary_view
 from ..estimate.monitor import likelihood_metrics, rbm_metrics
-from ..estimate.pseudo_likelihood import pseudo_log_likelihood, reconstruction_error
+from ..estimate.pseudo_likelihood import reconstruction_error
 from ..models.dbn import DBN
 from ..models.rbm import RBM
 from ..objectives.base import Objective
@@ -216,8 +216,6 @@ class DBNTask(GenerativeTask):
         overrides = [*section.layer_overrides, *[{}] * (len(section.layers) - len(section.layer_overrides))]
         self.layer_configs = [layer_train_config(train, override, index)
                               for index, override in enumerate(overrides)]
-        self._proxy_generator = make_generator(config.seed, "lr-find.proxy-units", device)
-        self._proxy_state = self._proxy_generator.get_state()
         self._monitors: dict[int, tuple[Tensor, Tensor]] = {}
         self.labels = section.labels
         if self.labels:
@@ -235,12 +233,8 @@ class DBNTask(GenerativeTask):
 
     @property
     def data_info(self) -> dict[str, Any]:
-        """As an RBM's: standardized data keep their statistics, to draw samples as images;
-        with labels, the number of classes (the largest label of any split, plus one)."""
+        """With labels, also the number of classes (the largest label of any split, plus one)."""
         info = super().data_info
-        if self.data.feature_mean is not None:
-            info["feature_mean"] = self.data.feature_mean.tolist()
-            info["feature_std"] = self.data.feature_std.tolist()
         if self.labels:
             info["n_classes"] = self.n_classes
         return info
@@ -411,17 +405,13 @@ class DBNTask(GenerativeTask):
     # ---------------------------------------------------------------- range test
 
     def proxy_loss(self, model: DBN, batch: Tensor) -> Tensor:
-        """Layer 1's negative pseudo-log-likelihood, as for an RBM (:meth:`RBMTask.proxy_loss`),
-        on the image part of a labelled batch."""
+        """Layer 1's negative pseudo-log-likelihood, as for an RBM
+        (:meth:`GenerativeTask.pseudo_likelihood_proxy`), on the image part of a labelled batch."""
         if model.depth == 1 and model.classes:
             raise ConfigError("lr-find: a one-layer DBN with model.labels=true has no pseudo-likelihood to "
                               "watch (its only RBM mixes image and label units); use at least two "
                               "model.layers, or tune the rate with boltzkit tune")
-        batch = batch[:, : model.n_visible]
-        units = min(64, batch.shape[1])
-        self._proxy_generator.set_state(self._proxy_state)
-        return -pseudo_log_likelihood(model.rbms[0], batch, n_units=units,
-                                      generator=self._proxy_generator).mean()
+        return self.pseudo_likelihood_proxy(model.rbms[0], batch[:, : model.n_visible])
 
     # ---------------------------------------------------------------- outputs
 

@@ -98,6 +98,18 @@ class GenerativeTask(Task):
         self.binarize_monitors = getattr(config.model, "visible", "bernoulli") == "bernoulli"
         self.monitor_train, self.monitor_val = monitor_sets(
             data, config.train.metrics_examples, config.seed, device, self.binarize_monitors)
+        # the range test's proxy draws the same units every call (see pseudo_likelihood_proxy)
+        self._proxy_generator = make_generator(config.seed, "lr-find.proxy-units", device)
+        self._proxy_state = self._proxy_generator.get_state()
+
+    def pseudo_likelihood_proxy(self, rbm: RBM, batch: Tensor) -> Tensor:
+        """Negative pseudo-log-likelihood of ``rbm`` per example, the range test's proxy for
+        RBM layers (a CD surrogate's value is no loss to minimise). At most 64 units per
+        example are drawn, the same ones every call: unbiased, cheap on MNIST and free of
+        call-to-call noise."""
+        units = min(64, batch.shape[1])
+        self._proxy_generator.set_state(self._proxy_state)
+        return -pseudo_log_likelihood(rbm, batch, n_units=units, generator=self._proxy_generator).mean()
 
     def build_model(self) -> nn.Module:
         model = super().build_model()
@@ -134,21 +146,14 @@ class RBMTask(GenerativeTask):
         if config.model.visible == "categorical":
             check_one_hot(data, config.model.categories)
         super().__init__(config, data, device)
-        # the range test's proxy draws the same units every call (see proxy_loss)
-        self._proxy_generator = make_generator(config.seed, "lr-find.proxy-units", device)
-        self._proxy_state = self._proxy_generator.get_state()
 
     def build_objective(self) -> FreeEnergyGap:
         generator = make_generator(self.config.seed, "train.sampler", self.device)
         return FreeEnergyGap(negative_sampler(self.config.train, generator), self.config.model.offset_rate)
 
     def proxy_loss(self, model: nn.Module, batch: Tensor) -> Tensor:
-        """Negative pseudo-log-likelihood per example (the CD surrogate's value is no loss to
-        minimise). At most 64 units per example are drawn, the same ones every call, which
-        makes the estimate unbiased, cheap on MNIST and free of call-to-call noise."""
-        units = min(64, batch.shape[1])
-        self._proxy_generator.set_state(self._proxy_state)
-        return -pseudo_log_likelihood(model, batch, n_units=units, generator=self._proxy_generator).mean()
+        """See :meth:`GenerativeTask.pseudo_likelihood_proxy`."""
+        return self.pseudo_likelihood_proxy(model, batch)
 
     def epoch_metrics(self, model: nn.Module, epoch: int) -> dict[str, float]:
         metrics = rbm_metrics(model, self.monitor_train, self.monitor_val)
