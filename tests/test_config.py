@@ -67,7 +67,7 @@ def test_invalid_configs_give_one_line_errors(overrides, message):
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="'nope.yaml' is neither a file nor a preset; presets: ae-digits, dbm-digits, dbm-mnist, dbn-digits, dbn-mnist, gan-digits, gan-mnist, grbm-digits, mlp-digits, rbm-digits, rbm-mnist, rbm-potts, sda-mnist, vae-digits, vae-mnist"):
+    with pytest.raises(ConfigError, match="'nope.yaml' is neither a file nor a preset; presets: " + ", ".join(preset_names())):
         load_config("nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [1, 2\n")
