@@ -13,7 +13,7 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev,tune,postgres]"
+	$(BIN)/pip install --quiet -e ".[dev,tune,postgres,quality]"
 
 demo: setup
 	$(BIN)/boltzkit train --out runs/demo-$$(date +%Y%m%d-%H%M%S)
