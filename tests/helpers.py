@@ -37,3 +37,32 @@ def random_rbm(n_visible: int, n_hidden: int, scale: float = 1.0, seed: int = 0)
         model.visible.bias.copy_(torch.randn(n_visible, generator=g, dtype=torch.float64) * scale)
         model.hidden.bias.copy_(torch.randn(n_hidden, generator=g, dtype=torch.float64) * scale)
     return model
+
+
+def assert_resumes_exactly(config, state: dict, full) -> None:
+    """A ``Fit`` restored from ``state``, with PyTorch's global generator moved elsewhere,
+    ends with exactly the losses and weights of the uninterrupted session ``full``."""
+    from boltzkit.train import Fit
+
+    torch.manual_seed(123)  # the restored session must not depend on the global generator
+    resumed = Fit(config)
+    resumed.load_state_dict(state)
+    resumed.run()
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in full.history]
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def random_dbm(sizes, seed: int = 0, centered: bool = False, scale: float = 0.8):
+    """A float64 DBM with random weights (``scale``), biases and, centered, offsets in [0.2, 0.8]."""
+    from boltzkit.models.dbm import DBM
+
+    g = torch.Generator().manual_seed(seed)
+    model = DBM(list(sizes), scale, g, centered=centered).double()
+    with torch.no_grad():
+        for b in model.biases:
+            b.normal_(0.0, 0.5, generator=g)
+        if centered:
+            for mu in model.offsets():
+                mu.uniform_(0.2, 0.8, generator=g)
+    return model

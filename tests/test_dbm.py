@@ -21,19 +21,11 @@ from boltzkit.sampling.dbm import DBMChains, draw_dbm_samples
 from boltzkit.sampling.tempering import temperature_ladder
 from boltzkit.train import Fit, train
 from boltzkit.units import bernoulli
-from helpers import all_binary
+from helpers import all_binary, random_dbm
 
 
 def tiny_dbm(sizes=(5, 4, 3), seed=0, centered=False, scale=0.8) -> DBM:
-    g = torch.Generator().manual_seed(seed)
-    model = DBM(list(sizes), scale, g, centered=centered).double()
-    with torch.no_grad():
-        for b in model.biases:
-            b.normal_(0.0, 0.5, generator=g)
-        if centered:
-            for mu in model.offsets():
-                mu.uniform_(0.2, 0.8, generator=g)
-    return model
+    return random_dbm(sizes, seed, centered, scale)
 
 
 def split_states(model: DBM, flat: torch.Tensor) -> list[torch.Tensor]:

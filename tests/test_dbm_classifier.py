@@ -11,9 +11,10 @@ from boltzkit.config import load_config
 from boltzkit.data import load_dataset
 from boltzkit.errors import ConfigError, DataError
 from boltzkit.families.mlp import input_features
-from boltzkit.models.dbm import CLASSIFIER_SWEEPS, CLASSIFIER_TOL, DBM
+from boltzkit.models.dbm import CLASSIFIER_SWEEPS, CLASSIFIER_TOL
 from boltzkit.train import Fit, train
 from boltzkit.train.evaluate_run import evaluate_run
+from helpers import random_dbm
 
 DIGITS = ["data.limit=200", "threads=1", "train.metrics_examples=50"]
 DBM_RUN = ["model={type: dbm, layers: [8, 6], centered: true, init_std: 0.5}", "train.epochs=1",
@@ -21,19 +22,6 @@ DBM_RUN = ["model={type: dbm, layers: [8, 6], centered: true, init_std: 0.5}", "
 AUGMENTED = ["model={type: mlp, hidden_layers: [8, 6], activation: sigmoid, pretrained_input: augmented}",
              "data.binarize=none", "train.epochs=1", *DIGITS]
 TWO_LAYERS = "defined for a DBM with two hidden layers, and this one has 3"
-
-
-def random_dbm(sizes, seed=0, centered=True) -> DBM:
-    """Weights large enough that mean field takes several sweeps, offsets away from 0."""
-    g = torch.Generator().manual_seed(seed)
-    model = DBM(list(sizes), 1.0, g, centered=centered).double()
-    with torch.no_grad():
-        for b in model.biases:
-            b.normal_(0.0, 0.5, generator=g)
-        if centered:
-            for mu in model.offsets():
-                mu.uniform_(0.2, 0.8, generator=g)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +36,7 @@ def dbm_run(tmp_path_factory):
 
 
 def test_per_example_mean_field_rows_equal_single_example_runs():
-    model = random_dbm((7, 5, 4), seed=1)
+    model = random_dbm((7, 5, 4), seed=1, centered=True, scale=1.0)
     v = torch.rand(6, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     batch, _ = model.mean_field(v, 40, 1e-5, per_example=True)
     sweeps = set()
@@ -61,7 +49,7 @@ def test_per_example_mean_field_rows_equal_single_example_runs():
 
 
 def test_input_features_is_the_mean_field_top_layer_at_a_fixed_point():
-    model = random_dbm((7, 5, 4), seed=3)
+    model = random_dbm((7, 5, 4), seed=3, centered=True, scale=1.0)
     v = torch.bernoulli(torch.full((5, 7), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(4))
     q = model.input_features(v)
     for i in range(len(v)):
@@ -73,7 +61,7 @@ def test_input_features_is_the_mean_field_top_layer_at_a_fixed_point():
 
 
 def test_augmented_affines_compute_the_mean_field_updates_of_a_centered_model():
-    model = random_dbm((7, 5, 4), seed=5)
+    model = random_dbm((7, 5, 4), seed=5, centered=True, scale=1.0)
     g = torch.Generator().manual_seed(6)
     v = torch.rand(3, 7, generator=g, dtype=torch.float64)
     h1 = torch.rand(3, 5, generator=g, dtype=torch.float64)
@@ -91,7 +79,7 @@ def test_augmented_affines_compute_the_mean_field_updates_of_a_centered_model():
 
 
 def test_the_augmented_input_is_refused_for_other_depths():
-    model = random_dbm((7, 5, 4, 3))
+    model = random_dbm((7, 5, 4, 3), centered=True, scale=1.0)
     with pytest.raises(ValueError, match=TWO_LAYERS):
         model.input_features(torch.rand(2, 7, dtype=torch.float64))
     with pytest.raises(ValueError, match=TWO_LAYERS):

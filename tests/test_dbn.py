@@ -18,7 +18,7 @@ from boltzkit.models import MLP
 from boltzkit.models.dbn import DBN
 from boltzkit.train import Fit
 from boltzkit.train.fit import FitInterrupted
-from helpers import all_binary
+from helpers import all_binary, assert_resumes_exactly
 
 
 def _dbn(n_visible, layers, scale, seed, **options):
@@ -272,13 +272,7 @@ def test_greedy_training_resumed_in_the_middle_of_layer_2_ends_bit_for_bit(propa
             cut.run(should_stop=lambda cut=cut, stop=stop: cut.state.step == stop)
         assert cut.state.stage == 1
         state = copy.deepcopy(cut.state_dict())
-        torch.manual_seed(123)
-        resumed = Fit(config)
-        resumed.load_state_dict(state)
-        resumed.run()
-        assert [row["loss"] for row in resumed.history] == [row["loss"] for row in full.history]
-        for key, value in full.model.state_dict().items():
-            assert torch.equal(resumed.model.state_dict()[key], value), key
+        assert_resumes_exactly(config, state, full)
 
 
 def test_in_training_metrics_give_the_likelihood_of_the_stack_built_so_far():

@@ -23,7 +23,7 @@ from boltzkit.sampling.gibbs import ContrastiveChains
 from boltzkit.train import Fit
 from boltzkit.train.fit import FitInterrupted
 from boltzkit.units import LabelledUnits
-from helpers import all_binary, brute_free_energy
+from helpers import all_binary, assert_resumes_exactly, brute_free_energy
 
 
 def _randomized(model, scale, seed):
@@ -264,13 +264,7 @@ def test_updown_stage_resumed_in_the_middle_of_an_epoch_ends_bit_for_bit():
             cut.run(should_stop=lambda cut=cut, stop=stop: cut.state.step == stop)
         assert cut.stages[cut.state.stage].name == "updown"
         state = copy.deepcopy(cut.state_dict())
-        torch.manual_seed(123)
-        resumed = Fit(config)
-        resumed.load_state_dict(state)
-        resumed.run()
-        assert [row["loss"] for row in resumed.history] == [row["loss"] for row in full.history]
-        for key, value in full.model.state_dict().items():
-            assert torch.equal(resumed.model.state_dict()[key], value), key
+        assert_resumes_exactly(config, state, full)
     assert bool(full.model.untied)
     assert not torch.equal(full.model.recognition[0].weight, full.model.rbms[0].hidden_affine()[0])
 

@@ -21,6 +21,7 @@ from boltzkit.models.vae import VAE, gaussian_kl_to_standard
 from boltzkit.objectives.variational import VariationalBound
 from boltzkit.train import Fit, fit
 from boltzkit.train.fit import FitInterrupted
+from helpers import assert_resumes_exactly
 
 TINY = ["data.limit=150", "train.epochs=1", "train.metrics_examples=40", "threads=1"]
 
@@ -363,13 +364,7 @@ def test_a_convolutional_gaussian_vae_resumes_mid_epoch_with_the_same_weights():
     with pytest.raises(FitInterrupted):
         cut.run(should_stop=lambda: cut.state.step == cut.batches.per_epoch + 2)
     state = cut.state_dict()
-    torch.manual_seed(99)
-    resumed = Fit(config)
-    resumed.load_state_dict(state)
-    resumed.run()
-    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in full.history]
-    for key, value in full.model.state_dict().items():
-        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert_resumes_exactly(config, state, full)
 
 
 def test_evaluation_chunks_are_sized_by_the_largest_layer_output():

@@ -68,7 +68,24 @@ class _EpochMeans:
         self.sums, self.batches = state["sums"], int(state["batches"])
 
 
-class DiscriminatorLoss(Objective):
+class _PlayerLoss(Objective):
+    """What both players' losses share: a noise generator and epoch means, both saved."""
+
+    generator: torch.Generator
+    means: _EpochMeans
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return self.means.take()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "means": self.means.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.means.load_state_dict(state["means"])
+
+
+class DiscriminatorLoss(_PlayerLoss):
     """``loss(gan, real)``: the discriminator's loss ``kind`` on the batch ``real`` ``(B, D)``
     against ``B`` examples of the generator (drawn without a graph: this update moves the
     discriminator only), plus ``gp_weight`` times WGAN-GP's gradient penalty with
@@ -103,18 +120,8 @@ class DiscriminatorLoss(Objective):
         self.means.add(loss, (real > threshold).double().mean(), (fake <= threshold).double().mean())
         return loss
 
-    def epoch_metrics(self) -> dict[str, float]:
-        return self.means.take()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "means": self.means.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.means.load_state_dict(state["means"])
-
-
-class GeneratorLoss(Objective):
+class GeneratorLoss(_PlayerLoss):
     """``loss(gan, batch)``: the generator's loss ``kind`` on ``len(batch)`` of its examples
     (the batch gives only the count), through a discriminator whose weights take no
     gradient. Logs ``g_loss``, the epoch mean."""
@@ -130,13 +137,3 @@ class GeneratorLoss(Objective):
             loss = generator_loss(self.kind, model.discriminator(fakes))
         self.means.add(loss)
         return loss
-
-    def epoch_metrics(self) -> dict[str, float]:
-        return self.means.take()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "means": self.means.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.means.load_state_dict(state["means"])
