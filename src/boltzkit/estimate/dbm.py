@@ -206,6 +206,18 @@ def variational_bounds(model: DBM, v: Tensor, max_iter: int = 100, tol: float = 
     return torch.cat(bounds), sweeps
 
 
+@torch.no_grad()
+def data_log_z_bound(model: DBM, v: Tensor, bounds: Tensor | None = None, max_iter: int = 100) -> float:
+    """A certain lower bound on ``log Z`` from data: ``Z = sum_v p*(v) >= sum over the distinct
+    rows of v of exp(-E(v, mu) + H(q))`` (each term a variational lower bound on ``p*(v)``).
+    ``bounds``: the rows' bounds if already computed (used when the rows are distinct).
+    An AIS estimate below it has certainly missed probability mass."""
+    distinct = torch.unique(v, dim=0)
+    if bounds is None or len(distinct) != len(v):
+        bounds, _ = variational_bounds(model, distinct, max_iter)
+    return torch.logsumexp(bounds, 0).item()
+
+
 def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: int, ais_betas: int,
                  pseudocount: float = 1.0, exact_max_units: int = 20, mean_field_iter: int = 100,
                  seed_generator: torch.Generator | None = None, progress: bool = False) -> dict[str, Any]:
@@ -229,7 +241,12 @@ def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: in
     results["log_likelihood_bound_low"] = bounds.mean().item() - ais.log_z_high
     results["log_likelihood_bound_high"] = bounds.mean().item() - ais.log_z_low
     results["log_likelihood_bound_examples_stderr"] = stderr
-    results["warnings"] = ais_warnings(ais)
+    data_bound = data_log_z_bound(model, values.to(device), bounds, mean_field_iter)
+    results["log_z_data_lower_bound"] = data_bound
+    results["warnings"] = ais_warnings(ais, data_bound)
+    if ais.log_z < data_bound:
+        # with any log Z at or above the certain bound, the mean-field bound is at most this
+        results["log_likelihood_bound_ceiling"] = bounds.mean().item() - data_bound
     results["ais_reliable"] = not results["warnings"]
     results["ais_verdict"] = ("; ".join(results["warnings"]) if results["warnings"] else
                               "no sign of trouble (effective sample size and interval width); AIS can "
@@ -243,10 +260,17 @@ def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: in
     return results
 
 
-def ais_warnings(ais: AISResult, min_ess_fraction: float = 0.1, max_width: float = 1.0) -> list[str]:
-    """Signs that an AIS ``log Z`` should not be trusted (empty list: none seen). No
-    verdict proves an estimate right: AIS can miss a mode and agree with itself."""
+def ais_warnings(ais: AISResult, data_bound: float | None = None, min_ess_fraction: float = 0.1,
+                 max_width: float = 1.0) -> list[str]:
+    """Signs that an AIS ``log Z`` should not be trusted (empty list: none seen); ``data_bound``:
+    a certain lower bound on ``log Z`` (:func:`data_log_z_bound`). No verdict proves an
+    estimate right: AIS can miss a mode and agree with itself."""
     warnings = []
+    if data_bound is not None and ais.log_z < data_bound:
+        warnings.append(f"the AIS log Z {ais.log_z:.2f} lies below {data_bound:.2f}, a certain lower bound "
+                        "from the data's own mean-field bounds: AIS missed probability mass and the "
+                        "likelihood it gives is too high by at least "
+                        f"{data_bound - ais.log_z:.2f} nats; use many more inverse temperatures")
     if ais.ess < min_ess_fraction * ais.runs:
         warnings.append(f"effective sample size {ais.ess:.1f} of {ais.runs} runs: a few runs "
                         "dominate; use more inverse temperatures (--ais-betas)")
@@ -266,6 +290,9 @@ def format_dbm_report(results: dict[str, Any], title: str) -> str:
              f"[{results['log_likelihood_bound_low']:.3f}, {results['log_likelihood_bound_high']:.3f}]"
              f"  (interval from log Z; +- {results['log_likelihood_bound_examples_stderr']:.3f} s.e. "
              "over examples)"]
+    lines.append(f"log Z >= {results['log_z_data_lower_bound']:.3f} for certain (the examples' own bounds)")
+    if "log_likelihood_bound_ceiling" in results:
+        lines.append(f"so the mean-field bound is at most    {results['log_likelihood_bound_ceiling']:.3f}")
     if "log_z_exact" in results:
         bound = results["log_likelihood_bound_exact_log_z"]
         lines += [f"log Z, exact                            {results['log_z_exact']:.3f}",
