@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--ais-runs", type=int, default=100)
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
+    parser.add_argument("--name", default="mnist_dbm", help="run directory and results file name")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
     mnist = Path(args.mnist).resolve()
@@ -135,7 +136,7 @@ def main() -> None:
     print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x "
           f"{layers} layers, "
           f"joint {joint_epoch:.1f} s/epoch -> {epochs} joint epochs in {budget:g} minutes", flush=True)
-    out = RUNS / ("mnist_dbm-smoke" if args.smoke else "mnist_dbm")
+    out = RUNS / (f"{args.name}-smoke" if args.smoke else args.name)
     if out.exists():
         shutil.rmtree(out)
     started = time.perf_counter()
@@ -170,7 +171,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     record = {"command": "python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz "
                          + ("--smoke" if args.smoke else f"--minutes {args.minutes:g}")
-                         + "".join(f" --set {e}" for e in args.extra),
+                         + "".join(f" --set {e}" for e in args.extra)
+                         + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs != 30 else "")
+                         + (f" --name {args.name}" if args.name != "mnist_dbm" else ""),
               "cpu": cpu_name(), "threads": 1, "epochs": epochs, "train_minutes": train_minutes,
               "seconds_per_pretraining_epoch": pretrain_epoch, "seconds_per_joint_epoch": joint_epoch,
               "update_ms": costs, "evaluation": evaluation, "finetuned_test_error": test_error,
