@@ -172,7 +172,8 @@ def main() -> None:
     record = {"command": "python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz "
                          + ("--smoke" if args.smoke else f"--minutes {args.minutes:g}")
                          + "".join(f" --set {e}" for e in args.extra)
-                         + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs != 30 else "")
+                         + (f" --finetune-epochs {args.finetune_epochs}"
+                            if args.finetune_epochs != 30 else "")
                          + (f" --name {args.name}" if args.name != "mnist_dbm" else ""),
               "cpu": cpu_name(), "threads": 1, "epochs": epochs, "train_minutes": train_minutes,
               "seconds_per_pretraining_epoch": pretrain_epoch, "seconds_per_joint_epoch": joint_epoch,
