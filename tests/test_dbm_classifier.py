@@ -56,8 +56,9 @@ def test_input_features_is_the_mean_field_top_layer_at_a_fixed_point():
         states, taken = model.mean_field(v[i:i + 1], CLASSIFIER_SWEEPS, CLASSIFIER_TOL)
         assert taken < CLASSIFIER_SWEEPS  # converged, not cut off
         torch.testing.assert_close(q[i:i + 1], states[2], rtol=0, atol=1e-13)
-        # a fixed point of the top layer's update, to the tolerance
-        assert (torch.sigmoid(model.layer_input(states, 2)) - states[2]).abs().max() < CLASSIFIER_TOL
+        # a fixed point: the first layer's update moves it by no more than the tolerance (the
+        # top layer, updated last from the final h1, satisfies its equation exactly anyway)
+        assert (torch.sigmoid(model.layer_input(states, 1)) - states[1]).abs().max() < 10 * CLASSIFIER_TOL
 
 
 def test_augmented_affines_compute_the_mean_field_updates_of_a_centered_model():

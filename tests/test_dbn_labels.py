@@ -323,3 +323,15 @@ def test_command_line_samples_by_label_and_refuses_what_it_cannot(tmp_path, caps
     capsys.readouterr()
     assert main(["sample", str(rbm), "--n", "2", "--steps", "2", "--label", "1"]) == 2
     assert "holds a model.type 'rbm', which cannot be sampled by label" in capsys.readouterr().err
+
+
+def test_up_down_refuses_a_dbn_whose_recognition_weights_are_tied():
+    from boltzkit.models.dbn import DBN
+    from boltzkit.objectives.updown import UpDown
+
+    model = DBN(4, [3, 2], generator=torch.Generator().manual_seed(0), recognition=True)
+    objective = UpDown(FreeEnergyGap(ContrastiveChains(1, torch.Generator())), torch.Generator())
+    with pytest.raises(ValueError, match="up-down needs untied recognition weights"):
+        objective.loss(model, torch.zeros(2, 4))
+    model.untie()
+    assert torch.isfinite(objective.loss(model, torch.zeros(2, 4)))

@@ -22,9 +22,12 @@ the sampled states held constant::
            + mean F_top([h_{L-1}, y]) - mean F_top(negatives)   (top RBM)
            - mean sum_{l<L} log q(h~_l | h~_{l-1})          (sleep; recognition parameters)
 
-Each parameter appears in one term only, so any ``torch.optim`` optimizer, clipping and
-schedule applies. With Bernoulli units ``d/dz [x z - softplus(z)] = x - sigmoid(z)``: the
-delta rule above.
+Each parameter appears in one term only (the loss refuses a DBN whose recognition weights
+are still tied), so any ``torch.optim`` optimizer, clipping and schedule applies. With
+centered RBMs the generative terms use the centered states, ``(h_l - lambda_l)`` in place
+of ``h_l`` in the wake rule and in the top RBM's statistics: the same rules for the
+centered energy (the uncentered case is the one tested against the formulas). With
+Bernoulli units ``d/dz [x z - softplus(z)] = x - sigmoid(z)``: the delta rule above.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ class UpDown(Objective):
         return states
 
     def loss(self, model: DBN, batch: Tensor) -> Tensor:
+        if model.depth > 1 and model.tied:
+            raise ValueError("up-down needs untied recognition weights: build DBN(..., recognition=True) "
+                             "and call model.untie() first (else the sleep phase would train the "
+                             "generative weights too)")
         width = model.n_visible
         x, y = batch[:, :width], batch[:, width:]
         wake = self.wake_states(model, x)
