@@ -94,6 +94,19 @@ def _init_dcgan(layer: nn.Module, generator: torch.Generator | None) -> None:
         layer.bias.zero_()
 
 
+def _dense_blocks(width: int, widths: Sequence[int], activation, nonlinearity: str, batch_norm: bool,
+                  generator: torch.Generator | None) -> tuple[nn.Sequential, int]:
+    """``Linear -> [BatchNorm] -> activation`` per entry of ``widths`` from ``width`` inputs,
+    He-initialised for ``nonlinearity``; returns the blocks and the last width."""
+    blocks: list[nn.Module] = []
+    for size in widths:
+        linear = nn.Linear(width, size)
+        init_linear(linear, "he", nonlinearity, generator)
+        blocks += [linear, *([nn.BatchNorm1d(size)] if batch_norm else []), activation()]
+        width = size
+    return nn.Sequential(*blocks), width
+
+
 class MLPGenerator(nn.Module):
     """``z (B, L) -> x (B, D)``: hidden blocks ``Linear -> [BatchNorm] -> ReLU``, then
     ``sigmoid(Linear)``."""
@@ -101,14 +114,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, latent: int, widths: Sequence[int], n_features: int, batch_norm: bool,
                  generator: torch.Generator | None):
         super().__init__()
-        blocks: list[nn.Module] = []
-        width = latent
-        for size in widths:
-            linear = nn.Linear(width, size)
-            init_linear(linear, "he", "relu", generator)
-            blocks += [linear, *([nn.BatchNorm1d(size)] if batch_norm else []), nn.ReLU()]
-            width = size
-        self.hidden = nn.Sequential(*blocks)
+        self.hidden, width = _dense_blocks(latent, widths, nn.ReLU, "relu", batch_norm, generator)
         self.output = nn.Linear(width, n_features)
         init_linear(self.output, "glorot", "linear", generator)
 
@@ -122,14 +128,8 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, n_features: int, widths: Sequence[int], generator: torch.Generator | None):
         super().__init__()
-        blocks: list[nn.Module] = []
-        width = n_features
-        for size in widths:
-            linear = nn.Linear(width, size)
-            init_linear(linear, "he", "leaky_relu", generator)
-            blocks += [linear, nn.LeakyReLU(0.2)]
-            width = size
-        self.hidden = nn.Sequential(*blocks)
+        self.hidden, width = _dense_blocks(n_features, widths, lambda: nn.LeakyReLU(0.2), "leaky_relu",
+                                           False, generator)
         self.output = nn.Linear(width, 1)
         init_linear(self.output, "glorot", "linear", generator)
 
