@@ -16,11 +16,11 @@ images:
   encoder's code for autoencoders and VAEs, the discriminator's penultimate layer for GANs);
 - **seconds** of training.
 
-Equal budgets: a single-stage family first trains ``--calibrate`` seconds to measure its
-updates per second, then gets ``train.epochs`` worth the budget, so that its learning-rate
-schedule spans the whole run; a family with several stages keeps its preset's epochs. Either
-way training stops when the budget is spent (after a complete update), and the table says
-how far it got.
+Equal budgets: a family first trains ``--calibrate`` seconds (shared among its stages, for
+a stacked one) to measure its seconds per epoch, then gets the ``train.epochs`` that fill the
+budget, so that every learning-rate schedule spans the whole run (see :func:`calibrated`).
+Training stops when the budget is spent (after a complete update) in any case, and the
+table says how far it got.
 
 Writes the markdown table (printed, and into docs/RESULTS.md between the ``mnist_zoo``
 markers), ``benchmarks/results/mnist_zoo.json`` and the samples side by side,
@@ -129,20 +129,42 @@ def zoo_config(entry: ZooEntry, dataset: str, data: list[str], extra: list[str])
 
 
 def calibrated(config: RunConfig, seconds: float, calibrate: float) -> tuple[RunConfig, dict[str, Any]]:
-    """``config`` with the ``train.epochs`` that fill ``seconds`` at the update rate measured
-    over ``calibrate`` seconds; unchanged for families with several stages."""
+    """``config`` with the ``train.epochs`` that fill ``seconds``, from update rates measured
+    over ``calibrate`` seconds shared among the stages.
+
+    Each stage trains for its share of ``calibrate`` (a stacked family's upper stages on the
+    untrained layers below: the cost is the same); its seconds per epoch are timed from its
+    first update to its last, so that one-off work at a stage's start (e.g. centering
+    offsets) does not count. ``train.epochs`` then becomes ``floor(0.95 * seconds / sum of
+    the stages' seconds per epoch)``: every stage gets that many epochs, so that every
+    learning-rate schedule spans the whole run. A family whose stages are not all set by
+    ``train.epochs`` (e.g. DBM pretraining with its own ``model.pretrain_epochs``) keeps
+    its preset's epochs.
+    """
     session = Fit(config.with_overrides({"train.epochs": FAR_AWAY}))
-    if len(session.stages) > 1:
-        return config, {"calibration": f"{len(session.stages)} stages: preset epochs kept"}
-    started = time.perf_counter()
-    try:
-        session.run(should_stop=lambda: time.perf_counter() - started >= calibrate)
-    except FitInterrupted:
-        pass
-    rate = session.state.step / (time.perf_counter() - started)
-    # 95 %: the per-epoch metrics are not in the measured rate
-    epochs = max(1, math.floor(0.95 * seconds * rate / session.batches.per_epoch))
-    return config.with_overrides({"train.epochs": epochs}), {"updates_per_second": rate, "epochs": epochs}
+    if any(stage.epochs != FAR_AWAY for stage in session.stages):
+        return config, {"calibration": f"{len(session.stages)} stages, not all set by train.epochs: "
+                                      "preset epochs kept"}
+    per_epoch: list[float] = []
+    for index in range(len(session.stages)):
+        session.skip_to_stage(index)
+        marks: list[float] = []
+
+        def stop() -> bool:
+            marks.append(time.perf_counter())
+            return marks[-1] - marks[0] >= calibrate / len(session.stages)
+
+        try:
+            session.run(should_stop=stop)
+        except FitInterrupted:
+            pass
+        updates_per_second = (len(marks) - 1) / (marks[-1] - marks[0])
+        per_epoch.append(session.batches.per_epoch / updates_per_second)
+    # 95 %: the per-epoch metrics are not in the measured rates
+    epochs = max(1, math.floor(0.95 * seconds / sum(per_epoch)))
+    return config.with_overrides({"train.epochs": epochs}), {
+        "seconds_per_epoch": dict(zip([s.name for s in session.stages], per_epoch, strict=True)),
+        "epochs": epochs}
 
 
 def train_within(config: RunConfig, seconds: float) -> tuple[Fit, float]:
@@ -305,8 +327,8 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=1000,
                         help="Gibbs sweeps for Markov-chain samplers")
     parser.add_argument("--probe-examples", type=int, default=10_000)
-    parser.add_argument("--families", nargs="*", default=[e.name for e in ZOO], choices=[e.name for e in ZOO],
-                        help="default: all (docs/RESULTS.md is written only then)")
+    parser.add_argument("--families", nargs="+", choices=[e.name for e in ZOO],
+                        help="default: all, or the RBM with --smoke (docs/RESULTS.md is written only for all)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: each config's threads: auto)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every family")
     parser.add_argument("--smoke", action="store_true",
@@ -314,7 +336,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.calibrate, args.samples, args.sample_steps = 0.05, 1.0, 200, 50
-        args.probe_examples, args.families = 1000, ["rbm"]
+        args.probe_examples, args.families = 1000, args.families or ["rbm"]
         args.extra = ["eval.ais={runs: 8, betas: 200}", "train.metrics_examples=100", *args.extra]
         dataset, data_config = "digits", DataConfig(name="digits")
         data = ["data.name=digits", "data.binarize=dynamic"]
@@ -324,6 +346,7 @@ def main() -> None:
             raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
         dataset, data_config = "mnist", DataConfig(name="mnist", dir=str(mnist.parent))
         data = ["data.name=mnist", f"data.dir={mnist.parent}"]
+    args.families = args.families or [e.name for e in ZOO]
     if args.threads:
         torch.set_num_threads(args.threads)
         args.extra = [f"threads={args.threads}", *args.extra]
@@ -347,8 +370,12 @@ def main() -> None:
         print(table([row]).splitlines()[-1], flush=True)
     rows += reference_rows(judge, labelled.train, min(args.samples, len(labelled.train)), dataset)
 
-    command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else
-                                                   f"--mnist {args.mnist} --minutes {args.minutes:g}")
+    command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else " ".join(
+        [f"--mnist {args.mnist} --minutes {args.minutes:g}"]
+        + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in ("calibrate", "samples", "sample_steps")
+           if getattr(args, key) != parser.get_default(key)]
+        + ([f"--threads {args.threads}"] if args.threads else [])
+        + [f"--set {e}" for e in args.extra if not e.startswith("threads=")]))
     markdown = table(rows)
     print(markdown)
     record = {"command": command, "machine": {"cpu": cpu_name(), "platform": platform.platform(),

@@ -241,6 +241,19 @@ def test_one_layer_dbn_trains_exactly_as_an_rbm():
         assert torch.equal(dbn.model.rbms[0].state_dict()[key], value), key
 
 
+def test_skip_to_stage_trains_that_stage_alone():
+    """What the zoo's calibration relies on: after ``skip_to_stage(1)`` only layer 2 learns."""
+    session = Fit(load_config(None, TINY))
+    before = [copy.deepcopy(rbm.state_dict()) for rbm in session.model.rbms]
+    session.skip_to_stage(1)
+    session.run()
+    assert session.epochs_done == sum(s.epochs for s in session.stages)
+    assert all(torch.equal(v, before[0][k]) for k, v in session.model.rbms[0].state_dict().items())
+    assert not torch.equal(session.model.rbms[1].weight, before[1]["weight"])
+    with pytest.raises(ValueError, match=r"stage 2 does not exist: this run has stages 0 to 1 \(layer1, layer2\)"):
+        session.skip_to_stage(2)
+
+
 def test_upper_layers_start_from_the_data_they_see():
     """Layer 2's visible biases are the log-odds of ``E[h_1]`` over the training data, set
     once when its stage starts (a rebuilt step leaves trained biases alone)."""

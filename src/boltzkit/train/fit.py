@@ -165,6 +165,15 @@ class Fit:
             self._step = self.stages[self.state.stage].build_step()
         return self._step
 
+    def skip_to_stage(self, index: int) -> None:
+        """Go to the start of stage ``index`` with a fresh train step, leaving the model as
+        it is (e.g. to time an upper stage of a stack without training the ones below:
+        its cost does not depend on their weights). Not for real training runs."""
+        if not 0 <= index < len(self.stages):
+            raise ValueError(f"stage {index} does not exist: this run has stages 0 to {len(self.stages) - 1} "
+                             f"({', '.join(s.name for s in self.stages)})")
+        self.state.stage, self.state.epoch, self._step = index, 0, None
+
     def _epochs_before(self, stage: int) -> int:
         return sum(s.epochs for s in self.stages[:stage])
 
