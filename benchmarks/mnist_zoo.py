@@ -145,26 +145,30 @@ def calibrated(config: RunConfig, seconds: float, calibrate: float) -> tuple[Run
     if any(stage.epochs != FAR_AWAY for stage in session.stages):
         return config, {"calibration": f"{len(session.stages)} stages, not all set by train.epochs: "
                                       "preset epochs kept"}
-    per_epoch: list[float] = []
-    for index in range(len(session.stages)):
-        session.skip_to_stage(index)
-        marks: list[float] = []
-
-        def stop() -> bool:
-            marks.append(time.perf_counter())
-            return marks[-1] - marks[0] >= calibrate / len(session.stages)
-
-        try:
-            session.run(should_stop=stop)
-        except FitInterrupted:
-            pass
-        updates_per_second = (len(marks) - 1) / (marks[-1] - marks[0])
-        per_epoch.append(session.batches.per_epoch / updates_per_second)
+    share = calibrate / len(session.stages)
+    per_epoch = [stage_seconds_per_epoch(session, index, share) for index in range(len(session.stages))]
     # 95 %: the per-epoch metrics are not in the measured rates
     epochs = max(1, math.floor(0.95 * seconds / sum(per_epoch)))
     return config.with_overrides({"train.epochs": epochs}), {
         "seconds_per_epoch": dict(zip([s.name for s in session.stages], per_epoch, strict=True)),
         "epochs": epochs}
+
+
+def stage_seconds_per_epoch(session: Fit, index: int, seconds: float) -> float:
+    """Seconds per epoch of stage ``index``, timed over ``seconds`` of its updates from the
+    first update's end to the last's."""
+    session.skip_to_stage(index)
+    marks: list[float] = []
+
+    def stop() -> bool:
+        marks.append(time.perf_counter())
+        return marks[-1] - marks[0] >= seconds
+
+    try:
+        session.run(should_stop=stop)
+    except FitInterrupted:
+        pass
+    return session.batches.per_epoch * (marks[-1] - marks[0]) / (len(marks) - 1)
 
 
 def train_within(config: RunConfig, seconds: float) -> tuple[Fit, float]:
@@ -260,7 +264,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         quality = row.get("quality") or {}
         lines.append(
             f"| {row['family']} | {ll_text} | {number(quality.get('fid'), 1)} | "
-            f"{number(quality.get('class_coverage'), 2)} | {balanced_classes(quality) if quality else 'n/a'} | "
+            f"{number(quality.get('class_coverage'), 2)} | "
+            f"{balanced_classes(quality) if quality else 'n/a'} | "
             f"{number(quality.get('inception_score'), 2)} | "
             f"{number(row['probe_accuracy'], 4)} | {row['train_seconds']:.0f} | {row['trained']} |")
     return "\n".join(lines)
@@ -339,7 +344,7 @@ def main() -> None:
                         help="Gibbs sweeps for Markov-chain samplers")
     parser.add_argument("--probe-examples", type=int, default=10_000)
     parser.add_argument("--families", nargs="+", choices=[e.name for e in ZOO],
-                        help="default: all, or the RBM with --smoke (docs/RESULTS.md is written only for all)")
+                        help="default: all, or the RBM with --smoke (docs/RESULTS.md: written for all only)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: each config's threads: auto)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every family")
     parser.add_argument("--smoke", action="store_true",

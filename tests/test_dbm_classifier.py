@@ -3,6 +3,8 @@ from a two-hidden-layer DBM (``model.pretrained_input: augmented``)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -125,6 +127,24 @@ def test_evaluate_applies_the_augmentation(dbm_run, tmp_path):
     assert results["accuracy"] > 0.5  # trained: far above chance (0.1)
     # a run directory works as well as a loaded run; plain runs read their features as they are
     torch.testing.assert_close(input_features(tmp_path / "mlp", data.test[:4]), inputs[:4], rtol=0, atol=0)
+
+
+def test_a_retrained_dbm_is_refused_by_the_classifier_that_read_it(tmp_path):
+    """The classifier records the DBM's weight digest; once that run is overwritten by
+    another DBM, evaluating the classifier or computing its inputs is an error, not a silent
+    change of inputs."""
+    dbm = tmp_path / "dbm"
+    train(load_config(None, DBM_RUN), dbm, progress=False)
+    train(load_config(None, [*AUGMENTED, f"model.pretrained={dbm}"]), tmp_path / "mlp", progress=False)
+    run = load(tmp_path / "mlp")
+    assert len(run.data_info["pretrained_sha256"]) == 64
+    evaluate_run(tmp_path / "mlp", "test", progress=False, device="cpu")  # unchanged: accepted
+    train(load_config(None, [*DBM_RUN, "seed=1"]), dbm, overwrite=True, progress=False)
+    changed = f"{dbm}: this pretrained model has changed since the run that reads it was trained"
+    with pytest.raises(DataError, match=re.escape(changed)):
+        evaluate_run(tmp_path / "mlp", "test", progress=False, device="cpu")
+    with pytest.raises(DataError, match=re.escape(changed)):
+        input_features(run, torch.zeros(2, 64))
 
 
 def test_sources_without_the_hook_and_deeper_dbms_are_refused(tmp_path):

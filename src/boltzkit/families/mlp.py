@@ -21,7 +21,7 @@ from ..models.mlp import MLP
 from ..objectives.supervised import CrossEntropy
 from .contract import Capabilities, Family, ModelSection
 from .registry import get_family, register
-from .task import Task
+from .task import Task, check_pretrained_unchanged
 
 if TYPE_CHECKING:
     from ..train.run_dir import TrainedRun
@@ -124,9 +124,16 @@ class ClassifierTask(Task):
 
     @property
     def data_info(self) -> dict[str, Any]:
+        """Adds ``n_classes`` and, for ``pretrained_input: augmented``, the SHA-256 of the
+        DBM that computed the extra inputs (``pretrained_sha256``): a later evaluation
+        refuses a DBM that has changed since (:func:`~.task.check_pretrained_unchanged`)."""
         labels = [self.data.train_labels, self.data.validation_labels, self.data.test_labels]
         n_classes = int(max(int(t.max()) for t in labels if t is not None and len(t))) + 1
-        return {**super().data_info, "n_classes": n_classes}
+        info = {**super().data_info, "n_classes": n_classes}
+        if self.config.model.pretrained_input == "augmented":
+            source = self._pretrained_source(self.config, self.device)
+            info["pretrained_sha256"] = weights_digest(source.model)
+        return info
 
     def build_model(self) -> nn.Module:
         model = super().build_model()
@@ -238,6 +245,13 @@ def augment(model: nn.Module, x: Tensor, chunk: int = 4096) -> Tensor:
     return torch.cat([x, extra], dim=1)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of ``model``'s state dict (names, dtypes, shapes and bytes)."""
+    from ..train.checkpoint import checksum  # the run-directory layer, as load_pretrained_source
+
+    return checksum(model.state_dict())
+
+
 def input_features(run: TrainedRun | str | Path, x: Tensor) -> Tensor:
     """The inputs that the MLP of ``run`` (a run directory or a loaded ``TrainedRun``) reads
     for features ``x`` ``(N, D)``: ``x`` itself, or ``[x, q(h_2 | x)]`` ``(N, D + n_2)`` when the run
@@ -254,7 +268,9 @@ def input_features(run: TrainedRun | str | Path, x: Tensor) -> Tensor:
     section = run.config.model
     if section.type != "mlp" or section.pretrained_input == "plain":
         return x
-    return augment(load_pretrained_source(section.pretrained, x.device).model, x)
+    source = load_pretrained_source(section.pretrained, x.device).model
+    check_pretrained_unchanged(run.data_info, weights_digest(source), section.pretrained)
+    return augment(source, x)
 
 
 MLP_FAMILY = register(Family(

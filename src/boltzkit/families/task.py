@@ -9,6 +9,7 @@ every family.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,3 +156,17 @@ class Task:
         """``boltzkit evaluate``: results (JSON-ready) and a table, for families whose
         ``capabilities.evaluate`` is set."""
         raise NotImplementedError(f"model.type {self.family.name!r} has no evaluation")
+
+
+def check_pretrained_unchanged(recorded: Mapping[str, Any], digest: str | None, path: str) -> None:
+    """Raise :class:`DataError` when the digest of the pretrained model at ``path`` (now)
+    differs from ``recorded["pretrained_sha256"]`` (saved with the run's weights; absent:
+    nothing to check). A model whose inputs a pretrained model computes (an augmented
+    classifier reads ``[x, q(h_2 | x)]``) would otherwise change its predictions without a
+    word when that run is retrained."""
+    expected = recorded.get("pretrained_sha256")
+    if expected is None or digest == expected:
+        return
+    raise DataError(f"{path}: this pretrained model has changed since the run that reads it was trained "
+                    f"(weights SHA-256 {str(digest)[:12]}..., recorded {expected[:12]}...); restore that "
+                    "run or train again from it")

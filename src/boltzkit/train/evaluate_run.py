@@ -11,6 +11,7 @@ from typing import Any
 from ..data import DataLike, as_dataset, load_dataset
 from ..errors import BoltzkitError
 from ..families import family_names, get_family
+from ..families.task import check_pretrained_unchanged
 from .device import resolve_device
 from .run_dir import RunDir, load_run_model
 from .threads import choose_threads, using_threads
@@ -74,6 +75,8 @@ def evaluate_run(
     dataset = (load_dataset(config.data, config.seed, unit_interval=unit_interval) if data is None
                else as_dataset(data, config.data, config.seed, unit_interval))
     task = family.task(config, dataset, where)
+    check_pretrained_unchanged(trained.data_info, task.data_info.get("pretrained_sha256"),
+                               str(config.model.pretrained))
     options = {k: v for k, v in options.items() if v is not None}
     _check_options(family.name, task.evaluate, options)
     rows = max(config.train.batch_size, config.eval.ais.runs)

@@ -167,6 +167,8 @@ class TrainedRun:
     feature_std: list[float] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
+    data_info: dict[str, Any] = field(default_factory=dict)
+    """Everything recorded beside the weights (``Task.data_info`` at the end of training)."""
 
     def __repr__(self) -> str:
         return (f"TrainedRun({str(self.path)!r}, model.type {self.config.model.type!r}, "
@@ -224,4 +226,5 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu") -> Train
     load_state_into(model, state, source)
     shape = info.get("image_shape")
     return TrainedRun(config, model.to(device), int(info["n_features"]),
-                      tuple(shape) if shape else None, info.get("feature_mean"), info.get("feature_std"))
+                      tuple(shape) if shape else None, info.get("feature_mean"), info.get("feature_std"),
+                      data_info=info)
