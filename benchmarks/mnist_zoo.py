@@ -334,6 +334,10 @@ def reference_rows(judge: QualityJudge, train: Tensor, n: int, dataset: str) -> 
             {"family": "*uniform noise*", "reference": True, "quality": judge(noise).to_dict()}]
 
 
+OPTIONS_RECORDED = ("calibrate", "samples", "sample_steps", "probe_examples")
+"""Options written into the table's command when they differ from their defaults."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", default="../shared/data/mnist.npz", help="path to mnist.npz")
@@ -388,7 +392,7 @@ def main() -> None:
 
     command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else " ".join(
         [f"--mnist {args.mnist} --minutes {args.minutes:g}"]
-        + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in ("calibrate", "samples", "sample_steps")
+        + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in OPTIONS_RECORDED
            if getattr(args, key) != parser.get_default(key)]
         + ([f"--threads {args.threads}"] if args.threads else [])
         + [f"--set {e}" for e in args.extra if not e.startswith("threads=")]))
