@@ -377,6 +377,23 @@ def main() -> None:
     classifier, labelled = load_or_train_quality_classifier(data_config, device, progress=True)
     print(f"quality classifier: {classifier.path}, test accuracy {classifier.info['test_accuracy']:.4f}")
     judge = QualityJudge(classifier.model, labelled.test)
+    command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else " ".join(
+        [f"--mnist {args.mnist} --minutes {args.minutes:g}"]
+        + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in OPTIONS_RECORDED
+           if getattr(args, key) != parser.get_default(key)]
+        + ([f"--threads {args.threads}"] if args.threads else [])
+        + [f"--set {e}" for e in args.extra if not e.startswith("threads=")]))
+    path = RESULTS / f"mnist_zoo{suffix}.json"
+
+    def save(rows: list[dict[str, Any]], complete: bool) -> None:
+        """The JSON record; written after every family, so that a run cut short keeps its rows."""
+        record = {"command": command, "complete": complete,
+                  "machine": {"cpu": cpu_name(), "platform": platform.platform(),
+                              "threads": torch.get_num_threads(), "torch": torch.__version__},
+                  "settings": vars(args), "classifier": {"path": str(classifier.path), **classifier.info},
+                  "rows": rows, "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
+        path.write_text(json.dumps(record, indent=2, default=float))
+
     rows: list[dict[str, Any]] = []
     panels: list[tuple[str, Tensor]] = [(f"{dataset} test", labelled.test[:64])]
     for entry in (e for e in ZOO if e.name in args.families):
@@ -388,22 +405,11 @@ def main() -> None:
         if images is not None:
             panels.append((entry.name, images[:64]))
         print(table([row]).splitlines()[-1], flush=True)
+        save(rows, complete=False)
     rows += reference_rows(judge, labelled.train, min(args.samples, len(labelled.train)), dataset)
-
-    command = "python benchmarks/mnist_zoo.py " + ("--smoke" if args.smoke else " ".join(
-        [f"--mnist {args.mnist} --minutes {args.minutes:g}"]
-        + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in OPTIONS_RECORDED
-           if getattr(args, key) != parser.get_default(key)]
-        + ([f"--threads {args.threads}"] if args.threads else [])
-        + [f"--set {e}" for e in args.extra if not e.startswith("threads=")]))
     markdown = table(rows)
     print(markdown)
-    record = {"command": command, "machine": {"cpu": cpu_name(), "platform": platform.platform(),
-                                              "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "settings": vars(args), "classifier": {"path": str(classifier.path), **classifier.info},
-              "rows": rows, "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
-    path = RESULTS / f"mnist_zoo{suffix}.json"
-    path.write_text(json.dumps(record, indent=2, default=float))
+    save(rows, complete=True)
     figure = samples_figure(panels, labelled.image_shape, RESULTS / f"zoo_samples{suffix}.png")
     print(f"wrote {path} and {figure}")
     if not args.smoke and set(args.families) == {e.name for e in ZOO}:
