@@ -391,7 +391,8 @@ def main() -> None:
                   "machine": {"cpu": cpu_name(), "platform": platform.platform(),
                               "threads": torch.get_num_threads(), "torch": torch.__version__},
                   "settings": vars(args), "classifier": {"path": str(classifier.path), **classifier.info},
-                  "rows": rows, "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
+                  "rows": rows,
+                  "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
         path.write_text(json.dumps(record, indent=2, default=float))
 
     rows: list[dict[str, Any]] = []
