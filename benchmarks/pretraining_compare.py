@@ -17,6 +17,8 @@ apart from fine-tuning time.
     python benchmarks/pretraining_compare.py --mnist ../shared/data/mnist.npz
     python benchmarks/pretraining_compare.py --smoke        # seconds: tiny nets, a few epochs
     python benchmarks/pretraining_compare.py --inits random sda   # only those rows
+    python benchmarks/pretraining_compare.py --inits sda --reuse-pretrained \
+        --finetune-set train.optimizer.lr=0.01 --out benchmarks/results/pretraining_compare-lr0.01.json
 
 Writes ``benchmarks/results/pretraining_compare.json`` (``--smoke``:
 ``pretraining_compare-smoke.json``) and keeps the run directories under
@@ -106,7 +108,8 @@ def finetune(common: list[str], setting: dict, pretrained: Path | None, out: Pat
     model = f"model={{type: mlp, hidden_layers: {setting['widths']}, activation: sigmoid, init: glorot}}"
     config = load_config(None, [
         *common, model, *seed, f"train.epochs={setting['finetune_epochs']}", "train.batch_size=32",
-        "train.optimizer={name: sgd, lr: 0.05, momentum: 0.9}", "train.schedule={name: cosine, unit: step}"])
+        "train.optimizer={name: sgd, lr: 0.05, momentum: 0.9}", "train.schedule={name: cosine, unit: step}",
+        *setting.get("finetune_overrides", [])])
     started = time.perf_counter()
     result = train(config, out, overwrite=True, progress=False)
     seconds = time.perf_counter() - started
@@ -115,26 +118,33 @@ def finetune(common: list[str], setting: dict, pretrained: Path | None, out: Pat
             "val_accuracy": result.history[-1].get("val_accuracy"), "finetune_seconds": seconds}
 
 
-def run_row(label: str, pretrain, common: list[str], setting: dict, runs: Path, index: int) -> dict:
-    """One row: pretraining (if any), fine-tuning and the test error; a failure becomes the
-    row's ``error`` (printed) so that the other rows still run and are written."""
+def run_row(key: str, common: list[str], setting: dict, runs: Path, reuse: bool) -> dict:
+    """One row: pretraining (if any; ``reuse``: an earlier run's pretrained model where one is
+    kept), fine-tuning and the test error; a failure becomes the row's ``error`` (printed) so
+    that the other rows still run and are written."""
+    label, pretrain = STARTS[key]
     row: dict = {"init": label, "pretrain_seconds": 0.0}
     try:
         source = None
         if pretrain is not None:
-            started = time.perf_counter()
-            kind = pretrain.__name__.removeprefix("pretrain_")
-            source = pretrain(common, setting, runs / f"pretrain-{kind}")
-            row["pretrain_seconds"] = time.perf_counter() - started
+            kept = runs / f"pretrain-{key}"
+            if reuse and (kept / "model.safetensors").is_file():
+                source, row["pretrain_seconds"] = kept, "reused"
+            else:
+                started = time.perf_counter()
+                source = pretrain(common, setting, kept)
+                row["pretrain_seconds"] = time.perf_counter() - started
             if isinstance(source, str):
                 print(f"{label:34s} skipped: {source}", flush=True)
                 return {**row, "skipped": source}
-        row.update(finetune(common, setting, source, runs / f"mlp-{index}"))
+        row.update(finetune(common, setting, source, runs / f"mlp-{key}"))
     except Exception as err:  # noqa: BLE001 (a benchmark row: report it and go on to the next)
         print(f"{label:34s} FAILED: {type(err).__name__}: {err}", flush=True)
         return {**row, "error": f"{type(err).__name__}: {err}"}
+    pretrained = row["pretrain_seconds"]
     print(f"{label:34s} test error {100 * row['test_error']:.2f} % "
-          f"+- {100 * row['test_error_stderr']:.2f} (pretraining {row['pretrain_seconds']:.0f} s, "
+          f"+- {100 * row['test_error_stderr']:.2f} (pretraining "
+          f"{pretrained if isinstance(pretrained, str) else f'{pretrained:.0f} s'}, "
           f"fine-tuning {row['finetune_seconds']:.0f} s)", flush=True)
     return row
 
@@ -159,25 +169,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help="tiny nets on 2,000 images, a few epochs")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/pretraining_compare.json)")
+    parser.add_argument("--finetune-set", dest="finetune", action="append", default=[],
+                        help="override of every row's fine-tuning config (e.g. train.optimizer.lr=0.01)")
+    parser.add_argument("--reuse-pretrained", action="store_true",
+                        help="fine-tune from the pretrained models an earlier run kept, where present")
     parser.add_argument("--inits", nargs="+", choices=list(STARTS), default=list(STARTS),
                         help="which starts to compare (default: all; the SdA row carries the target)")
     args = parser.parse_args()
     mnist = Path(args.mnist).resolve()
     if not mnist.is_file():
         raise SystemExit(f"{mnist}: no MNIST file; pass --mnist PATH/mnist.npz")
-    setting = SMOKE if args.smoke else FULL
+    setting = {**(SMOKE if args.smoke else FULL), "finetune_overrides": args.finetune}
     name = "pretraining_compare" + ("-smoke" if args.smoke else "")
     runs = RUNS / ("smoke" if args.smoke else f"seed{args.seed}")
     common = data_overrides(mnist, args.seed, setting, args.threads)
-    starts = {STARTS[key][0]: STARTS[key][1] for key in args.inits}
     out = Path(args.out) if args.out else RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/pretraining_compare.py --mnist ../shared/data/mnist.npz"
                + (" --smoke" if args.smoke else "") + f" --seed {args.seed}"
-               + (f" --inits {' '.join(args.inits)}" if args.inits != list(STARTS) else ""))
+               + (f" --inits {' '.join(args.inits)}" if args.inits != list(STARTS) else "")
+               + "".join(f" --finetune-set {o}" for o in args.finetune)
+               + (" --reuse-pretrained" if args.reuse_pretrained else ""))
     rows: list[dict] = []
-    for label, pretrain in starts.items():
-        rows.append(run_row(label, pretrain, common, setting, runs, len(rows)))
+    for key in args.inits:
+        rows.append(run_row(key, common, setting, runs, args.reuse_pretrained))
         # written after every row: a later row's failure (hours in) loses nothing measured
         write_results(out, command, args, setting, rows)
     sda = next((r for r in rows if r["init"].startswith("stacked")), {})
