@@ -99,7 +99,7 @@ def main() -> None:
                     + ("--smoke" if args.smoke
                        else f"--epochs {args.epochs} --updown-epochs {args.updown_epochs}")
                     + "".join(f" --set {e}" for e in args.extra)),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": config.threads,
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                     "torch": torch.__version__},
         "layers": [784, *layers], "epochs_per_layer": epochs, "updown_epochs": updown, "run_dir": str(out),

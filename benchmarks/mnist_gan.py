@@ -165,7 +165,7 @@ def main() -> None:
                        else f"--minutes {args.minutes:g}")
                     + f" --samples {args.samples} --device {args.device}"
                     + "".join(f" --set {e}" for e in args.extra)),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": config.threads,
                     "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "epochs": epochs, "calibrated_seconds_per_epoch": per_epoch, "train_minutes": train_seconds / 60,

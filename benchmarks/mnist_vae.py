@@ -130,7 +130,7 @@ def main() -> None:
                     + (f" --k {args.k}" if args.k != 5000 else "")
                     + "".join(f" --set {e}" for e in args.extra)
                     + (f" --out {args.out}" if args.out else "")),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": config.threads,
                     "device": config.device, "torch": torch.__version__,
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "overrides": extra, "epochs": epochs, "calibrated_seconds_per_epoch": per_epoch,
