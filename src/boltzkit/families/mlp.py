@@ -72,6 +72,7 @@ class ClassifierTask(Task):
     def __init__(self, config, data: Dataset, device: torch.device):
         self._source = None  # the run of model.pretrained, loaded once
         self.raw_features = data.n_features  # before any augmentation: what the filters show
+        self._pretrained_digest: str | None = None  # set by _augmented: the DBM's weights
         if config.model.pretrained_input == "augmented":
             data = self._augmented(config, data, device)
         super().__init__(config, data, device)
@@ -107,6 +108,7 @@ class ClassifierTask(Task):
                               "the DBM reads features in [0, 1]; accepted with it: false")
         source = self._pretrained_source(config, device)
         model = source.model
+        self._pretrained_digest = weights_digest(model)
         if not hasattr(model, "input_features"):
             raise DataError(f"{config.model.pretrained}: model.pretrained_input 'augmented' needs a "
                             f"pretrained run whose model computes extra input features (a DBM with two "
@@ -130,9 +132,8 @@ class ClassifierTask(Task):
         labels = [self.data.train_labels, self.data.validation_labels, self.data.test_labels]
         n_classes = int(max(int(t.max()) for t in labels if t is not None and len(t))) + 1
         info = {**super().data_info, "n_classes": n_classes}
-        if self.config.model.pretrained_input == "augmented":
-            source = self._pretrained_source(self.config, self.device)
-            info["pretrained_sha256"] = weights_digest(source.model)
+        if self._pretrained_digest is not None:
+            info["pretrained_sha256"] = self._pretrained_digest
         return info
 
     def build_model(self) -> nn.Module:
