@@ -75,8 +75,9 @@ def evaluate_run(
     dataset = (load_dataset(config.data, config.seed, unit_interval=unit_interval) if data is None
                else as_dataset(data, config.data, config.seed, unit_interval))
     task = family.task(config, dataset, where)
-    check_pretrained_unchanged(trained.data_info, task.data_info.get("pretrained_sha256"),
-                               str(config.model.pretrained))
+    if "pretrained_sha256" in trained.data_info:  # its inputs come from another run's model
+        check_pretrained_unchanged(trained.data_info, task.data_info.get("pretrained_sha256"),
+                                   str(config.model.pretrained))
     options = {k: v for k, v in options.items() if v is not None}
     _check_options(family.name, task.evaluate, options)
     rows = max(config.train.batch_size, config.eval.ais.runs)
