@@ -145,7 +145,7 @@ def main() -> None:
                     + ("--smoke" if args.smoke
                        else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
                     + "".join(f" --set {e}" for e in args.extra)),
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": mlp.config.threads,
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                     "torch": torch.__version__},
         "layers": [784, *layers], "epochs_per_layer": epochs, "evaluation_settings": evaluation,
