@@ -108,7 +108,6 @@ class ClassifierTask(Task):
                               "the DBM reads features in [0, 1]; accepted with it: false")
         source = self._pretrained_source(config, device)
         model = source.model
-        self._pretrained_digest = weights_digest(model)
         if not hasattr(model, "input_features"):
             raise DataError(f"{config.model.pretrained}: model.pretrained_input 'augmented' needs a "
                             f"pretrained run whose model computes extra input features (a DBM with two "
@@ -122,6 +121,7 @@ class ClassifierTask(Task):
                       for name in ("train", "validation", "test") if getattr(data, name) is not None}
         except ValueError as err:
             raise DataError(f"{config.model.pretrained}: {err}") from None
+        self._pretrained_digest = weights_digest(model)  # of the model that computed the inputs
         return dataclasses.replace(data, **splits)
 
     @property
