@@ -123,13 +123,14 @@ def run_row(key: str, common: list[str], setting: dict, runs: Path, reuse: bool)
     kept), fine-tuning and the test error; a failure becomes the row's ``error`` (printed) so
     that the other rows still run and are written."""
     label, pretrain = STARTS[key]
-    row: dict = {"init": label, "pretrain_seconds": 0.0}
+    row: dict = {"init": label, "pretrain_seconds": 0.0, "pretrained_reused": False}
     try:
         source = None
         if pretrain is not None:
             kept = runs / f"pretrain-{key}"
             if reuse and (kept / "model.safetensors").is_file():
-                source, row["pretrain_seconds"] = kept, "reused"
+                # the seconds were spent (and recorded) by the run that made it
+                source, row["pretrain_seconds"], row["pretrained_reused"] = kept, None, True
             else:
                 started = time.perf_counter()
                 source = pretrain(common, setting, kept)
@@ -141,10 +142,9 @@ def run_row(key: str, common: list[str], setting: dict, runs: Path, reuse: bool)
     except Exception as err:  # noqa: BLE001 (a benchmark row: report it and go on to the next)
         print(f"{label:34s} FAILED: {type(err).__name__}: {err}", flush=True)
         return {**row, "error": f"{type(err).__name__}: {err}"}
-    pretrained = row["pretrain_seconds"]
+    pretrained = "reused" if row["pretrained_reused"] else f"{row['pretrain_seconds']:.0f} s"
     print(f"{label:34s} test error {100 * row['test_error']:.2f} % "
-          f"+- {100 * row['test_error_stderr']:.2f} (pretraining "
-          f"{pretrained if isinstance(pretrained, str) else f'{pretrained:.0f} s'}, "
+          f"+- {100 * row['test_error_stderr']:.2f} (pretraining {pretrained}, "
           f"fine-tuning {row['finetune_seconds']:.0f} s)", flush=True)
     return row
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -170,7 +171,41 @@ def _path(model: RBM, base_bias: Tensor | None) -> _BaseRatePath | _DecoupledPat
     return path
 
 
-class _BaseRatePath:
+class AnnealingPath(Protocol):
+    """What :func:`forward_ais` needs of a path: the chains' first state drawn from the
+    base model, the log-weight increment at each inverse temperature, the transition."""
+
+    log_z_base: float
+    device: torch.device
+
+    def start(self, runs: int, generator: torch.Generator | None) -> Any: ...
+
+    def forward_step(self, state: Any, beta: float, previous: float) -> tuple[Tensor, Any]: ...
+
+    def advance(self, state: Any, reused: Any, beta: float, generator: torch.Generator | None) -> Any: ...
+
+
+class _RBMSteps:
+    """:class:`AnnealingPath` for the RBM paths (state: ``v``)."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    def start(self, runs: int, generator: torch.Generator | None) -> Tensor:
+        return self.base_sample(runs, generator)
+
+    def forward_step(self, v: Tensor, beta: float, previous: float) -> tuple[Tensor, Tensor]:
+        """``log f_beta(v) - log f_previous(v)`` and the tempered hidden input the sweep reuses."""
+        a = self.hidden_input(v)
+        tempered = self.tempered(a, beta)
+        return self.log_f_step(v, a, beta, previous, tempered), tempered
+
+    def advance(self, v: Tensor, tempered: Tensor, beta: float, generator: torch.Generator | None) -> Tensor:
+        return self.sweep(tempered, beta, generator)
+
+
+class _BaseRatePath(_RBMSteps):
     """The annealing path between the base rate and a Bernoulli-Bernoulli RBM."""
 
     log_z_shift = 0.0
@@ -225,7 +260,7 @@ class _BaseRatePath:
         return v.to(torch.float64) @ b - F.softplus(b).sum()
 
 
-class _DecoupledPath:
+class _DecoupledPath(_RBMSteps):
     """The path that anneals the weights of an RBM of any unit families (no offsets).
 
     ``log f_beta(v) = -visible.self_energy(v) + hidden.log_partition(beta s(v) W)``; at
@@ -297,10 +332,7 @@ class _Annealing:
 
     def zero_log_weights(self, n: int) -> Tensor:
         """``n`` float64 log-weight accumulators on the model's device."""
-        return torch.zeros(n, dtype=torch.float64, device=self.path.weight.device)
-
-    def progress_bar(self, total: int, desc: str, enabled: bool) -> tqdm:
-        return tqdm(total=total, disable=not enabled, desc=desc, unit="beta", leave=False, mininterval=0.5)
+        return torch.zeros(n, dtype=torch.float64, device=self.path.device)
 
     def seconds(self) -> float:
         """Wall-clock seconds since the set-up."""
@@ -345,20 +377,33 @@ def ais_log_partition(
         progress: show a progress bar.
     """
     run = _annealing(model, base_bias, betas, runs, generator, "AIS")
-    path, schedule = run.path, run.betas
-    v = path.base_sample(runs, run.generator)
-    log_w = run.zero_log_weights(runs)
+    log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
+    return _ais_result(log_w, run.path.log_z_base, run.path.log_z_shift, len(run.betas), run.seconds())
+
+
+def forward_ais(path: AnnealingPath, schedule: list[float], runs: int, generator: torch.Generator | None,
+                progress: bool, desc: str) -> Tensor:
+    """The forward-AIS loop shared by RBMs and DBMs: ``runs`` chains from ``path.start``;
+    at each ``beta_k`` after the first, add ``log f_k(x) - log f_{k-1}(x)``
+    (``path.forward_step``, which also returns what the sweep reuses) to the float64
+    log-weights and, except at the last, move ``x`` by one transition that leaves ``p_k``
+    invariant (``path.advance``). Returns the log-weights, shape ``(runs,)``."""
+    state = path.start(runs, generator)
+    log_w = torch.zeros(runs, dtype=torch.float64, device=path.device)
     last = len(schedule) - 1
-    with run.progress_bar(last, "AIS", progress) as bar:
+    with _beta_bar(last, desc, progress) as bar:
         for k in range(1, last + 1):
-            a = path.hidden_input(v)
-            tempered = path.tempered(a, schedule[k])
-            log_w += path.log_f_step(v, a, schedule[k], schedule[k - 1], tempered)
+            increment, reused = path.forward_step(state, schedule[k], schedule[k - 1])
+            log_w += increment
             if k < last:
-                v = path.sweep(tempered, schedule[k], run.generator)
+                state = path.advance(state, reused, schedule[k], generator)
             if k % 250 == 0:
                 bar.update(250)
-    return _ais_result(log_w, path.log_z_base, path.log_z_shift, len(schedule), run.seconds())
+    return log_w
+
+
+def _beta_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="beta", leave=False, mininterval=0.5)
 
 
 def _ais_result(log_w: Tensor, log_z_base: float, shift: float, n_betas: int, seconds: float) -> AISResult:
@@ -406,7 +451,7 @@ def reverse_ais_log_likelihood(
     x_all = data.to(path.weight).repeat_interleave(runs, dim=0)
     estimates = []
     steps = (len(schedule) - 2) * math.ceil(len(x_all) / chunk_rows)
-    with run.progress_bar(steps, "reverse AIS", progress) as bar:
+    with _beta_bar(steps, "reverse AIS", progress) as bar:
         for start in range(0, len(x_all), chunk_rows):
             x = x_all[start : start + chunk_rows]
             a = path.hidden_input(x)

@@ -32,11 +32,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..models.dbm import DBM
 from ..units import BernoulliUnits, bernoulli
-from .ais import AISResult, _ais_result, _schedule, base_rate_bias
+from .ais import AISResult, _ais_result, _schedule, base_rate_bias, forward_ais
 from .exact import as_float64
 
 _CHUNK = 1 << 14
@@ -113,6 +112,7 @@ class _DBMPath:
         self.model = model
         visible = model.biases[0].detach() if base_bias is None else base_bias
         self.base = [visible.to(weight)] + [torch.zeros_like(b) for b in model.biases[1:]]
+        self.device = weight.device
         self.odd, self.even = odd_layers(model), even_layers(model)
         hidden_units = sum(model.sizes[1:])
         self.log_z_base = F.softplus(self.base[0].double()).sum().item() + hidden_units * math.log(2)
@@ -133,6 +133,11 @@ class _DBMPath:
         energy_a = -sum(zeros[d] @ self.base[d] for d in self.odd)
         return energy_b, energy_a, [model.layer_input(zeros, d) for d in self.even]
 
+    def forward_step(self, states: list[Tensor | None], beta: float, previous: float) -> tuple[Tensor, tuple]:
+        """``log f_beta - log f_previous`` of the chains' odd layers, and the pieces the sweep reuses."""
+        pieces = self.log_f_pieces(states)
+        return self.log_f(pieces, beta) - self.log_f(pieces, previous), pieces
+
     def log_f(self, pieces, beta: float) -> Tensor:
         energy_b, energy_a, inputs = pieces
         f = -(beta * energy_b.double() + (1 - beta) * energy_a.double())
@@ -140,7 +145,7 @@ class _DBMPath:
             f = f + F.softplus(beta * a.double() + (1 - beta) * self.base[depth].double()).sum(dim=-1)
         return f
 
-    def sweep(self, states, pieces, beta: float, generator) -> list[Tensor | None]:
+    def advance(self, states, pieces, beta: float, generator) -> list[Tensor | None]:
         """Even layers given odd, then odd given even, all at ``beta``."""
         full = list(states)
         for depth, a in zip(self.even, pieces[2], strict=True):
@@ -178,18 +183,7 @@ def dbm_ais_log_partition(
     started = time.perf_counter()
     schedule = _schedule(betas)
     path = _DBMPath(model, base_bias)
-    states = path.start(runs, generator)
-    log_w = torch.zeros(runs, dtype=torch.float64, device=model.weights[0].device)
-    last = len(schedule) - 1
-    with tqdm(total=last, disable=not progress, desc="DBM AIS", unit="beta", leave=False,
-              mininterval=0.5) as bar:
-        for k in range(1, last + 1):
-            pieces = path.log_f_pieces(states)
-            log_w += path.log_f(pieces, schedule[k]) - path.log_f(pieces, schedule[k - 1])
-            if k < last:
-                states = path.sweep(states, pieces, schedule[k], generator)
-            if k % 250 == 0:
-                bar.update(250)
+    log_w = forward_ais(path, schedule, runs, generator, progress, "DBM AIS")
     return _ais_result(log_w, path.log_z_base, 0.0, len(schedule), time.perf_counter() - started)
 
 
