@@ -147,7 +147,7 @@ def main() -> None:
           f"(device {config.device}); {len(samples)} samples of the generator's moving average")
     print(f"note: {NOTE}")
     print("| metric | value |\n| --- | --- |")
-    print(f"| FID (quality-classifier features) | {quality['fid']:.3f} |")
+    print(f"| FID (quality-classifier features) | {quality['fid']:.3f} +- {quality['fid_stderr']:.3f} |")
     print(f"| class coverage | {quality['class_coverage']:.2f} |")
     print(f"| Inception-style score | {quality['inception_score']:.3f} |")
     print(f"| quality classifier's test accuracy | {classifier['test_accuracy']:.4f} |")

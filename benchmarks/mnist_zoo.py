@@ -245,6 +245,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     def number(value: float | None, digits: int) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
+    def fid(quality: dict) -> str:
+        # older records have no standard error
+        spread = quality.get("fid_stderr")
+        return number(quality.get("fid"), 1) + ("" if spread is None else f" +- {spread:.1f}")
+
     lines = ["| family | test log-likelihood (nats) | FID (classifier features) | class coverage | "
              "classes within +-30 % of uniform | Inception-style score | linear probe accuracy | "
              "training seconds | trained |",
@@ -255,7 +260,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         if row.get("reference"):
             q = row["quality"]
-            lines.append(f"| {row['family']} | | {q['fid']:.1f} | {q['class_coverage']:.2f} | "
+            lines.append(f"| {row['family']} | | {fid(q)} | {q['class_coverage']:.2f} | "
                          f"{balanced_classes(q)} | {q['inception_score']:.2f} | | | |")
             continue
         ll = row["likelihood"]
@@ -263,7 +268,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             ", unreliable" if ll.get("reliable") is False else "") + ")"
         quality = row.get("quality") or {}
         lines.append(
-            f"| {row['family']} | {ll_text} | {number(quality.get('fid'), 1)} | "
+            f"| {row['family']} | {ll_text} | {fid(quality) if quality else 'n/a'} | "
             f"{number(quality.get('class_coverage'), 2)} | "
             f"{balanced_classes(quality) if quality else 'n/a'} | "
             f"{number(quality.get('inception_score'), 2)} | "

@@ -9,7 +9,9 @@ Three numbers compare generated images with real ones (the test split):
   ``FrechetInceptionDistance`` with the classifier as its feature extractor. These are
   **not Inception v3 features**: values compare only under the same classifier file and
   the same number of samples (the estimate is biased upward at small N), never with
-  published FIDs.
+  published FIDs. Its standard error over draws of the generated images (the reference
+  held fixed, as it is for every model compared) comes from ``FID_SPLITS`` disjoint parts
+  of the samples: :meth:`QualityJudge.frechet_distance_stderr`.
 - **Class coverage**: the fraction of the ``K`` classes that receive at least
   ``(1 - tolerance) / K`` of the samples (the classifier's predicted labels), beside the
   histogram of those labels. A model that draws one digit covers ``1 / K``.
@@ -36,6 +38,8 @@ from .exact import log_mean_exp
 
 COVERAGE_TOLERANCE = 0.3
 """A class is covered when its share of the samples is at least ``(1 - 0.3) / K``."""
+FID_SPLITS = 5
+"""Disjoint parts of the samples whose Frechet distances give the standard error."""
 SAMPLES_PER_FEATURE = 10
 """Below this many images per feature on either side, the covariances are poorly
 estimated and the Frechet distance is biased upward: the result carries a caveat."""
@@ -47,6 +51,8 @@ class SampleQuality:
 
     fid: float
     """Frechet distance on the classifier's features (not Inception's)."""
+    fid_stderr: float
+    """Its standard error over draws of the samples (nan below ``2 * FID_SPLITS`` samples)."""
     class_coverage: float
     """Fraction of classes with at least ``(1 - tolerance) / K`` of the samples."""
     class_histogram: list[float]
@@ -67,9 +73,9 @@ class SampleQuality:
 
     def report(self) -> str:
         """One line for tables and logs."""
-        line = (f"FID {self.fid:.3f} (classifier features, not Inception; {self.samples} samples vs "
-                f"{self.reference} real images), class coverage {self.class_coverage:.2f}, "
-                f"Inception-style score {self.inception_score:.3f}")
+        line = (f"FID {self.fid:.3f} +- {self.fid_stderr:.3f} (classifier features, not Inception; "
+                f"{self.samples} samples vs {self.reference} real images), "
+                f"class coverage {self.class_coverage:.2f}, Inception-style score {self.inception_score:.3f}")
         return f"{line}; {self.caveat}" if self.caveat else line
 
 
@@ -161,6 +167,24 @@ class QualityJudge:
         return float(self._metric.compute())
 
     @torch.no_grad()
+    def frechet_distance_stderr(self, images: Tensor, splits: int = FID_SPLITS) -> float:
+        """Standard error of :meth:`frechet_distance` of ``images`` over draws of the images
+        (the reference held fixed).
+
+        The distances of ``splits`` disjoint parts (every ``splits``-th image, so that an
+        ordered set splits evenly) spread with a standard deviation ``s``; with the
+        estimator's variance falling as ``1 / N`` (delta method, for a distance above 0),
+        the whole set's standard error is ``s / sqrt(splits)``. The parts' small-sample
+        bias shifts them alike and does not enter ``s``. nan with fewer than 2 images per part.
+        """
+        if splits < 2:
+            raise ValueError(f"Invalid number of FID splits: {splits} (expected >= 2)")
+        if len(images) < 2 * splits:
+            return math.nan
+        parts = torch.tensor([self.frechet_distance(images[i::splits]) for i in range(splits)])
+        return (parts.std() / math.sqrt(splits)).item()
+
+    @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
         """The classifier's logits ``(N, K)`` (on the CPU)."""
         chunks = images.split(self.batch_size)
@@ -176,6 +200,7 @@ class QualityJudge:
                   "feature): the FID is biased upward; compare only at the same number of samples"
                   if fewest < SAMPLES_PER_FEATURE * features else "")
         return SampleQuality(
-            fid=self.frechet_distance(images), class_coverage=coverage, class_histogram=histogram,
+            fid=self.frechet_distance(images), fid_stderr=self.frechet_distance_stderr(images),
+            class_coverage=coverage, class_histogram=histogram,
             inception_score=inception_score(logits), samples=len(images), reference=self.reference,
             features=features, tolerance=self.tolerance, caveat=caveat)
