@@ -14,7 +14,11 @@ median seconds per epoch; efficiency = 5 matmuls x batches x the same round's pe
 epoch time (an update is about five such products: two to sample, one for the negative
 statistics, two for the gradient), median over rounds; the same ratio inverted as a
 machine-independent figure, "products per update" (5 at the peak); the ratio to the same
-round's scikit-learn epoch. The CPU, PyTorch's CPU capability and its BLAS are printed.
+round's scikit-learn epoch. The CPU, PyTorch's CPU capability and its BLAS are printed,
+and numpy's BLAS (the one scikit-learn runs on: library, kernel architecture) with the
+same product timed in the same rounds: where numpy's BLAS is the faster of the two, the
+ratio to scikit-learn says so rather than our update. Every library runs on one thread
+(scikit-learn's BLAS too, through threadpoolctl).
 
     python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _machine import cpu_name  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from boltzkit.config import load_config
 from boltzkit.train import fit
@@ -41,9 +46,11 @@ RESULTS = Path(__file__).parent / "results"
 N_VISIBLE, N_HIDDEN, BATCH = 784, 500, 100
 
 
-def matmul_seconds(repeats: int = 2000) -> float:
-    """Median time of a float32 (100 x 784) @ (784 x 500) product."""
+def matmul_seconds(repeats: int = 2000, library: str = "torch") -> float:
+    """Median time of a float32 (100 x 784) @ (784 x 500) product in torch or numpy."""
     a, b = torch.rand(BATCH, N_VISIBLE), torch.randn(N_VISIBLE, N_HIDDEN)
+    if library == "numpy":
+        a, b = a.numpy(), b.numpy()
     for _ in range(50):
         a @ b
     times = []
@@ -100,8 +107,12 @@ def machine() -> dict[str, str]:
     cpu = cpu_name()
     settings = torch.__config__.show()
     blas = re.search(r"BLAS_INFO=(\w+)", settings)
+    numpy_blas = next((f"{i['internal_api']} {i.get('version') or ''}, "
+                       f"{i.get('architecture') or 'kernel not reported'}"
+                       for i in threadpool_info() if i["user_api"] == "blas"), "not found")
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "blas": blas.group(1) if blas else "not reported", "torch": torch.__version__, "threads": "1"}
+            "blas": blas.group(1) if blas else "not reported", "numpy_blas": numpy_blas,
+            "torch": torch.__version__, "threads": "1"}
 
 
 VARIANTS = {
@@ -120,6 +131,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "rbm_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    threadpool_limits(1)  # numpy's BLAS, which scikit-learn uses: one thread, as torch
     mnist = Path(args.mnist).resolve()
     if not mnist.is_file():
         raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
@@ -128,19 +140,22 @@ def main() -> None:
     x = (np.random.default_rng(0).random(grey.shape, dtype=np.float32) < grey).astype(np.float32)
     batches = len(x) // BATCH
     about = machine()
-    print(f"{about['cpu']} ({about['cpu_capability']}), torch {about['torch']} with BLAS {about['blas']}, "
-          "1 thread")
+    print(f"{about['cpu']} ({about['cpu_capability']}), torch {about['torch']} with BLAS {about['blas']}; "
+          f"numpy (scikit-learn) BLAS {about['numpy_blas']}; 1 thread each")
 
     boltzkit_epoch_seconds(mnist, ["data.limit=2000"])  # warm-up: imports, first calls
     rounds = []
     for index in range(args.rounds):
-        row = {"peak_matmul_seconds": matmul_seconds(500)}
+        row = {"peak_matmul_seconds": matmul_seconds(500),
+               "numpy_matmul_seconds": matmul_seconds(500, "numpy")}
         for name, extra in VARIANTS.items():
             row[name] = boltzkit_epoch_seconds(mnist, extra)
         row[SKLEARN] = sklearn_epoch(x, index)
         rounds.append(row)
-        print(f"round {index + 1}: peak {row['peak_matmul_seconds'] * 1e3:.3f} ms; "
-              + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if k != "peak_matmul_seconds"), flush=True)
+        print(f"round {index + 1}: peak {row['peak_matmul_seconds'] * 1e3:.3f} ms (numpy "
+              f"{row['numpy_matmul_seconds'] * 1e3:.3f} ms); "
+              + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if not k.endswith("matmul_seconds")),
+              flush=True)
 
     print(f"\n{'variant':34s} {'min s':>7s} {'median s':>9s} {'% of peak':>10s} {'products/update':>16s} "
           f"{'vs sklearn':>11s}")
@@ -157,6 +172,9 @@ def main() -> None:
         print(f"{name:34s} {entry['min_seconds']:7.3f} {entry['median_seconds']:9.3f} "
               f"{100 * entry['fraction_of_peak']:9.1f}% {entry['products_per_update']:16.2f} "
               f"{entry['speedup_vs_sklearn']:10.2f}x")
+    blas_ratio = statistics.median(r["peak_matmul_seconds"] / r["numpy_matmul_seconds"] for r in rounds)
+    print(f"\nthe same product in numpy's BLAS takes {1 / blas_ratio:.2f}x torch's time (median of rounds): "
+          f"{'scikit-learn runs on the faster BLAS' if blas_ratio > 1 else 'torch has the faster BLAS'}")
     cd1 = table[0]["median_seconds"]
     rng = sampling_seconds(batches)
     print("\nBernoulli sampling, one epoch of draws (100x500 + 100x784 per batch):")
@@ -167,7 +185,7 @@ def main() -> None:
     record = {
         "command": "python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz",
         "machine": about, "rounds": rounds, "batches_per_epoch": batches, "variants": table,
-        "sampling_seconds_per_epoch": rng,
+        "sampling_seconds_per_epoch": rng, "torch_over_numpy_matmul_time": blas_ratio,
         "targets": {"fraction_of_peak": 0.65, "speedup_vs_sklearn": 1.8},
     }
     Path(args.out).write_text(json.dumps(record, indent=2))
