@@ -1,0 +1,169 @@
+"""Every family's update, and AIS per inverse temperature, as a fraction of the matmul peak.
+
+Issue 18 asks that the deep families be measured the way the RBM is (``rbm_speed.py``):
+the time of one update set against what the machine's float32 matrix products could do
+in the same round. Here that is general: ``torch.utils.flop_counter.FlopCounterMode``
+counts the floating-point operations of the products and convolutions in one update
+(forward, backward, sampling and mean field alike), and
+
+    fraction of peak = (update FLOPs / peak FLOP/s) / update seconds
+
+with the peak measured, in every round, on a float32 (100 x 784) @ (784 x 500) product.
+The rest of an update (element-wise work, random numbers, the optimizer, Python) is what
+keeps the fraction below 1; a convolution's FLOPs are set against the same GEMM peak, so
+the GAN's fraction also carries how well the convolutions run.
+
+Rows: each family's MNIST preset as users run it (one update on a batch of the preset's
+size, one thread): the RBM (centered PCD-5, and CD-1 with the closed-form gradient, the
+``rbm_speed.py`` setting), the DBM's joint update (mean field, chains, gradient), the
+first layer of the stacked denoising autoencoder, the VAE (IWAE, k = 5) and the DCGAN
+(one discriminator and one generator step); then AIS, one inverse temperature of 100
+runs, for the 784-500 RBM and the 784-500-1000 DBM. Round robin over ``--rounds``
+rounds; minimum and median milliseconds are reported, the fraction from the median.
+
+    python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from _machine import cpu_name  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from boltzkit.config import load_config  # noqa: E402
+from boltzkit.estimate.ais import ais_log_partition  # noqa: E402
+from boltzkit.estimate.dbm import dbm_ais_log_partition  # noqa: E402
+from boltzkit.train import Fit  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+PEAK_SHAPE = (100, 784, 500)
+UPDATES = {
+    "RBM 784-500, centered PCD-5 (rbm-mnist)": ("rbm-mnist", []),
+    "RBM 784-500, CD-1, closed form": ("rbm-mnist", ["model.centered=false", "train.method=cd", "train.k=1",
+                                                      "train.gradient=closed_form"]),
+    "DBM 784-500-1000, joint update (dbm-mnist)": ("dbm-mnist", []),
+    "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
+    "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", []),
+    "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", []),
+}
+AIS_RUNS, AIS_BETAS = 100, 200
+
+
+def peak_seconds(repeats: int) -> float:
+    """Median seconds of the float32 product of :data:`PEAK_SHAPE`."""
+    m, k, n = PEAK_SHAPE
+    a, b = torch.rand(m, k), torch.randn(k, n)
+    return median_seconds(lambda: a @ b, repeats)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of the products and convolutions ``fn`` runs."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def update_of(preset: str, overrides: list[str], mnist: Path) -> tuple[Callable[[], float], int, object]:
+    """One training update of ``preset`` on a fixed batch (after two warm-up updates, which
+    also start persistent chains), its batch size, and the model."""
+    config = load_config(preset, ["data.name=npz", f"data.path={mnist}", "data.limit=2000", "threads=1",
+                                  "train.checkpoint_every=0", *overrides])
+    session = Fit(config)
+    model, step = session.model, session.train_step()
+    size = config.train.batch_size
+    batch = session.task.batch(torch.arange(size), torch.Generator().manual_seed(0))
+    for _ in range(2):
+        step(model, batch)
+    return (lambda: step(model, batch)), size, model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", default=os.environ.get("BOLTZKIT_MNIST", "../shared/data/mnist.npz"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per row per round")
+    parser.add_argument("--out", default=str(RESULTS / "family_speed.json"))
+    args = parser.parse_args()
+    mnist = Path(args.mnist).resolve()
+    if not mnist.is_file():
+        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    rows: dict[str, dict] = {}
+    models = {}
+    for name, (preset, overrides) in UPDATES.items():
+        update, size, model = update_of(preset, overrides, mnist)
+        rows[name] = {"call": update, "batch": size, "flops": flops(update), "unit": "update"}
+        models[preset] = model
+    rbm, dbm = models["rbm-mnist"], models["dbm-mnist"]
+    generator = torch.Generator().manual_seed(0)
+    ais = {
+        "AIS on the RBM, one beta x 100 runs": lambda: ais_log_partition(
+            rbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator),
+        "AIS on the DBM, one beta x 100 runs": lambda: dbm_ais_log_partition(
+            dbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator),
+    }
+    for name, run in ais.items():
+        # a whole AIS of AIS_BETAS steps per call, reported per inverse temperature
+        rows[name] = {"call": run, "batch": AIS_RUNS, "flops": flops(run) / (AIS_BETAS - 1),
+                      "unit": "beta", "per_call": AIS_BETAS - 1}
+
+    rounds = []
+    for index in range(args.rounds):
+        record = {"peak_seconds": peak_seconds(500)}
+        for name, row in rows.items():
+            repeats = 2 if row["unit"] == "beta" else args.repeats
+            record[name] = median_seconds(row["call"], repeats) / row.get("per_call", 1)
+        rounds.append(record)
+        print(f"round {index + 1}: peak {record['peak_seconds'] * 1e3:.3f} ms", flush=True)
+
+    m, k, n = PEAK_SHAPE
+    peak_flops = 2 * m * k * n
+    print(f"\n{cpu_name()}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), 1 thread; "
+          f"peak: float32 {m}x{k} @ {k}x{n}, median "
+          f"{statistics.median(r['peak_seconds'] for r in rounds) * 1e3:.3f} ms")
+    print(f"{'row':46s} {'batch':>5s} {'min ms':>8s} {'median ms':>10s} {'GFLOP':>7s} {'% of peak':>10s}")
+    table = []
+    for name, row in rows.items():
+        seconds = [r[name] for r in rounds]
+        fraction = statistics.median(row["flops"] / peak_flops * r["peak_seconds"] / r[name] for r in rounds)
+        entry = {"row": name, "unit": row["unit"], "batch": row["batch"], "flops": row["flops"],
+                 "min_ms": 1e3 * min(seconds), "median_ms": 1e3 * statistics.median(seconds),
+                 "fraction_of_peak": fraction, "all_ms": [1e3 * s for s in seconds]}
+        table.append(entry)
+        print(f"{name:46s} {row['batch']:5d} {entry['min_ms']:8.3f} {entry['median_ms']:10.3f} "
+              f"{row['flops'] / 1e9:7.3f} {100 * fraction:9.1f}%")
+
+    RESULTS.mkdir(exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "command": "python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz"
+                   + (f" --rounds {args.rounds}" if args.rounds != 5 else ""),
+        "cpu": cpu_name(), "torch": torch.__version__, "threads": 1, "peak_shape": PEAK_SHAPE,
+        "peak_seconds": [r["peak_seconds"] for r in rounds], "rows": table}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
