@@ -317,7 +317,9 @@ def run_family(entry: ZooEntry, args: argparse.Namespace, data: list[str], judge
     stages = f", stage {session.state.stage + 1} of {len(session.stages)}" if len(session.stages) > 1 else ""
     row: dict[str, Any] = {
         "family": entry.name, "config": json.loads(config.model_dump_json()), "calibration": calibration,
-        "train_seconds": seconds, "trained": f"{session.epochs_done} epochs{stages}",
+        # the count training used ("auto" picks per model; None left PyTorch's setting)
+        "train_seconds": seconds, "threads": session.threads.threads or torch.get_num_threads(),
+        "trained": f"{session.epochs_done} epochs{stages}",
         "last_epoch": session.history[-1] if session.history else None,
         "likelihood": likelihood(family, session),
     }
@@ -394,7 +396,7 @@ def main() -> None:
         """The JSON record; written after every family, so that a run cut short keeps its rows."""
         record = {"command": command, "complete": complete,
                   "machine": {"cpu": cpu_name(), "platform": platform.platform(),
-                              "threads": torch.get_num_threads(), "torch": torch.__version__},
+                              "torch": torch.__version__},  # threads: each row's own
                   "settings": vars(args), "classifier": {"path": str(classifier.path), **classifier.info},
                   "rows": rows,
                   "feature_extractor": "boltzkit quality classifier (SmallCNN), not Inception v3"}
