@@ -28,7 +28,7 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, mnist_file  # noqa: E402
 
 from boltzkit.config import load_config  # noqa: E402
 from boltzkit.train import Fit  # noqa: E402
@@ -76,9 +76,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "bf16_rbm.json"))
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     torch.set_num_threads(1)
     rows = [run(mnist, args.epochs, seed, bf16) for seed, bf16 in ((0, False), (1, False), (0, True))]
     print(f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), 1 thread, {args.epochs} epochs of CD-1")

@@ -38,7 +38,7 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, mnist_file  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from boltzkit.config import load_config  # noqa: E402
@@ -105,9 +105,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row per round")
     parser.add_argument("--out", default=str(RESULTS / "family_speed.json"))
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     torch.set_num_threads(1)
     torch.manual_seed(0)
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+from _machine import cpu_name, mnist_file
 
 from boltzkit.config import load_config
 from boltzkit.models.rbm import RBM
@@ -122,9 +122,7 @@ def main() -> None:
     parser.add_argument("--name", default="mnist_dbm", help="run directory and results file name")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the script end to end")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     torch.set_num_threads(1)
     extra = [*SMOKE, *args.extra] if args.smoke else args.extra
     costs = update_cost(mnist, extra)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+from _machine import cpu_name, mnist_file
 
 from boltzkit.config import load_config
 from boltzkit.train import train
@@ -90,9 +90,7 @@ def main() -> None:
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help="more overrides for the DBN runs")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     layers, two_layer = [500, 500, 2000], [500, 2000]
     epochs, finetune_epochs, extra = args.epochs, args.finetune_epochs, list(args.extra)
     evaluation = {"ais_runs": args.ais_runs, "ais_betas": args.ais_betas, "samples": args.samples}

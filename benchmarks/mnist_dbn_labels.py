@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+from _machine import cpu_name, mnist_file
 
 from boltzkit.config import load_config
 from boltzkit.train import train
@@ -57,9 +57,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny setting: checks the script in seconds")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more overrides")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     layers, epochs, updown = [500, 500, 2000], args.epochs, args.updown_epochs
     evaluation = {"ais_runs": args.ais_runs, "ais_betas": args.ais_betas, "samples": args.samples}
     extra = list(args.extra)

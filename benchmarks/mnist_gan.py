@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+from _machine import cpu_name, mnist_file
 
 from boltzkit.config import DataConfig, load_config
 from boltzkit.estimate.sample_quality import QualityJudge
@@ -111,9 +111,7 @@ def main() -> None:
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     parser.add_argument("--out", help="run directory (default benchmarks/runs/mnist_gan)")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     extra = [f"device={args.device}", *(SMOKE if args.smoke else []), *args.extra]
     samples_wanted = 500 if args.smoke else args.samples
 

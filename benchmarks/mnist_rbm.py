@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from _machine import mnist_file
 
 from boltzkit.config import load_config
 from boltzkit.train import train
@@ -83,9 +84,7 @@ def main() -> None:
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     parser.add_argument("--out", help="run directory (default benchmarks/runs/mnist_rbm-<variant>)")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
 
     if args.epochs:
         epochs, per_epoch = args.epochs, None

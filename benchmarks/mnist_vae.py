@@ -40,7 +40,7 @@ from boltzkit.train.evaluate_run import evaluate_run
 from boltzkit.train.fit import FitInterrupted
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, mnist_file  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "runs"
@@ -87,9 +87,7 @@ def main() -> None:
                         help="a tiny run (600 images, a 32-unit layer, 1 epoch, k = 10) to check the "
                              "script; writes to a temporary folder, not benchmarks/results")
     args = parser.parse_args()
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     extra = [*SMOKE, *args.extra] if args.smoke else args.extra
     scratch = Path(tempfile.mkdtemp(prefix="mnist_vae-")) if args.smoke else None
     epochs, per_epoch = args.epochs, None

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _machine import mnist_file
 
 from boltzkit.config import load_config
 from boltzkit.plots import plt
@@ -93,9 +94,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "optimizers.json"))
     args = parser.parse_args()
     names = [name for name in RATES if not args.only or args.only in name]
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     runs = []
     for optimizer in names:
         for schedule in SCHEDULES:

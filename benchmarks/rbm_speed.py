@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, mnist_file  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from boltzkit.config import load_config
@@ -132,9 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy's BLAS, which scikit-learn uses: one thread, as torch
-    mnist = Path(args.mnist).resolve()
-    if not mnist.is_file():
-        raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
+    mnist = mnist_file(args.mnist)
     with np.load(mnist) as archive:
         grey = archive["x_train"].reshape(60000, -1).astype(np.float32) / 255.0
     x = (np.random.default_rng(0).random(grey.shape, dtype=np.float32) < grey).astype(np.float32)
