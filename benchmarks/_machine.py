@@ -1,9 +1,12 @@
-"""What machine a benchmark ran on, for the tables, and the MNIST file it reads (shared by
-the benchmark scripts)."""
+"""What machine a benchmark ran on, for the tables; the MNIST file it reads; and the timing
+of the matmul peak that the speed benchmarks measure against (shared by the benchmark scripts)."""
 
 from __future__ import annotations
 
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -23,3 +26,31 @@ def mnist_file(value: str) -> Path:
     if not mnist.is_file():
         raise SystemExit(f"MNIST not found at {mnist}; pass --mnist PATH/TO/mnist.npz")
     return mnist
+
+
+PEAK_SHAPE = (100, 784, 500)
+"""``(m, k, n)`` of the product whose speed is "the matmul peak": an MNIST RBM's (batch 100,
+784 visible, 500 hidden units)."""
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``repeats`` calls of ``fn``, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def matmul_seconds(repeats: int = 2000, library: str = "torch") -> float:
+    """Median time of the float32 product of :data:`PEAK_SHAPE` in torch or numpy."""
+    import torch  # here, not at the top: threads_busy.py forks workers from a parent without torch
+
+    m, k, n = PEAK_SHAPE
+    a, b = torch.rand(m, k), torch.randn(k, n)
+    if library == "numpy":
+        a, b = a.numpy(), b.numpy()
+    return median_seconds(lambda: a @ b, repeats, warmup=50)

@@ -33,12 +33,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from _machine import cpu_name, mnist_file  # noqa: E402
+from _machine import PEAK_SHAPE, cpu_name, matmul_seconds, median_seconds, mnist_file  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from boltzkit.config import load_config  # noqa: E402
@@ -47,7 +46,6 @@ from boltzkit.estimate.dbm import dbm_ais_log_partition  # noqa: E402
 from boltzkit.train import Fit  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-PEAK_SHAPE = (100, 784, 500)
 UPDATES = {
     "RBM 784-500, centered PCD-5 (rbm-mnist)": ("rbm-mnist", []),
     "RBM 784-500, CD-1, closed form": ("rbm-mnist", ["model.centered=false", "train.method=cd", "train.k=1",
@@ -58,23 +56,6 @@ UPDATES = {
     "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", []),
 }
 AIS_RUNS, AIS_BETAS = 100, 200
-
-
-def peak_seconds(repeats: int) -> float:
-    """Median seconds of the float32 product of :data:`PEAK_SHAPE`."""
-    m, k, n = PEAK_SHAPE
-    a, b = torch.rand(m, k), torch.randn(k, n)
-    return median_seconds(lambda: a @ b, repeats)
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def flops(fn: Callable[[], object]) -> int:
@@ -130,7 +111,7 @@ def main() -> None:
 
     rounds = []
     for index in range(args.rounds):
-        record = {"peak_seconds": peak_seconds(500)}
+        record = {"peak_seconds": matmul_seconds(500)}
         for name, row in rows.items():
             repeats = 2 if row["unit"] == "beta" else args.repeats
             record[name] = median_seconds(row["call"], repeats) / row.get("per_call", 1)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import cpu_name, mnist_file  # noqa: E402
+from _machine import cpu_name, matmul_seconds, mnist_file  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from boltzkit.config import load_config
@@ -44,21 +44,6 @@ from boltzkit.units import bernoulli
 
 RESULTS = Path(__file__).parent / "results"
 N_VISIBLE, N_HIDDEN, BATCH = 784, 500, 100
-
-
-def matmul_seconds(repeats: int = 2000, library: str = "torch") -> float:
-    """Median time of a float32 (100 x 784) @ (784 x 500) product in torch or numpy."""
-    a, b = torch.rand(BATCH, N_VISIBLE), torch.randn(N_VISIBLE, N_HIDDEN)
-    if library == "numpy":
-        a, b = a.numpy(), b.numpy()
-    for _ in range(50):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def boltzkit_epoch_seconds(mnist: Path, overrides: list[str]) -> float:
