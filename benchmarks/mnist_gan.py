@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--smoke", action="store_true", help="a tiny run (seconds) to check the script")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
-    parser.add_argument("--out", help="run directory (default benchmarks/runs/mnist_gan)")
+    parser.add_argument("--out", help="run directory (default benchmarks/runs/mnist_gan); "
+                        "the JSON is named after its last part")
     args = parser.parse_args()
     mnist = mnist_file(args.mnist)
     extra = [f"device={args.device}", *(SMOKE if args.smoke else []), *args.extra]
@@ -171,7 +172,7 @@ def main() -> None:
         "quality_classifier": classifier, "classes_within_tolerance": sum(within), "tolerance": TOLERANCE,
         "last_epoch": last,
     }
-    path = RESULTS / ("mnist_gan-smoke.json" if args.smoke else "mnist_gan.json")
+    path = RESULTS / f"{out.name}.json"  # benchmarks/runs/NAME -> benchmarks/results/NAME.json
     path.write_text(json.dumps(record, indent=2, default=float))
     print(f"wrote {path}")
 

@@ -19,6 +19,7 @@ from boltzkit.estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_
 from boltzkit.families.gan import PINNED_EPOCHS, CollapseDetector, sample_gan
 from boltzkit.models.gan import (
     GAN,
+    MinibatchStd,
     discriminator_loss,
     discriminator_sizes,
     ema_decay,
@@ -429,3 +430,52 @@ def test_dynamic_binarization_resamples_every_batch_and_monitors_binary_images()
     se = (grey * (1 - grey) / 400).sqrt().clamp_min(1e-3)
     assert bool(((draws.mean(0) - grey).abs() < 5 * se).all())  # frequencies follow the grey levels
     assert all(bool(((m == 0) | (m == 1)).all()) for m in task.monitor.values())
+
+
+# ------------------------------------------------------------------ minibatch standard deviation
+
+
+def test_minibatch_std_appends_each_groups_mean_feature_spread():
+    x = torch.rand(7, 2, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = MinibatchStd(3)(x)
+    assert out.shape == (7, 3, 3, 3) and torch.equal(out[:, :2], x)
+    for rows in ([0, 1, 2], [3, 4, 5], [6]):  # two full groups and the last, shorter one
+        group = x[rows].reshape(len(rows), -1)
+        expected = (group.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        assert torch.allclose(out[rows, 2], expected.expand(len(rows), 3, 3))
+
+
+def test_minibatch_std_groups_do_not_see_each_other():
+    """With halves that are multiples of G, a generated example never changes a real one's
+    statistic: the discriminator's real logits stay independent of the fakes."""
+    model = GAN(16, 2, architecture="dcgan", generator_layers=[4], discriminator_layers=[3, 5],
+                image_shape=(4, 4), minibatch_std=2, generator=torch.Generator().manual_seed(0)).double()
+    real, fake = _real(4, 16), _real(4, 16, seed=2)
+    first = model.discriminator(torch.cat([real, fake]))
+    second = model.discriminator(torch.cat([real, torch.zeros_like(fake)]))
+    assert torch.equal(first[:4], second[:4]) and not torch.allclose(first[4:], second[4:])
+    assert isinstance(model.discriminator.hidden[2], MinibatchStd)
+    assert model.discriminator.hidden[3].in_channels == 3 + 1
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "dcgan"])
+def test_minibatch_std_discriminator_loss_gradient_equals_finite_differences(architecture):
+    model = GAN(16, 2, architecture=architecture, generator_layers=[4], discriminator_layers=[3, 4],
+                image_shape=(4, 4), minibatch_std=2, generator=torch.Generator().manual_seed(0)).double()
+    real, fake = _real(4, 16), _real(4, 16, seed=2)
+    params = list(model.discriminator.parameters())
+
+    def loss():
+        logits = model.discriminator(torch.cat([real, fake]))
+        return discriminator_loss("non_saturating", logits[:4], logits[4:])
+
+    _assert_finite_differences(loss, params)
+
+
+def test_minibatch_std_batch_size_must_be_a_multiple_of_the_group():
+    with pytest.raises(ConfigError, match=r"train.batch_size.*16 is not a multiple of model.minibatch_std=3"):
+        Fit(load_config(None, [*TINY, "model.minibatch_std=3"]))
+    with pytest.raises(ConfigError, match="minibatch_std"):
+        load_config(None, [*TINY, "model.minibatch_std=1"])
+    session = Fit(load_config(None, [*TINY, "model.minibatch_std=4"]))
+    assert any(isinstance(m, MinibatchStd) for m in session.model.discriminator.modules())

@@ -80,6 +80,10 @@ class GANSection(ModelSection):
     """WGAN-GP's penalty weight lambda (Gulrajani et al., 2017: 10); other losses ignore it."""
     spectral_norm: bool = False
     """Spectral normalisation of every discriminator weight (Miyato et al., 2018)."""
+    minibatch_std: int = Field(0, ge=0, le=4096)
+    """Group size G of a minibatch-standard-deviation feature in the discriminator (Karras et
+    al., 2018), which helps against dropped modes; 0: none. Keep train.batch_size a
+    multiple of G so that no group mixes real and generated examples."""
     d_steps: int = Field(1, ge=1, le=100)
     """Discriminator updates per generator update (WGAN-GP's paper: 5)."""
     ema: float = Field(0.999, ge=0, lt=1)
@@ -108,6 +112,13 @@ class GANSection(ModelSection):
                                  f"{', '.join(m for m, d in METRICS.items() if d)}")
         return value
 
+    @field_validator("minibatch_std")
+    @classmethod
+    def _group_size(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("minibatch_std is a group size: 0 (off) or at least 2, got 1")
+        return value
+
     @model_validator(mode="after")
     def _dcgan_layers(self) -> GANSection:
         for key in ("generator_layers", "discriminator_layers"):
@@ -120,7 +131,7 @@ def build_gan(section: GANSection, data_info: Mapping[str, Any], generator: torc
     shape = data_info.get("image_shape")
     return GAN(data_info["n_features"], section.latent, section.architecture, section.generator_layers,
                section.discriminator_layers, tuple(shape) if shape else None, section.batch_norm,
-               section.spectral_norm, section.ema, generator)
+               section.spectral_norm, section.ema, generator, section.minibatch_std)
 
 
 def check_architecture(section: GANSection, data: Dataset) -> None:
@@ -280,6 +291,11 @@ class GANTask(Task):
 
     def __init__(self, config, data: Dataset, device: torch.device):
         check_architecture(config.model, data)
+        group = config.model.minibatch_std
+        if group and config.train.batch_size % group:
+            raise ConfigError(f"config key 'train.batch_size': {config.train.batch_size} is not a multiple of "
+                              f"model.minibatch_std={group}, so a group of the discriminator's minibatch "
+                              "statistic would mix real and generated examples; accepted: a multiple of it")
         super().__init__(config, data, device)
         # with data.binarize: dynamic the generator learns binary images: compare its samples
         # with training images binarized once (seeded), like the validation ones

@@ -14,7 +14,10 @@ A generator ``G`` maps noise ``z ~ N(0, I_L)`` (``L = latent``) to an example
   ``N(0, 0.02)`` as in that paper.
 
 The discriminator has no batch normalisation (a WGAN-GP critic must not: the penalty is
-per example), so a real and a fake batch go through it together. Spectral normalisation
+per example), so a real and a fake batch go through it together. Its optional
+minibatch-standard-deviation feature (Karras et al., 2018, section 3) is computed over
+groups of ``G`` consecutive examples, so a group holds only real or only generated ones
+when each half of the batch is a multiple of ``G``. Spectral normalisation
 (Miyato et al., 2018) divides each discriminator weight by its largest singular value,
 estimated by one power iteration per training forward pass.
 
@@ -122,14 +125,58 @@ class MLPGenerator(nn.Module):
         return torch.sigmoid(self.output(self.hidden(z)))
 
 
+class MinibatchStd(nn.Module):
+    """Appends the minibatch standard deviation (Karras et al., 2018, section 3) as one
+    more feature: ``(B, C, ...) -> (B, C + 1, ...)``.
+
+    The examples are split into groups of ``G`` consecutive rows (a last, shorter group
+    takes the rest); for group ``g`` the statistic is
+    ``s_g = mean_f sqrt(var_{b in g}(x_{b,f}) + 1e-8)``, the population variance over the
+    group's examples averaged over every feature ``f`` (channels and positions), and each
+    example of the group gets ``s_g`` as its extra channel (constant over positions). A
+    discriminator that sees it can tell a batch of near-identical samples from real data,
+    so a generator that drops modes is penalised (the point: wider class coverage).
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        if group < 2:
+            raise ValueError(f"Invalid minibatch-std group size: {group} (expected >= 2)")
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, full = len(x), len(x) // self.group * self.group
+        stats = []
+        for rows, size in ((x[:full], self.group), (x[full:], n - full)):
+            if size:
+                grouped = rows.reshape(len(rows) // size, size, -1)
+                spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=1)
+                stats.append(spread.repeat_interleave(size))
+        extra = torch.cat(stats).view(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
+        return torch.cat([x, extra], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
 class MLPDiscriminator(nn.Module):
     """``x (B, D) -> logit (B,)``: hidden blocks ``Linear -> LeakyReLU(0.2)``, then a
-    linear logit ``features(x) @ w + b``."""
+    linear logit ``features(x) @ w + b``. With ``minibatch_std = G > 0`` a
+    :class:`MinibatchStd` feature enters the last hidden block (or the logit, with no
+    hidden blocks)."""
 
-    def __init__(self, n_features: int, widths: Sequence[int], generator: torch.Generator | None):
+    def __init__(self, n_features: int, widths: Sequence[int], generator: torch.Generator | None,
+                 minibatch_std: int = 0):
         super().__init__()
-        self.hidden, width = _dense_blocks(n_features, widths, lambda: nn.LeakyReLU(0.2), "leaky_relu",
-                                           False, generator)
+        if minibatch_std:
+            head, head_width = _dense_blocks(n_features, widths[:-1], lambda: nn.LeakyReLU(0.2), "leaky_relu",
+                                             False, generator)
+            tail, width = _dense_blocks(head_width + 1, widths[-1:], lambda: nn.LeakyReLU(0.2), "leaky_relu",
+                                        False, generator)
+            self.hidden = nn.Sequential(*head, MinibatchStd(minibatch_std), *tail)
+        else:
+            self.hidden, width = _dense_blocks(n_features, widths, lambda: nn.LeakyReLU(0.2), "leaky_relu",
+                                               False, generator)
         self.output = nn.Linear(width, 1)
         init_linear(self.output, "glorot", "linear", generator)
 
@@ -172,15 +219,20 @@ class ConvGenerator(nn.Module):
 
 class ConvDiscriminator(nn.Module):
     """DCGAN discriminator, ``x (B, H*W) -> logit (B,)``: ``Conv(4, stride 2) ->
-    LeakyReLU(0.2)`` per channel count, then a linear logit."""
+    LeakyReLU(0.2)`` per channel count, then a linear logit. With ``minibatch_std = G > 0``
+    a :class:`MinibatchStd` channel enters the last convolution."""
 
     def __init__(self, channels: Sequence[int], image_shape: Sequence[int],
-                 generator: torch.Generator | None):
+                 generator: torch.Generator | None, minibatch_std: int = 0):
         super().__init__()
         self.image_shape = tuple(image_shape)
         blocks: list[nn.Module] = []
-        for c_in, c_out in zip([1, *channels[:-1]], channels, strict=True):
-            conv = nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+        inputs = [1, *channels[:-1]]
+        for i, (c_in, c_out) in enumerate(zip(inputs, channels, strict=True)):
+            last = i == len(channels) - 1
+            if last and minibatch_std:
+                blocks.append(MinibatchStd(minibatch_std))
+            conv = nn.Conv2d(c_in + int(last and minibatch_std > 0), c_out, 4, stride=2, padding=1)
             _init_dcgan(conv, generator)
             blocks += [conv, nn.LeakyReLU(0.2)]
         self.hidden = nn.Sequential(*blocks)
@@ -265,6 +317,8 @@ class GAN(nn.Module):
         image_shape: ``(H, W)`` with ``H * W = D``; required by ``dcgan``.
         batch_norm: batch normalisation in the generator.
         spectral_norm: spectral normalisation of every discriminator weight.
+        minibatch_std: the group size ``G`` of a :class:`MinibatchStd` feature in the
+            discriminator (0: none).
         ema: the moving average's decay, in ``[0, 1)`` (0: none).
         generator: random source of the initial weights (``None``: the global one).
     """
@@ -272,7 +326,8 @@ class GAN(nn.Module):
     def __init__(self, n_features: int, latent: int = 64, architecture: str = "mlp",
                  generator_layers: Sequence[int] = (256,), discriminator_layers: Sequence[int] = (256,),
                  image_shape: Sequence[int] | None = None, batch_norm: bool = True,
-                 spectral_norm: bool = False, ema: float = 0.0, generator: torch.Generator | None = None):
+                 spectral_norm: bool = False, ema: float = 0.0, generator: torch.Generator | None = None,
+                 minibatch_std: int = 0):
         super().__init__()
         if n_features < 1 or latent < 1:
             raise ValueError(f"Invalid number of features: {n_features} or latent size: {latent} (both >= 1)")
@@ -280,6 +335,8 @@ class GAN(nn.Module):
             raise ValueError(f"unknown architecture {architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"Invalid ema decay: {ema} (expected 0 <= ema < 1; 0 turns it off)")
+        if minibatch_std == 1 or minibatch_std < 0:
+            raise ValueError(f"Invalid minibatch_std group size: {minibatch_std} (expected 0, off, or >= 2)")
         if any(w < 1 for w in [*generator_layers, *discriminator_layers]):
             raise ValueError(f"layer sizes must be >= 1, got {list(generator_layers)} and "
                              f"{list(discriminator_layers)}")
@@ -289,7 +346,7 @@ class GAN(nn.Module):
         isolated = torch.random.fork_rng(devices=[]) if generator is not None else contextlib.nullcontext()
         with isolated:
             self._build(n_features, latent, architecture, generator_layers, discriminator_layers, image_shape,
-                        batch_norm, spectral_norm, generator)
+                        batch_norm, spectral_norm, generator, minibatch_std)
         self.ema: AveragedModel | None = None
         if ema > 0:
             self.ema = AveragedModel(self.generator, multi_avg_fn=ema_update(ema), use_buffers=False)
@@ -297,7 +354,7 @@ class GAN(nn.Module):
 
     def _build(self, n_features: int, latent: int, architecture: str, generator_layers: Sequence[int],
                discriminator_layers: Sequence[int], image_shape: Sequence[int] | None, batch_norm: bool,
-               spectral_norm: bool, generator: torch.Generator | None) -> None:
+               spectral_norm: bool, generator: torch.Generator | None, minibatch_std: int) -> None:
         if architecture == "dcgan":
             if image_shape is None or math.prod(image_shape) != n_features:
                 raise ValueError(f"the dcgan architecture needs an image shape (H, W) with H * W = "
@@ -306,10 +363,10 @@ class GAN(nn.Module):
                 raise ValueError("the dcgan architecture needs at least one generator and one "
                                  "discriminator layer")
             self.generator = ConvGenerator(latent, generator_layers, image_shape, batch_norm, generator)
-            self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator)
+            self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator, minibatch_std)
         else:
             self.generator = MLPGenerator(latent, generator_layers, n_features, batch_norm, generator)
-            self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator)
+            self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator, minibatch_std)
         if spectral_norm:
             apply_spectral_norm(self.discriminator, generator)
 
