@@ -45,12 +45,13 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(times)
 
 
-def matmul_seconds(repeats: int = 2000, library: str = "torch") -> float:
-    """Median time of the float32 product of :data:`PEAK_SHAPE` in torch or numpy."""
+def matmul_seconds(repeats: int = 2000, library: str = "torch", dtype: str = "float32") -> float:
+    """Median time of the product of :data:`PEAK_SHAPE` in torch or numpy, in ``dtype``
+    (float32, or bfloat16 in torch)."""
     import torch  # here, not at the top: threads_busy.py forks workers from a parent without torch
 
     m, k, n = PEAK_SHAPE
-    a, b = torch.rand(m, k), torch.randn(k, n)
+    a, b = torch.rand(m, k, dtype=getattr(torch, dtype)), torch.randn(k, n, dtype=getattr(torch, dtype))
     if library == "numpy":
         a, b = a.numpy(), b.numpy()
     return median_seconds(lambda: a @ b, repeats, warmup=50)

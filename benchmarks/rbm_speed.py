@@ -6,13 +6,15 @@ every variant in turn (round robin), so that a neighbour's burst hits all of the
 
 - boltzkit's trainer (the real training loop, its per-epoch ``seconds``), CD-1 and PCD-1
   with plain SGD as scikit-learn uses, each with the autograd surrogate and with the
-  closed-form gradient (``train.gradient``);
+  closed-form gradient (``train.gradient``), the latter also with its products in
+  bfloat16 (``train.product_dtype``; the likelihood it costs: ``bf16_rbm.py``);
 - scikit-learn's ``BernoulliRBM`` (PCD-1, float32 input), one epoch per ``fit``;
 
 then the cost of one epoch's Bernoulli draws with three samplers. Reported: minimum and
 median seconds per epoch; efficiency = 5 matmuls x batches x the same round's peak /
 epoch time (an update is about five such products: two to sample, one for the negative
-statistics, two for the gradient), median over rounds; the same ratio inverted as a
+statistics, two for the gradient; the bfloat16 rows against the same round's bfloat16
+product), median over rounds; the same ratio inverted as a
 machine-independent figure, "products per update" (5 at the peak); the ratio to the same
 round's scikit-learn epoch. The CPU, PyTorch's CPU capability and its BLAS are printed,
 and numpy's BLAS (the one scikit-learn runs on: library, kernel architecture) with the
@@ -105,6 +107,9 @@ VARIANTS = {
     "boltzkit CD-1, closed form": ["train.gradient=closed_form"],
     "boltzkit PCD-1, autograd": ["train.method=pcd"],
     "boltzkit PCD-1, closed form": ["train.method=pcd", "train.gradient=closed_form"],
+    "boltzkit CD-1, closed form, bf16": ["train.gradient=closed_form", "train.product_dtype=bfloat16"],
+    "boltzkit PCD-1, closed form, bf16": ["train.method=pcd", "train.gradient=closed_form",
+                                          "train.product_dtype=bfloat16"],
 }
 SKLEARN = "scikit-learn BernoulliRBM (PCD-1)"
 
@@ -130,13 +135,14 @@ def main() -> None:
     rounds = []
     for index in range(args.rounds):
         row = {"peak_matmul_seconds": matmul_seconds(500),
-               "numpy_matmul_seconds": matmul_seconds(500, "numpy")}
+               "numpy_matmul_seconds": matmul_seconds(500, "numpy"),
+               "bf16_matmul_seconds": matmul_seconds(500, dtype="bfloat16")}
         for name, extra in VARIANTS.items():
             row[name] = boltzkit_epoch_seconds(mnist, extra)
         row[SKLEARN] = sklearn_epoch(x, index)
         rounds.append(row)
         print(f"round {index + 1}: peak {row['peak_matmul_seconds'] * 1e3:.3f} ms (numpy "
-              f"{row['numpy_matmul_seconds'] * 1e3:.3f} ms); "
+              f"{row['numpy_matmul_seconds'] * 1e3:.3f} ms, bf16 {row['bf16_matmul_seconds'] * 1e3:.3f} ms); "
               + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if not k.endswith("matmul_seconds")),
               flush=True)
 
@@ -145,7 +151,8 @@ def main() -> None:
     table = []
     for name in [*VARIANTS, SKLEARN]:
         seconds = [r[name] for r in rounds]
-        efficiency = [5 * r["peak_matmul_seconds"] * batches / r[name] for r in rounds]
+        peak = "bf16_matmul_seconds" if name.endswith("bf16") else "peak_matmul_seconds"
+        efficiency = [5 * r[peak] * batches / r[name] for r in rounds]
         versus = [r[SKLEARN] / r[name] for r in rounds]
         entry = {"variant": name, "min_seconds": min(seconds), "median_seconds": statistics.median(seconds),
                  "all_seconds": seconds, "fraction_of_peak": statistics.median(efficiency),

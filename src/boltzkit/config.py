@@ -163,6 +163,13 @@ class TrainConfig(Section):
     objective's closed-form statistics (RBMs with Bernoulli or categorical units: the
     same update to rounding, faster on small batches), or ``auto`` (closed form where
     the objective has one)."""
+    product_dtype: Literal["float32", "bfloat16"] = "float32"
+    """The dtype of the closed-form update's matrix products (RBM and DBN layers with
+    train.gradient closed_form or auto): bfloat16 runs them 2-4x faster where the hardware
+    has bfloat16 dot products (CPUs with AVX-512 BF16 or AMX, CUDA compute capability 8+),
+    accumulating in float32; weights, biases, sampling and the optimizer stay float32, and
+    evaluation always multiplies in float32. Its likelihood cost is measured in
+    docs/RESULTS.md (benchmarks/bf16_rbm.py)."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)

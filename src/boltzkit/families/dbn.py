@@ -181,6 +181,17 @@ class LayerObjective(Objective):
     def has_closed_form(self, model: nn.Module) -> bool:
         return self.inner.has_closed_form(self.rbm)
 
+    def supports_product_dtype(self, model: nn.Module) -> bool:
+        return self.inner.supports_product_dtype(self.rbm)
+
+    @property
+    def product_dtype(self) -> torch.dtype | None:  # the inner objective does the products
+        return self.inner.product_dtype
+
+    @product_dtype.setter
+    def product_dtype(self, dtype: torch.dtype | None) -> None:
+        self.inner.product_dtype = dtype
+
     def write_gradients(self, model: nn.Module, batch: Tensor) -> float:
         return self.inner.write_gradients(self.rbm, batch[:, : self.rbm.n_visible])
 

@@ -293,8 +293,8 @@ class GANTask(Task):
         check_architecture(config.model, data)
         group = config.model.minibatch_std
         if group and config.train.batch_size % group:
-            raise ConfigError(f"config key 'train.batch_size': {config.train.batch_size} is not a multiple of "
-                              f"model.minibatch_std={group}, so a group of the discriminator's minibatch "
+            raise ConfigError(f"config key 'train.batch_size': {config.train.batch_size} is not a multiple "
+                              f"of model.minibatch_std={group}, so a group of the discriminator's minibatch "
                               "statistic would mix real and generated examples; accepted: a multiple of it")
         super().__init__(config, data, device)
         # with data.binarize: dynamic the generator learns binary images: compare its samples

@@ -9,6 +9,7 @@ every family.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -22,11 +23,28 @@ from ..errors import ConfigError, DataError
 from ..objectives.base import Objective
 from ..optim.optimizers import clip_gradients, make_optimizer
 from ..optim.schedules import REACTIVE, make_schedule
+from ..precision import bfloat16_shortfall
 from ..seeding import make_generator
 from .steps import GradientStep, Stage
 
 if TYPE_CHECKING:
     from .contract import Family
+
+
+def set_product_dtype(objective: Objective, model: nn.Module, name: str, closed_form: bool, family: str,
+                      device: torch.device) -> None:
+    """Give ``objective`` the ``train.product_dtype`` ``name``; a :class:`ConfigError` where
+    its gradient cannot multiply in it, a warning where ``device`` lacks the hardware."""
+    if name == "float32":
+        return
+    if not (closed_form and objective.supports_product_dtype(model)):
+        raise ConfigError(f"config key 'train.product_dtype': {name} products need the closed-form gradient "
+                          f"of an RBM layer (model.type rbm or dbn with train.gradient closed_form or auto); "
+                          f"model.type {family!r} here has none; accepted here: float32")
+    shortfall = bfloat16_shortfall(device)
+    if shortfall is not None:
+        warnings.warn(f"train.product_dtype: {name}: {shortfall}", stacklevel=2)
+    objective.product_dtype = getattr(torch, name)
 
 
 class Task:
@@ -115,6 +133,7 @@ class Task:
         if closed_form and not objective.has_closed_form(model):
             raise ConfigError(f"config key 'train.gradient': closed_form is not available for this "
                               f"model.type {self.family.name!r} model; use autograd or auto")
+        set_product_dtype(objective, model, cfg.product_dtype, closed_form, self.family.name, self.device)
         return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg),
                             closed_form, log_grad_norms=self.config.train.log_grad_norms)
 

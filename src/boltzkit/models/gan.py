@@ -363,7 +363,8 @@ class GAN(nn.Module):
                 raise ValueError("the dcgan architecture needs at least one generator and one "
                                  "discriminator layer")
             self.generator = ConvGenerator(latent, generator_layers, image_shape, batch_norm, generator)
-            self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator, minibatch_std)
+            self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator,
+                                                   minibatch_std)
         else:
             self.generator = MLPGenerator(latent, generator_layers, n_features, batch_norm, generator)
             self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator, minibatch_std)

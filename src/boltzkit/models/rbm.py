@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -61,6 +63,7 @@ class RBM(nn.Module):
         self.centered = centered
         self.register_buffer("visible_offset", torch.zeros(n_visible))
         self.register_buffer("hidden_offset", torch.full((n_hidden,), 0.5 if centered else 0.0))
+        self._product_weight: Tensor | None = None  # W in a lower precision, inside products_in only
 
     @property
     def n_visible(self) -> int:
@@ -70,15 +73,38 @@ class RBM(nn.Module):
     def n_hidden(self) -> int:
         return self.hidden.n
 
+    @contextlib.contextmanager
+    def products_in(self, dtype: torch.dtype | None) -> Iterator[None]:
+        """Inside the block, :meth:`hidden_input` and :meth:`visible_input` multiply in
+        ``dtype`` (a copy of ``W`` cast once on entry, so it must not change inside) and
+        return the model's dtype; outside it, and with ``dtype`` ``None`` or the weights'
+        own, they multiply as usual. The copy carries no gradient: for the closed-form
+        update of a training step (``train.product_dtype``), never for evaluation."""
+        if dtype is None or dtype == self.weight.dtype:
+            yield
+            return
+        self._product_weight = self.weight.detach().to(dtype)
+        try:
+            yield
+        finally:
+            self._product_weight = None
+
+    def _times(self, x: Tensor, transposed: bool) -> Tensor:
+        """``x W`` (or ``x W^T``), in the dtype of :meth:`products_in` when inside it."""
+        weight = self._product_weight
+        if weight is None:
+            return x @ (self.weight.T if transposed else self.weight)
+        return (x.to(weight.dtype) @ (weight.T if transposed else weight)).to(x.dtype)
+
     def hidden_input(self, v: Tensor) -> Tensor:
         """``(s(v) - mu) W``: what the hidden layer receives, ``(B, D) -> (B, H)``."""
         x = self.visible.scaled(v)
-        return (x - self.visible_offset if self.centered else x) @ self.weight
+        return self._times(x - self.visible_offset if self.centered else x, transposed=False)
 
     def visible_input(self, h: Tensor) -> Tensor:
         """``(s(h) - lambda) W^T``: what the visible layer receives, ``(B, H) -> (B, D)``."""
         x = self.hidden.scaled(h)
-        return (x - self.hidden_offset if self.centered else x) @ self.weight.T
+        return self._times(x - self.hidden_offset if self.centered else x, transposed=True)
 
     def energy(self, v: Tensor, h: Tensor) -> Tensor:
         """``E(v, h)``, shape ``(B,)``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -23,6 +24,15 @@ class Objective(ABC):
 
     def has_closed_form(self, model: nn.Module) -> bool:
         """Whether :meth:`write_gradients` applies to ``model``."""
+        return False
+
+    product_dtype: torch.dtype | None = None
+    """The dtype of :meth:`write_gradients`' matrix products where
+    :meth:`supports_product_dtype` (``None``: the model's own); the trainer sets it from
+    ``train.product_dtype``."""
+
+    def supports_product_dtype(self, model: nn.Module) -> bool:
+        """Whether :meth:`write_gradients` can multiply in :attr:`product_dtype`."""
         return False
 
     def write_gradients(self, model: nn.Module, batch: Any) -> float:

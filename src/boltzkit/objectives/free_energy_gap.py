@@ -52,6 +52,12 @@ class FreeEnergyGap(Objective):
         self.negatives = v_model
         return model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
 
+    def supports_product_dtype(self, model: RBM) -> bool:
+        """Every model with a closed form: its products go through ``hidden_input`` and
+        ``visible_input`` (:meth:`~boltzkit.models.rbm.RBM.products_in`) and the weight
+        gradient's one fused product."""
+        return self.has_closed_form(model)
+
     def has_closed_form(self, model: RBM) -> bool:
         """Hidden energies linear in their states (Bernoulli or categorical units), so that
         ``d log_partition(a) / da = E[h | v]``; visible units of those kinds or Gaussian
@@ -64,14 +70,22 @@ class FreeEnergyGap(Objective):
         (``mu = lambda = 0`` without centering; ``s(v) = v``, or ``v / sigma`` for Gaussian
         units) and the visible terms of :func:`visible_gradients`; the gradient of the gap
         is the data average minus the negatives' average. Same sampler calls, in the same
-        order, as :meth:`loss`."""
+        order, as :meth:`loss`.
+
+        With :attr:`product_dtype` (bfloat16) every sampling product multiplies in it
+        (:meth:`~boltzkit.models.rbm.RBM.products_in`) and the weight gradient is one fused
+        product ``[x_data; x_model]^T [-y_data / n_data; y_model / n_model]``, so the data
+        and model terms cancel inside the product's float32 accumulation and only their
+        difference is rounded; biases, offsets, sampling and the optimizer stay in the
+        model's dtype."""
         model.update_offsets(v_data, self.offset_rate)
         sampler = self.sampler
-        data_input = model.hidden_input(v_data)
-        v_model = sampler.negatives(model, v_data, data_input if sampler.uses_data_input else None)
-        model_input = model.hidden_input(v_model)
-        if sampler.uses_model_input:
-            sampler.observe(model, model_input)
+        with model.products_in(self.product_dtype):
+            data_input = model.hidden_input(v_data)
+            v_model = sampler.negatives(model, v_data, data_input if sampler.uses_data_input else None)
+            model_input = model.hidden_input(v_model)
+            if sampler.uses_model_input:
+                sampler.observe(model, model_input)
         self.negatives = v_model
         m_data, m_model = model.hidden.mean(data_input), model.hidden.mean(model_input)
         x_data, x_model = model.visible.scaled(v_data), model.visible.scaled(v_model)
@@ -79,10 +93,8 @@ class FreeEnergyGap(Objective):
         if model.centered:
             x_data, x_model = x_data - model.visible_offset, x_model - model.visible_offset
             y_data, y_model = m_data - model.hidden_offset, m_model - model.hidden_offset
-        n_data, n_model = len(v_data), len(v_model)
         grads = {
-            model.weight: torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data,
-                                      alpha=1 / n_model),
+            model.weight: self._weight_gradient(x_data, y_data, x_model, y_model),
             model.hidden.bias: m_model.mean(0) - m_data.mean(0),
         }
         for (parameter, data), model_part in zip(visible_gradients(model, v_data, y_data).items(),
@@ -94,6 +106,16 @@ class FreeEnergyGap(Objective):
                 parameter.grad = grad
         gap = model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
         return gap.item()
+
+    def _weight_gradient(self, x_data: Tensor, y_data: Tensor, x_model: Tensor, y_model: Tensor) -> Tensor:
+        """``x_model^T y_model / n_model - x_data^T y_data / n_data``, ``(D, H)``."""
+        n_data, n_model = len(x_data), len(x_model)
+        dtype = self.product_dtype
+        if dtype is None or dtype == x_data.dtype:
+            return torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data, alpha=1 / n_model)
+        x = torch.cat([x_data, x_model]).to(dtype)
+        y = torch.cat([y_data * (-1 / n_data), y_model * (1 / n_model)]).to(dtype)
+        return (x.T @ y).to(x_data.dtype)
 
     def epoch_metrics(self) -> dict[str, float]:
         return self.sampler.epoch_metrics()
