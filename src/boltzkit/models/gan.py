@@ -150,7 +150,9 @@ class MinibatchStd(nn.Module):
         for rows, size in ((x[:full], self.group), (x[full:], n - full)):
             if size:
                 grouped = rows.reshape(len(rows) // size, size, -1)
-                spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=1)
+                # written out: torch's var over a short middle dimension is ~30x slower on CPU
+                centred = grouped - grouped.mean(dim=1, keepdim=True)
+                spread = (centred.square().mean(dim=1) + 1e-8).sqrt().mean(dim=1)
                 stats.append(spread.repeat_interleave(size))
         extra = torch.cat(stats).view(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
         return torch.cat([x, extra], dim=1)
