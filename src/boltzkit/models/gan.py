@@ -170,15 +170,13 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, n_features: int, widths: Sequence[int], generator: torch.Generator | None,
                  minibatch_std: int = 0):
         super().__init__()
+        def blocks(width: int, sizes: Sequence[int]) -> tuple[nn.Sequential, int]:
+            return _dense_blocks(width, sizes, lambda: nn.LeakyReLU(0.2), "leaky_relu", False, generator)
+
+        self.hidden, width = blocks(n_features, widths[:-1] if minibatch_std else widths)
         if minibatch_std:
-            head, head_width = _dense_blocks(n_features, widths[:-1], lambda: nn.LeakyReLU(0.2), "leaky_relu",
-                                             False, generator)
-            tail, width = _dense_blocks(head_width + 1, widths[-1:], lambda: nn.LeakyReLU(0.2), "leaky_relu",
-                                        False, generator)
-            self.hidden = nn.Sequential(*head, MinibatchStd(minibatch_std), *tail)
-        else:
-            self.hidden, width = _dense_blocks(n_features, widths, lambda: nn.LeakyReLU(0.2), "leaky_relu",
-                                               False, generator)
+            tail, width = blocks(width + 1, widths[-1:])
+            self.hidden = nn.Sequential(*self.hidden, MinibatchStd(minibatch_std), *tail)
         self.output = nn.Linear(width, 1)
         init_linear(self.output, "glorot", "linear", generator)
 
