@@ -15,9 +15,14 @@ pretraining, a likelihood lower bound, and a classifier fine-tuned from every la
 
 Prints a table and writes ``benchmarks/results/mnist_dbn.json`` (``--smoke``: a tiny
 setting that checks the script in seconds, written to ``mnist_dbn-smoke.json``).
+``--finetune-only`` fine-tunes from the stack an earlier run left in ``benchmarks/runs``
+(no pretraining, no bound) with ``--finetune-set`` overrides, into
+``mnist_dbn-finetune.json``: fine-tuning recipes compared on the same pretrained layers.
 
     python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz --epochs 20 --finetune-epochs 50
     python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz --smoke
+    python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz --finetune-only --finetune-epochs 100 \
+        --finetune-set "model.dropout=0.5" --finetune-set train.batch_size=32
 """
 
 from __future__ import annotations
@@ -89,26 +94,37 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny setting: checks the script in seconds")
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help="more overrides for the DBN runs")
+    parser.add_argument("--finetune-set", dest="finetune_extra", action="append", default=[],
+                        help="more overrides for the fine-tuned MLP (e.g. model.dropout=0.5)")
+    parser.add_argument("--finetune-only", action="store_true",
+                        help="fine-tune from the stack of an earlier run (benchmarks/runs); no pretraining")
     args = parser.parse_args()
     mnist = mnist_file(args.mnist)
     layers, two_layer = [500, 500, 2000], [500, 2000]
     epochs, finetune_epochs, extra = args.epochs, args.finetune_epochs, list(args.extra)
     evaluation = {"ais_runs": args.ais_runs, "ais_betas": args.ais_betas, "samples": args.samples}
-    mlp_extra: list[str] = []
+    mlp_extra: list[str] = list(args.finetune_extra)
     if args.smoke:
         layers, two_layer = SMOKE["layers"], SMOKE["two_layer"]
         epochs, finetune_epochs = SMOKE["epochs"], SMOKE["finetune_epochs"]
         extra += [f"data.limit={SMOKE['limit']}", "train.metrics_examples=100"]
-        mlp_extra = [f"data.limit={SMOKE['limit']}", "train.metrics_examples=100"]
+        mlp_extra += [f"data.limit={SMOKE['limit']}", "train.metrics_examples=100"]
         evaluation = {"ais_runs": SMOKE["ais_runs"], "ais_betas": SMOKE["ais_betas"],
                       "samples": SMOKE["samples"]}
     tag = "mnist_dbn-smoke" if args.smoke else "mnist_dbn"
+    pretrained_tag, tag = tag, tag + ("-finetune" if args.finetune_only else "")
     torch.manual_seed(0)  # nothing in the library draws from it; fixed anyway for the MLP's dropout-free run
 
     rows, record = [], {"stacks": {}}
     stacks = [("-".join(map(str, [784, *layers])), layers)]
     if not args.no_two_layer:
         stacks.append(("-".join(map(str, [784, *two_layer])), two_layer))
+    main_stack = RUNS / f"{pretrained_tag}-{stacks[0][0]}"
+    if args.finetune_only:
+        if not (main_stack / "model.safetensors").exists():
+            raise SystemExit(f"--finetune-only needs the pretrained stack {main_stack}; run without it first")
+        record["pretrained_reused"] = str(main_stack)
+        stacks = []
     for name, widths in stacks:
         out = RUNS / f"{tag}-{name}"
         seconds, total = pretrain(dbn_config(mnist, widths, epochs, extra), out)
@@ -122,7 +138,6 @@ def main() -> None:
                      f"{bound['bound_mean']:.2f} [{bound['bound_low']:.2f}, {bound['bound_high']:.2f}]"))
         rows += [(f"  seconds per epoch, {stage}", f"{s:.1f}") for stage, s in seconds.items()]
 
-    main_stack = RUNS / f"{tag}-{stacks[0][0]}"
     mlp_out = RUNS / f"{tag}-finetuned"
     if mlp_out.exists():
         shutil.rmtree(mlp_out)
@@ -142,12 +157,15 @@ def main() -> None:
         "command": ("python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz "
                     + ("--smoke" if args.smoke
                        else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
-                    + "".join(f" --set {e}" for e in args.extra)),
+                    + (" --finetune-only" if args.finetune_only else "")
+                    + "".join(f" --set {e}" for e in args.extra)
+                    + "".join(f" --finetune-set {e}" for e in args.finetune_extra)),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": mlp.config.threads,
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                     "torch": torch.__version__},
         "layers": [784, *layers], "epochs_per_layer": epochs, "evaluation_settings": evaluation,
         "finetune": {"run_dir": str(mlp_out), "epochs": finetune_epochs, "minutes": finetune_minutes,
+                     "overrides": mlp_extra,
                      "test_error": error, "test_error_stderr": test["accuracy_stderr"],
                      "last_epoch": mlp.history[-1]},
         "targets": {"test_error": TARGET_ERROR, "rbm_log_likelihood": RBM_BEST},
