@@ -357,6 +357,9 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=[e.name for e in ZOO],
                         help="default: all, or the RBM with --smoke (docs/RESULTS.md: written for all only)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: each config's threads: auto)")
+    parser.add_argument("--name", default="mnist_zoo",
+                        help="results name: benchmarks/results/NAME.json (and NAME_samples.png unless the "
+                             "default's zoo_samples.png); a subset run keeps the full zoo's files")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every family")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: the RBM on the 8x8 digits, tiny settings, docs/RESULTS.md untouched")
@@ -389,8 +392,11 @@ def main() -> None:
         + [f"--{key.replace('_', '-')} {getattr(args, key):g}" for key in OPTIONS_RECORDED
            if getattr(args, key) != parser.get_default(key)]
         + ([f"--threads {args.threads}"] if args.threads else [])
+        + ([f"--families {' '.join(args.families)}"] if set(args.families) != {e.name for e in ZOO} else [])
+        + ([f"--name {args.name}"] if args.name != parser.get_default("name") else [])
         + [f"--set {e}" for e in args.extra if not e.startswith("threads=")]))
-    path = RESULTS / f"mnist_zoo{suffix}.json"
+    path = RESULTS / f"{args.name}{suffix}.json"
+    figure_name = "zoo_samples" if args.name == parser.get_default("name") else f"{args.name}_samples"
 
     def save(rows: list[dict[str, Any]], complete: bool) -> None:
         """The JSON record; written after every family, so that a run cut short keeps its rows."""
@@ -418,7 +424,7 @@ def main() -> None:
     markdown = table(rows)
     print(markdown)
     save(rows, complete=True)
-    figure = samples_figure(panels, labelled.image_shape, RESULTS / f"zoo_samples{suffix}.png")
+    figure = samples_figure(panels, labelled.image_shape, RESULTS / f"{figure_name}{suffix}.png")
     print(f"wrote {path} and {figure}")
     if not args.smoke and set(args.families) == {e.name for e in ZOO}:
         write_docs(markdown, command)
