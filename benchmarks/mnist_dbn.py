@@ -156,10 +156,10 @@ def main() -> None:
     record.update({
         "command": ("python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz "
                     + ("--smoke" if args.smoke
+                       else f"--finetune-epochs {args.finetune_epochs} --finetune-only" if args.finetune_only
                        else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
-                    + (" --finetune-only" if args.finetune_only else "")
                     + "".join(f" --set {e}" for e in args.extra)
-                    + "".join(f" --finetune-set {e}" for e in args.finetune_extra)),
+                    + "".join(f" --finetune-set '{e}'" for e in args.finetune_extra)),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": mlp.config.threads,
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                     "torch": torch.__version__},
