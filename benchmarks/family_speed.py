@@ -15,7 +15,8 @@ the GAN's fraction also carries how well the convolutions run.
 
 Rows: each family's MNIST preset as users run it (one update on a batch of the preset's
 size, one thread): the RBM (centered PCD-5, and CD-1 with the closed-form gradient, the
-``rbm_speed.py`` setting), the DBM's joint update (mean field, chains, gradient), the
+``rbm_speed.py`` setting, and both with bfloat16 products, ``train.product_dtype``, set
+against the same round's bfloat16 product), the DBM's joint update (mean field, chains, gradient), the
 first layer of the stacked denoising autoencoder, the VAE (IWAE, k = 5) and the DCGAN
 (one discriminator and one generator step); then AIS, one inverse temperature of 100
 runs, for the 784-500 RBM and the 784-500-1000 DBM. Round robin over ``--rounds``
@@ -50,6 +51,11 @@ UPDATES = {
     "RBM 784-500, centered PCD-5 (rbm-mnist)": ("rbm-mnist", []),
     "RBM 784-500, CD-1, closed form": ("rbm-mnist", ["model.centered=false", "train.method=cd", "train.k=1",
                                                       "train.gradient=closed_form"]),
+    "RBM 784-500, CD-1, closed form, bf16": ("rbm-mnist", [
+        "model.centered=false", "train.method=cd", "train.k=1", "train.gradient=closed_form",
+        "train.product_dtype=bfloat16"]),
+    "RBM 784-500, centered PCD-5, closed form, bf16": ("rbm-mnist", [
+        "train.gradient=closed_form", "train.product_dtype=bfloat16"]),
     "DBM 784-500-1000, joint update (dbm-mnist)": ("dbm-mnist", []),
     "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
     "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", []),
@@ -94,8 +100,9 @@ def main() -> None:
     models = {}
     for name, (preset, overrides) in UPDATES.items():
         update, size, model = update_of(preset, overrides, mnist)
-        rows[name] = {"call": update, "batch": size, "flops": flops(update), "unit": "update"}
-        models[preset] = model
+        rows[name] = {"call": update, "batch": size, "flops": flops(update), "unit": "update",
+                      "peak": "bf16_peak_seconds" if name.endswith("bf16") else "peak_seconds"}
+        models.setdefault(preset, model)  # AIS runs on each preset's first model
     rbm, dbm = models["rbm-mnist"], models["dbm-mnist"]
     generator = torch.Generator().manual_seed(0)
     ais = {
@@ -111,7 +118,8 @@ def main() -> None:
 
     rounds = []
     for index in range(args.rounds):
-        record = {"peak_seconds": matmul_seconds(500)}
+        record = {"peak_seconds": matmul_seconds(500),
+                  "bf16_peak_seconds": matmul_seconds(500, dtype="bfloat16")}
         for name, row in rows.items():
             repeats = 2 if row["unit"] == "beta" else args.repeats
             record[name] = median_seconds(row["call"], repeats) / row.get("per_call", 1)
@@ -127,7 +135,8 @@ def main() -> None:
     table = []
     for name, row in rows.items():
         seconds = [r[name] for r in rounds]
-        fraction = statistics.median(row["flops"] / peak_flops * r["peak_seconds"] / r[name] for r in rounds)
+        peak = row.get("peak", "peak_seconds")  # the bf16 rows against the bfloat16 product
+        fraction = statistics.median(row["flops"] / peak_flops * r[peak] / r[name] for r in rounds)
         entry = {"row": name, "unit": row["unit"], "batch": row["batch"], "flops": row["flops"],
                  "min_ms": 1e3 * min(seconds), "median_ms": 1e3 * statistics.median(seconds),
                  "fraction_of_peak": fraction, "all_ms": [1e3 * s for s in seconds]}
@@ -140,7 +149,8 @@ def main() -> None:
         "command": "python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz"
                    + (f" --rounds {args.rounds}" if args.rounds != 5 else ""),
         "cpu": cpu_name(), "torch": torch.__version__, "threads": 1, "peak_shape": PEAK_SHAPE,
-        "peak_seconds": [r["peak_seconds"] for r in rounds], "rows": table}, indent=2))
+        "peak_seconds": [r["peak_seconds"] for r in rounds],
+        "bf16_peak_seconds": [r["bf16_peak_seconds"] for r in rounds], "rows": table}, indent=2))
     print(f"\nwrote {args.out}")
 
 
