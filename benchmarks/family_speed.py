@@ -130,7 +130,8 @@ def main() -> None:
     peak_flops = 2 * m * k * n
     print(f"\n{cpu_name()}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), 1 thread; "
           f"peak: float32 {m}x{k} @ {k}x{n}, median "
-          f"{statistics.median(r['peak_seconds'] for r in rounds) * 1e3:.3f} ms")
+          f"{statistics.median(r['peak_seconds'] for r in rounds) * 1e3:.3f} ms (bfloat16: "
+          f"{statistics.median(r['bf16_peak_seconds'] for r in rounds) * 1e3:.3f} ms)")
     print(f"{'row':46s} {'batch':>5s} {'min ms':>8s} {'median ms':>10s} {'GFLOP':>7s} {'% of peak':>10s}")
     table = []
     for name, row in rows.items():
