@@ -163,7 +163,8 @@ def main() -> None:
                     + ("--smoke" if args.smoke else f"--epochs {args.epochs}" if args.epochs
                        else f"--minutes {args.minutes:g}")
                     + f" --samples {args.samples} --device {args.device}"
-                    + "".join(f" --set {e}" for e in args.extra)),
+                    + "".join(f" --set {e}" for e in args.extra)
+                    + (f" --out {args.out}" if args.out else "")),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": config.threads,
                     "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
