@@ -4,6 +4,7 @@ parameters), and the ecosystem (Pipeline, GridSearchCV, clone, pickle)."""
 
 import io
 import pickle
+import warnings
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -187,10 +188,26 @@ def test_verbose_prints_one_line_per_iteration():
     ({"optimizer": {"name": "sgdd"}}, "config key 'train.optimizer': unknown optimizer 'sgdd'"),
     ({"schedule": {"name": "warp"}}, "config key 'train.schedule': unknown schedule 'warp'"),
     ({"device": "gpu"}, "config key 'device': device must be auto, cpu, cuda, cuda:N or mps"),
+    ({"product_dtype": "float16"}, "'product_dtype' parameter of BernoulliRBM must be a str among"),
 ])
 def test_invalid_keywords_name_the_problem(params, message):
     with pytest.raises(ValueError, match=message):
         BernoulliRBM(n_iter=1, **params).fit(_binary())
+
+
+@pytest.mark.parametrize("estimator", [BernoulliRBM, GaussianRBM])
+def test_product_dtype_reaches_the_training_update(estimator):
+    """``product_dtype="bfloat16"`` is ``train.product_dtype``: the update's objective
+    multiplies in bfloat16 (its arithmetic is tested in test_bfloat16.py); clone keeps it."""
+    x = _binary()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU without bfloat16 hardware warns
+        model = clone(estimator(n_components=4, n_iter=1, random_state=0, product_dtype="bfloat16"))
+        objective = model._session(x, 0, 1).train_step().objective
+        assert objective.product_dtype is torch.bfloat16
+        assert model.fit(x).components_.shape == (4, x.shape[1])
+    plain = estimator(n_components=4, n_iter=1, random_state=0)._session(x, 0, 1).train_step().objective
+    assert plain.product_dtype is None
 
 
 def test_classifier_first_layer_is_the_pretrained_rbm_and_fine_tuning_learns():
