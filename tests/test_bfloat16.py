@@ -120,6 +120,20 @@ def test_product_dtype_reaches_the_objective_of_every_layer(model_type):
     assert plain.train_step().objective.product_dtype is None
 
 
+def test_up_down_fine_tuning_after_closed_form_bfloat16_layers_runs_in_float32_autograd():
+    """The layers' settings must not stop a DBN at its up-down stage, which has no closed form."""
+    config = load_config("dbn-digits", ["model.layers=[16, 8]", "model.updown_epochs=1",
+                                        "train.gradient=closed_form", "train.product_dtype=bfloat16", *DIGITS])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        session = Fit(config)
+        steps = [stage.build_step() for stage in session.task.stages(session.model)]
+        history = Fit(config).run()  # a fresh session: building the steps above changed that model
+    assert [step.objective.product_dtype for step in steps] == [torch.bfloat16, torch.bfloat16, None]
+    assert [step.closed_form for step in steps] == [True, True, False]
+    assert [row["stage"] for row in history][-1] == "updown"
+
+
 @pytest.mark.parametrize("overrides, family", [
     (["train.gradient=autograd"], "rbm-digits"),
     (["train.gradient=auto", "model.hidden=gaussian"], "rbm-digits"),

@@ -292,7 +292,10 @@ class DBNTask(GenerativeTask):
             chains = ContrastiveChains(section.updown_k, make_generator(seed, "train.updown.top", device))
             objective = UpDown(FreeEnergyGap(chains, section.offset_rate),
                                make_generator(seed, "train.updown", device))
-            return self.gradient_step(model, objective, epochs)
+            # up-down has no closed form: train.gradient and train.product_dtype choose the
+            # layers' updates and must not stop the run here, after the greedy stages
+            plain = self.config.train.model_copy(update={"gradient": "autograd", "product_dtype": "float32"})
+            return self.gradient_step(model, objective, epochs, plain)
 
         return Stage("updown", epochs, build_step, None, partial(self.updown_metrics, model))
 
