@@ -21,4 +21,3 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("config key 'device': 'mps' requested but MPS is not available")
     return torch.device(name)
-
