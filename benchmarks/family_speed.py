@@ -101,7 +101,8 @@ def main() -> None:
     for name, (preset, overrides) in UPDATES.items():
         update, size, model = update_of(preset, overrides, mnist)
         rows[name] = {"call": update, "batch": size, "flops": flops(update), "unit": "update",
-                      "peak": "bf16_peak_seconds" if name.endswith("bf16") else "peak_seconds"}
+                      "peak": ("bf16_peak_seconds" if "train.product_dtype=bfloat16" in overrides
+                               else "peak_seconds")}
         models.setdefault(preset, model)  # AIS runs on each preset's first model
     rbm, dbm = models["rbm-mnist"], models["dbm-mnist"]
     generator = torch.Generator().manual_seed(0)

@@ -151,7 +151,8 @@ def main() -> None:
     table = []
     for name in [*VARIANTS, SKLEARN]:
         seconds = [r[name] for r in rounds]
-        peak = "bf16_matmul_seconds" if name.endswith("bf16") else "peak_matmul_seconds"
+        bfloat16 = "train.product_dtype=bfloat16" in VARIANTS.get(name, [])
+        peak = "bf16_matmul_seconds" if bfloat16 else "peak_matmul_seconds"
         efficiency = [5 * r[peak] * batches / r[name] for r in rounds]
         versus = [r[SKLEARN] / r[name] for r in rounds]
         entry = {"variant": name, "min_seconds": min(seconds), "median_seconds": statistics.median(seconds),
@@ -173,7 +174,8 @@ def main() -> None:
 
     RESULTS.mkdir(exist_ok=True)
     record = {
-        "command": "python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz",
+        "command": "python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz"
+                   + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
         "machine": about, "rounds": rounds, "batches_per_epoch": batches, "variants": table,
         "sampling_seconds_per_epoch": rng, "torch_over_numpy_matmul_time": blas_ratio,
         "targets": {"fraction_of_peak": 0.65, "speedup_vs_sklearn": 1.8},

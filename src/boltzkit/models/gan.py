@@ -317,8 +317,8 @@ class GAN(nn.Module):
         image_shape: ``(H, W)`` with ``H * W = D``; required by ``dcgan``.
         batch_norm: batch normalisation in the generator.
         spectral_norm: spectral normalisation of every discriminator weight.
-        minibatch_std: the group size ``G`` of a :class:`MinibatchStd` feature in the
-            discriminator (0: none).
+        minibatch_std: the group size ``G`` (>= 2, checked by :class:`MinibatchStd`) of a
+            minibatch-std feature in the discriminator (0: none).
         ema: the moving average's decay, in ``[0, 1)`` (0: none).
         generator: random source of the initial weights (``None``: the global one).
     """
@@ -335,8 +335,6 @@ class GAN(nn.Module):
             raise ValueError(f"unknown architecture {architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"Invalid ema decay: {ema} (expected 0 <= ema < 1; 0 turns it off)")
-        if minibatch_std == 1 or minibatch_std < 0:
-            raise ValueError(f"Invalid minibatch_std group size: {minibatch_std} (expected 0, off, or >= 2)")
         if any(w < 1 for w in [*generator_layers, *discriminator_layers]):
             raise ValueError(f"layer sizes must be >= 1, got {list(generator_layers)} and "
                              f"{list(discriminator_layers)}")
