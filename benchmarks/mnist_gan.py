@@ -1,7 +1,8 @@
 """A DCGAN on MNIST under a wall-clock budget: classifier-feature FID and the class histogram.
 
 Trains the ``gan-mnist`` preset (spectrally normalised DCGAN, non-saturating loss, moving
-average of the generator) for as many epochs as the budget allows: the seconds per update
+average of the generator), or its class-conditional twin ``cgan-mnist`` (``--preset``), for
+as many epochs as the budget allows: the seconds per update
 are measured on 30 updates first, and the run gets ``floor(budget / seconds per epoch)``
 epochs. Then ``--samples`` images of the generator's moving average are judged against the
 10,000 test images:
@@ -10,6 +11,9 @@ epochs. Then ``--samples`` images of the generator's moving average are judged a
   sample_quality``; the classifier of the zoo benchmark, cached beside mnist.npz: not
   Inception v3, so not comparable with published Inception FIDs), its class histogram,
   class coverage and Inception-style score;
+- for a class-conditional GAN, how often the classifier agrees with the class asked for
+  (``--samples / 10`` images per class; the generator heeds its class input when this is
+  near the classifier's own test accuracy);
 - the in-training, classifier-free metrics of the last epoch (pixel MMD^2, diversity,
   the collapse and divergence verdicts).
 
@@ -17,6 +21,7 @@ Target (issue 12): the best classifier-feature FID of the zoo, and every class w
 +-30 % of uniform (a share between 0.07 and 0.13).
 
     python benchmarks/mnist_gan.py --mnist ../shared/data/mnist.npz --minutes 30
+    python benchmarks/mnist_gan.py --mnist ../shared/data/mnist.npz --epochs 40 --preset cgan-mnist
     python benchmarks/mnist_gan.py --mnist ../shared/data/mnist.npz --smoke   # seconds, to check the script
 """
 
@@ -57,15 +62,18 @@ CALIBRATION_UPDATES = 30
 NOTE = "FID on the quality classifier's features (not Inception v3: compare only within boltzkit)"
 
 
-def config_for(mnist: Path, epochs: int, extra: list[str]):
-    return load_config("gan-mnist", ["data.name=npz", f"data.path={mnist}", "data.image_shape=[28, 28]",
+PRESETS = ("gan-mnist", "cgan-mnist")
+
+
+def config_for(mnist: Path, epochs: int, extra: list[str], preset: str = "gan-mnist"):
+    return load_config(preset, ["data.name=npz", f"data.path={mnist}", "data.image_shape=[28, 28]",
                                      f"train.epochs={epochs}", *extra])
 
 
-def seconds_per_epoch(mnist: Path, extra: list[str]) -> float:
+def seconds_per_epoch(mnist: Path, extra: list[str], preset: str) -> float:
     """Seconds per epoch from the time of :data:`CALIBRATION_UPDATES` updates (after 5 of
     warm-up), plus the epoch's metrics."""
-    session = Fit(config_for(mnist, 1, extra))
+    session = Fit(config_for(mnist, 1, extra, preset))
     marks: dict[int, float] = {}
 
     def stop() -> bool:
@@ -100,6 +108,19 @@ def quality_judge(mnist: Path, device: torch.device, smoke: bool) -> tuple[Quali
     return QualityJudge(classifier.model, labelled.test), {"path": None, **classifier.info}
 
 
+@torch.no_grad()
+def label_accuracy(model, judge: QualityJudge, per_class: int, seed: int, device: torch.device) -> dict:
+    """For a class-conditional GAN: ``per_class`` samples of each class; the share the
+    quality classifier assigns to the class asked for, overall and per class."""
+    generator = make_generator(seed, "benchmark.label_samples", device)
+    shares = []
+    for label in range(model.classes):
+        samples, _ = sample_gan(model, per_class, 1, generator, label=label)
+        predicted = judge.logits(samples.float().cpu()).argmax(dim=1)
+        shares.append((predicted == label).double().mean().item())
+    return {"overall": sum(shares) / len(shares), "per_class": shares, "per_class_samples": per_class}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", default=os.environ.get("BOLTZKIT_MNIST", "../shared/data/mnist.npz"))
@@ -107,6 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="fix the epochs instead of calibrating to --minutes")
     parser.add_argument("--samples", type=int, default=10_000, help="generated images judged")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--preset", choices=PRESETS, default="gan-mnist")
     parser.add_argument("--smoke", action="store_true", help="a tiny run (seconds) to check the script")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     parser.add_argument("--out", help="run directory (default benchmarks/runs/mnist_gan); "
@@ -120,13 +142,13 @@ def main() -> None:
     if args.epochs or args.smoke:
         epochs = args.epochs or 1
     else:
-        per_epoch = seconds_per_epoch(mnist, extra)
+        per_epoch = seconds_per_epoch(mnist, extra, args.preset)
         epochs = max(1, math.floor(0.97 * args.minutes * 60 / per_epoch))  # 3 %: checkpoints, figures
         print(f"calibration: {per_epoch:.1f} s per epoch -> {epochs} epochs in {args.minutes:g} minutes")
     out = Path(args.out or RUNS / ("mnist_gan-smoke" if args.smoke else "mnist_gan"))
     if out.exists():
         shutil.rmtree(out)
-    config = config_for(mnist, epochs, extra)
+    config = config_for(mnist, epochs, extra, args.preset)
     started = time.perf_counter()
     result = train(config, out, progress=False)
     train_seconds = time.perf_counter() - started
@@ -141,8 +163,10 @@ def main() -> None:
     histogram = quality["class_histogram"]
     within = [abs(share - 0.1) <= TOLERANCE * 0.1 for share in histogram]
     last = result.history[-1]
+    heeded = (label_accuracy(result.model, judge, max(1, samples_wanted // 10), config.seed, device)
+              if result.model.classes else None)
 
-    print(f"\nDCGAN on MNIST, {epochs} epochs, {train_seconds / 60:.1f} min on {cpu_name()} "
+    print(f"\n{args.preset}: DCGAN on MNIST, {epochs} epochs, {train_seconds / 60:.1f} min on {cpu_name()} "
           f"(device {config.device}); {len(samples)} samples of the generator's moving average")
     print(f"note: {NOTE}")
     print("| metric | value |\n| --- | --- |")
@@ -156,6 +180,9 @@ def main() -> None:
     print(f"| collapse / divergence verdicts (last epoch) | {last.get('mode_collapse', 0):.0f} / "
           f"{last.get('divergence', 0):.0f} |")
     print("| class shares 0..9 | " + " ".join(f"{share:.3f}" for share in histogram) + " |")
+    if heeded:
+        print(f"| samples classified as the class asked for | {heeded['overall']:.4f} (per class "
+              + " ".join(f"{share:.3f}" for share in heeded["per_class"]) + ") |")
 
     RESULTS.mkdir(exist_ok=True)
     record = {
@@ -163,6 +190,7 @@ def main() -> None:
                     + ("--smoke" if args.smoke else f"--epochs {args.epochs}" if args.epochs
                        else f"--minutes {args.minutes:g}")
                     + f" --samples {args.samples} --device {args.device}"
+                    + (f" --preset {args.preset}" if args.preset != "gan-mnist" else "")
                     + "".join(f" --set {e}" for e in args.extra)
                     + (f" --out {args.out}" if args.out else "")),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "threads": config.threads,
@@ -171,6 +199,7 @@ def main() -> None:
         "epochs": epochs, "calibrated_seconds_per_epoch": per_epoch, "train_minutes": train_seconds / 60,
         "run_dir": str(out), "samples": len(samples), "note": NOTE, "quality": quality,
         "quality_classifier": classifier, "classes_within_tolerance": sum(within), "tolerance": TOLERANCE,
+        "preset": args.preset, "label_accuracy": heeded,
         "last_epoch": last,
     }
     path = RESULTS / f"{out.name}.json"  # benchmarks/runs/NAME -> benchmarks/results/NAME.json

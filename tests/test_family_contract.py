@@ -40,7 +40,7 @@ def test_presets_command_names_each_preset_family(capsys):
     assert [line.split()[0] for line in lines] == preset_names()
     assert {line.split()[0]: line.split()[1] for line in lines} == {
         "grbm-digits": "rbm:", "mlp-digits": "mlp:", "rbm-digits": "rbm:", "rbm-mnist": "rbm:",
-        "rbm-potts": "rbm:", "gan-digits": "gan:", "gan-mnist": "gan:", "dbn-digits": "dbn:",
+        "rbm-potts": "rbm:", "gan-digits": "gan:", "gan-mnist": "gan:", "cgan-mnist": "gan:", "dbn-digits": "dbn:",
         "dbn-mnist": "dbn:", "dbn-mnist-labels": "dbn:", "dbm-digits": "dbm:", "dbm-mnist": "dbm:", "vae-digits": "vae:",
         "vae-mnist": "vae:", "ae-digits": "autoencoder:", "sda-mnist": "autoencoder:"}
 

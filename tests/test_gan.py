@@ -14,7 +14,7 @@ from torch import nn
 
 from boltzkit.cli import main
 from boltzkit.config import load_config
-from boltzkit.errors import ConfigError
+from boltzkit.errors import ConfigError, DataError
 from boltzkit.estimate.mmd import mean_pairwise_distance, median_bandwidth, mmd_squared
 from boltzkit.families.gan import PINNED_EPOCHS, CollapseDetector, sample_gan
 from boltzkit.models.gan import (
@@ -213,18 +213,22 @@ def test_construction_draws_nothing_from_the_global_generator():
 # ------------------------------------------------------------------ the train step
 
 
-def test_a_few_adversarial_steps_resume_bit_for_bit_with_both_optimizers():
+@pytest.mark.parametrize("labels", [False, True])
+def test_a_few_adversarial_steps_resume_bit_for_bit_with_both_optimizers(labels):
     """WGAN-GP, two discriminator updates per generator update, spectral norm, a moving
-    average and per-step schedules on both players: the state after 3 updates, loaded
-    into a fresh model and step, gives exactly the weights and metrics of going on."""
-    config = load_config(None, [*TINY, "model.loss=wgan_gp", "model.d_steps=2", "model.spectral_norm=true",
+    average and per-step schedules on both players (and with labels, class-conditional):
+    the state after 3 updates, loaded into a fresh model and step, gives exactly the
+    weights and metrics of going on."""
+    config = load_config(None, [*TINY, f"model.labels={str(labels).lower()}", "model.loss=wgan_gp", "model.d_steps=2", "model.spectral_norm=true",
                                 "train.optimizer={name: adam, lr: 0.001, betas: [0.0, 0.9]}",
                                 "train.schedule={name: cosine, unit: step}",
                                 "model.discriminator_optimizer={name: rmsprop, lr: 0.002}",
                                 "model.discriminator_schedule={name: exponential, unit: step, rate: 0.5}"])
     session = Fit(config)
     model, step = session.model, session.train_step()
-    batches = [session.task.train_x[i:i + 16] for i in range(0, 112, 16)]
+    rows = torch.arange(len(session.task.train_x))
+    batches = [session.task.batch(rows[i:i + 16], torch.Generator()) for i in range(0, 112, 16)]
+    assert batches[0].shape[1] == 64 + 10 * labels
     for batch in batches[:3]:
         step(model, batch)
     saved = copy.deepcopy({"model": model.state_dict(), "step": step.state_dict()})
@@ -479,3 +483,149 @@ def test_minibatch_std_batch_size_must_be_a_multiple_of_the_group():
         load_config(None, [*TINY, "model.minibatch_std=1"])
     session = Fit(load_config(None, [*TINY, "model.minibatch_std=4"]))
     assert any(isinstance(m, MinibatchStd) for m in session.model.discriminator.modules())
+
+
+# ------------------------------------------------------------------ class-conditional
+
+
+def _conditional(classes: int = 3, seed: int = 0, **options) -> GAN:
+    return GAN(3, latent=2, generator_layers=[4], discriminator_layers=[4], classes=classes,
+               generator=torch.Generator().manual_seed(seed), **options).double()
+
+
+def _labelled(n: int = 6, classes: int = 3, seed: int = 1) -> torch.Tensor:
+    """Rows ``[x, onehot(y)]`` with classes ``0, 1, ..., classes - 1, 0, ...``."""
+    one_hot = torch.nn.functional.one_hot(torch.arange(n) % classes, classes).double()
+    return torch.cat([_real(n, seed=seed), one_hot], dim=1)
+
+
+def test_projection_discriminator_adds_the_class_embedding_dot_the_features():
+    """``D(x, y) = w^T phi(x) + b + e_y^T phi(x)`` with ``e_y`` column ``y`` of the
+    embedding; the same image scores differently under different classes."""
+    model = _conditional()
+    rows = _labelled()
+    x, y = rows[:, :3], torch.arange(6) % 3
+    base = model.discriminator.base
+    features = base.features(x)
+    expected = (features @ base.output.weight.T).squeeze(1) + base.output.bias \
+        + (features * model.discriminator.embed.weight[:, y].T).sum(1)
+    assert torch.allclose(model.discriminator(rows), expected, atol=1e-12)
+    relabelled = torch.cat([x, rows[:, 3:].roll(1, dims=1)], dim=1)
+    assert (model.discriminator(relabelled) - expected).abs().min() > 1e-6
+
+
+@pytest.mark.parametrize("kind", ["non_saturating", "wgan_gp"])
+def test_conditional_losses_gradients_equal_finite_differences(kind):
+    """Both players of a class-conditional GAN, every weight (the class embedding and the
+    generator's class inputs included)."""
+    model, rows = _conditional(), _labelled()
+    for objective, network in ((DiscriminatorLoss(kind, 10.0, torch.Generator().manual_seed(2)),
+                                model.discriminator),
+                               (GeneratorLoss(kind, torch.Generator().manual_seed(3)), model.generator)):
+        start = objective.generator.get_state()
+
+        def loss(objective=objective, start=start):
+            objective.generator.set_state(start)
+            return objective.loss(model, rows)
+
+        _assert_finite_differences(loss, list(network.parameters()))
+    assert len(list(model.discriminator.parameters())) == 5  # base's two layers and the embedding
+
+
+def test_generated_rows_carry_the_classes_of_their_real_rows():
+    model, rows = _conditional(), _labelled()
+    objective = DiscriminatorLoss("non_saturating", 0.0, torch.Generator().manual_seed(2))
+    objective.loss(model, rows)
+    assert objective.fakes.shape == rows.shape
+    assert torch.equal(objective.fakes[:, 3:], rows[:, 3:])
+    # and the generator saw them: other classes, same noise, other images
+    noise = model.noise(6, torch.Generator().manual_seed(4), rows[:, 3:])
+    assert torch.equal(noise[:, 2:], rows[:, 3:])
+    other = torch.cat([noise[:, :2], noise[:, 2:].roll(1, dims=1)], dim=1)
+    assert not torch.allclose(model.generator(noise), model.generator(other))
+
+
+def test_gradient_penalty_of_a_conditional_critic_is_taken_in_x_only():
+    """``D([x, c]) = x . w + c . u``: ``grad_x = w``, so ``(|w| - 1)^2`` whatever ``u``; a
+    gradient over the class columns too would give ``(sqrt(|w|^2 + |u|^2) - 1)^2``."""
+    critic = nn.Linear(5, 1, bias=False).double()
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[2.0, -1.0, 2.0, 4.0, 4.0]]))  # |w| = 3, |u| = 4*sqrt(2)
+    rows = _labelled(4, classes=2)
+    penalty = gradient_penalty(lambda r: critic(r).squeeze(1), rows[:, :3], _real(4, seed=5),
+                               torch.Generator().manual_seed(0), rows[:, 3:])
+    assert penalty.item() == pytest.approx(4.0, abs=1e-12)
+
+
+def test_unconditional_noise_draws_classes_from_the_prior():
+    model = _conditional()
+    model.set_class_prior(torch.tensor([6.0, 3.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(model.class_prior, torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64))
+    n = 30_000
+    noise = model.noise(n, torch.Generator().manual_seed(5))
+    one_hot = noise[:, 2:]
+    assert torch.equal(one_hot.sum(1), torch.ones(n, dtype=torch.float64))
+    shares = one_hot.mean(0)
+    stderr = (model.class_prior * (1 - model.class_prior) / n).sqrt()
+    assert ((shares - model.class_prior).abs() < 4 * stderr).all(), shares
+    chosen = model.sample(5, torch.Generator().manual_seed(6), label=2)
+    assert chosen.shape == (5, 3)
+    with pytest.raises(ValueError, match="label 3 is not a class of this GAN .it has 3; accepted: 0 to 2"):
+        model.sample(5, torch.Generator(), label=3)
+    with pytest.raises(ValueError, match="trained without classes: it cannot draw a chosen label"):
+        _tiny().sample(5, torch.Generator(), label=0)
+    with pytest.raises(ValueError, match="a class prior needs 3 non-negative weights"):
+        model.set_class_prior(torch.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="Invalid number of classes: 1"):
+        _conditional(classes=1)
+    assert "class_prior" not in _tiny().state_dict()  # unconditional checkpoints are unchanged
+
+
+def test_a_labelled_run_feeds_classes_and_learns_the_training_frequencies(tmp_path):
+    config = load_config(None, [*TINY, "model.labels=true"])
+    session = Fit(config)
+    task, model = session.task, session.model
+    rows = torch.arange(16)
+    batch = task.batch(rows, torch.Generator())
+    labels = task.data.train_labels[:16]
+    assert batch.shape == (16, 64 + 10)
+    assert torch.equal(batch[:, :64], task.train_x[rows])
+    assert torch.equal(batch[:, 64:].argmax(1), labels) and torch.equal(batch[:, 64:].sum(1), torch.ones(16))
+    counts = torch.bincount(task.data.train_labels, minlength=10).double()
+    assert torch.allclose(model.class_prior.double(), counts / counts.sum())
+    with pytest.raises(DataError, match="model.labels is true and this data set has no labels"):
+        Fit(load_config(None, [*TINY, "model.labels=true", "data.name=potts",
+                               "data.potts={length: 4, states: 2, examples: 100}"]))
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_sample_by_label_on_the_command_line(tmp_path, capsys, labels):
+    out = tmp_path / "run"
+    overrides = [*TINY, f"model.labels={str(labels).lower()}"]
+    assert main(["train", "--out", str(out), "--quiet", *sum((["--set", o] for o in overrides), [])]) == 0
+    capsys.readouterr()
+    code = main(["sample", str(out), "--label", "4", "--n", "6", "--threads", "1"])
+    printed = capsys.readouterr()
+    if labels:
+        assert code == 0
+        assert (out / "samples_by_label.png").exists()
+        assert len(list(out.glob("samples-n6-*-y4.npz"))) == 1
+    else:
+        assert code != 0
+        assert "trained without labels (model.labels: false)" in printed.err
+        assert not (out / "samples_by_label.png").exists()
+
+
+def test_a_class_conditional_gan_draws_the_class_asked_for():
+    """The digits preset with labels, 30 epochs (seconds): samples of each class lie
+    nearest to that class's mean training image far more often than chance (0.1), the
+    rate of a generator that ignores its class input."""
+    session = Fit(load_config("gan-digits", ["model.labels=true", "train.epochs=30", "threads=1",
+                                             "train.metrics_examples=100", "train.checkpoint_every=0"]))
+    session.run()
+    x, y = session.task.data.train.double(), session.task.data.train_labels
+    means = torch.stack([x[y == k].mean(0) for k in range(10)])
+    for label in range(10):
+        samples, _ = sample_gan(session.model, 100, 1, torch.Generator().manual_seed(label), label=label)
+        nearest = torch.cdist(samples.double(), means).argmin(1)
+        assert (nearest == label).double().mean() >= 0.5, label

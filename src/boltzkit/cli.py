@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--min-beta", type=float, default=0.5,
                         help="inverse temperature of the hottest replica (default 0.5)")
     sample.add_argument("--label", type=int, metavar="Y",
-                        help="clamp the label units to class Y while sampling (a DBN trained with "
-                             "model.labels=true)")
+                        help="draw class Y only: a DBN or GAN trained with model.labels=true (a DBN "
+                             "clamps its label units, a GAN feeds the class to its generator)")
     sample.add_argument("--out", help="output file stem (default: RUN/samples-n<N>-k<K>-s<S>)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     _threads_argument(sample, "default: the run's threads")
@@ -228,7 +228,7 @@ def _sample_label(args: argparse.Namespace, family, model) -> int:
     model trained with label units, a class it knows."""
     if not family.capabilities.sample_labels:
         raise BoltzkitError(f"--label: {args.run} holds a model.type {family.name!r}, which cannot be "
-                            "sampled by label (a DBN trained with model.labels=true can)")
+                            "sampled by label (a DBN or GAN trained with model.labels=true can)")
     classes = getattr(model, "classes", 0)
     if not classes:
         raise BoltzkitError(f"--label: {args.run} was trained without labels (model.labels: false); "

@@ -51,6 +51,21 @@ class Dataset:
     def n_features(self) -> int:
         return self.train.shape[1]
 
+    @property
+    def n_classes(self) -> int:
+        """The number of classes: the largest label of any split, plus one (0 without labels)."""
+        splits = [t for t in (self.train_labels, self.validation_labels, self.test_labels)
+                  if t is not None and len(t)]
+        return max(int(t.max()) for t in splits) + 1 if splits else 0
+
+    def require_labels(self, key: str) -> Tensor:
+        """The training labels, or a :class:`DataError` saying that config key ``key`` (true)
+        needs them."""
+        if self.train_labels is None:
+            raise DataError(f"{self.source or self.name}: {key} is true and this data set has no labels "
+                            f"(csv: set data.label_column; npz: add y or y_train), or set {key}=false")
+        return self.train_labels
+
     def __repr__(self) -> str:
         """Sizes, not tensors: ``Dataset('digits', train 1348x64, validation 150x64, ...)``."""
         def size(t: Tensor | None) -> str:

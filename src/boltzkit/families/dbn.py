@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from ..data import Dataset
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..estimate.dbn_bound import DBNBound, dbn_log_likelihood_bound, top_log_partition
 from ..estimate.evaluate import binary_view
 from ..estimate.monitor import likelihood_metrics, rbm_metrics
@@ -230,13 +230,8 @@ class DBNTask(GenerativeTask):
         self._monitors: dict[int, tuple[Tensor, Tensor]] = {}
         self.labels = section.labels
         if self.labels:
-            if data.train_labels is None:
-                raise DataError(f"{data.source or data.name}: model.labels is true and this data set has "
-                                "no labels (csv: set data.label_column; npz: add y or y_train), or set "
-                                "model.labels=false")
-            self.train_y = data.train_labels.to(device)
-            splits = (data.train_labels, data.validation_labels, data.test_labels)
-            self.n_classes = max(int(t.max()) for t in splits if t is not None and len(t)) + 1
+            self.train_y = data.require_labels("model.labels").to(device)
+            self.n_classes = data.n_classes
             n = config.train.metrics_examples
             # the same rows as the monitoring sets (monitor_sets takes the first n of each split)
             self.monitor_labels = (data.train_labels[:n].to(device),

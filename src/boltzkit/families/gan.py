@@ -2,6 +2,9 @@
 non-saturating, hinge or WGAN-GP loss; spectral normalisation; two optimizers with their
 own rates and schedules (two time-scale updates, Heusel et al., 2017); a moving average of
 the generator; sample grids after every epoch; mode collapse and divergence reported.
+With ``model.labels: true`` it is class-conditional (a generator fed ``[z, onehot(y)]``, a
+projection discriminator): ``boltzkit sample --label`` draws a chosen class, and plain
+samples draw the class from the training set's frequencies.
 
 The generator trains with ``train.optimizer`` / ``train.schedule``, the discriminator with
 ``model.discriminator_optimizer`` / ``model.discriminator_schedule``. Each batch updates
@@ -84,6 +87,11 @@ class GANSection(ModelSection):
     """Group size G of a minibatch-standard-deviation feature in the discriminator (Karras et
     al., 2018), which helps against dropped modes; 0: none. Keep train.batch_size a
     multiple of G so that no group mixes real and generated examples."""
+    labels: bool = False
+    """Class-conditional (needs labelled data): the generator reads the class beside the
+    noise and the discriminator projects it onto its features (Miyato & Koyama, 2018);
+    samples draw the class from the training frequencies, or a chosen one
+    (boltzkit sample --label), so no class can be dropped."""
     d_steps: int = Field(1, ge=1, le=100)
     """Discriminator updates per generator update (WGAN-GP's paper: 5)."""
     ema: float = Field(0.999, ge=0, lt=1)
@@ -131,7 +139,8 @@ def build_gan(section: GANSection, data_info: Mapping[str, Any], generator: torc
     shape = data_info.get("image_shape")
     return GAN(data_info["n_features"], section.latent, section.architecture, section.generator_layers,
                section.discriminator_layers, tuple(shape) if shape else None, section.batch_norm,
-               section.spectral_norm, section.ema, generator, section.minibatch_std)
+               section.spectral_norm, section.ema, generator, section.minibatch_std,
+               data_info["n_classes"] if section.labels else 0)
 
 
 def check_architecture(section: GANSection, data: Dataset) -> None:
@@ -270,22 +279,23 @@ EPOCH_SAMPLES = 64
 
 
 @torch.no_grad()
-def draw(model: GAN, n: int, generator: torch.Generator) -> Tensor:
+def draw(model: GAN, n: int, generator: torch.Generator, label: int | None = None) -> Tensor:
     """``n`` samples in eval mode (batch norm with its running statistics; those of the
     moving average first re-estimated for its weights, from fixed noise, so a draw depends
-    on the weights only); the model's mode is restored."""
+    on the weights only), all of class ``label`` where given; the model's mode is restored."""
     device = next(model.generator.parameters()).device
     model.refresh_ema_batch_norm(make_generator(0, "gan.ema.batch_norm", device))
     was_training = model.training
     model.eval()
     try:
-        return model.sample(n, generator)
+        return model.sample(n, generator, label)
     finally:
         model.train(was_training)
 
 
 class GANTask(Task):
-    """Adversarial training on unlabelled examples in [0, 1]."""
+    """Adversarial training on examples in [0, 1]; with ``model.labels`` each batch row is
+    ``[x, onehot(y)]``."""
 
     summary_keys = ("loss", "g_loss", "d_real_accuracy", "d_fake_accuracy", "diversity", "val_mmd", "seconds")
 
@@ -297,15 +307,39 @@ class GANTask(Task):
                               f"of model.minibatch_std={group}, so a group of the discriminator's minibatch "
                               "statistic would mix real and generated examples; accepted: a multiple of it")
         super().__init__(config, data, device)
+        self.labels = config.model.labels
+        if self.labels:
+            self.train_y = data.require_labels("model.labels").to(device)
+            self.n_classes = data.n_classes
         # with data.binarize: dynamic the generator learns binary images: compare its samples
         # with training images binarized once (seeded), like the validation ones
         train, val = monitor_sets(data, config.train.metrics_examples, config.seed, device, data.dynamic)
         self.monitor = {"train": train, "val": val}
         self.bandwidth = median_bandwidth(self.monitor["train"]) if len(self.monitor["train"]) >= 2 else 1.0
 
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """With labels, also the number of classes."""
+        info = super().data_info
+        if self.labels:
+            info["n_classes"] = self.n_classes
+        return info
+
+    def build_model(self) -> GAN:
+        """With labels, the class prior is the training labels' frequencies."""
+        model = super().build_model()
+        if self.labels:
+            counts = torch.bincount(self.train_y, minlength=self.n_classes)
+            model.set_class_prior(counts.to(model.class_prior))
+        return model
+
     def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        """The examples ``rows``, binarized afresh with ``data.binarize: dynamic``."""
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
+        """The examples ``rows`` ``(B, D)``, binarized afresh with ``data.binarize: dynamic``;
+        with labels followed by their one-hot classes, ``(B, D + C)``."""
+        x = self.data.binarize_batch(self.train_x[rows], data_rng)
+        if not self.labels:
+            return x
+        return torch.cat([x, torch.nn.functional.one_hot(self.train_y[rows], self.n_classes).to(x)], dim=1)
 
     def stages(self, model: GAN) -> list[Stage]:
         cfg, section = self.config.train, self.config.model
@@ -356,13 +390,21 @@ class GANTask(Task):
                               title=f"epoch {epoch}: {self._which(model)}, fixed noise")
 
     def write_figures(self, out: Path, model: GAN, history: list[dict]) -> None:
-        """``samples.png`` and ``curves.png``."""
+        """``samples.png``, ``curves.png`` and with labels ``samples_by_label.png`` (one row
+        per class)."""
         from .. import plots
 
-        samples = draw(model, FIGURE_SAMPLES, make_generator(self.config.seed, "figures", self.device))
+        generator = make_generator(self.config.seed, "figures", self.device)
+        samples = draw(model, FIGURE_SAMPLES, generator)
         plots.save_samples(model, samples, samples, out / "samples.png",
                            f"{FIGURE_SAMPLES} samples of the {self._which(model)}", self.data.image_shape,
                            means_label="G(z)")
+        if model.classes:
+            per_class = max(1, FIGURE_SAMPLES // model.classes)
+            rows = torch.cat([draw(model, per_class, generator, label) for label in range(model.classes)])
+            plots.save_image_grid(rows.cpu().numpy(), self.data.image_shape, out / "samples_by_label.png",
+                                  f"one row per class 0..{model.classes - 1}: the {self._which(model)}",
+                                  columns=per_class)
         plots.save_curves(history, out / "curves.png", CURVE_GROUPS, title=out.name)
 
     @staticmethod
@@ -371,14 +413,15 @@ class GANTask(Task):
 
 
 def sample_gan(model: GAN, n: int, steps: int, generator: torch.Generator, temperatures: int = 0,
-               min_beta: float = 0.5) -> tuple[Tensor, Tensor]:
+               min_beta: float = 0.5, label: int | None = None) -> tuple[Tensor, Tensor]:
     """``n`` examples ``(n, D)`` in one pass of the generator (its moving average where
-    there is one), in eval mode; returned twice (states and means are the same). ``steps``
-    does not apply; tempering (``temperatures >= 2``, as for every family) is refused."""
+    there is one), in eval mode, all of class ``label`` where given (a class-conditional
+    GAN); returned twice (states and means are the same). ``steps`` does not apply;
+    tempering (``temperatures >= 2``, as for every family) is refused."""
     if temperatures >= 2:
         raise ValueError("a GAN draws its samples in one pass of the generator: parallel tempering does "
                          "not apply; drop --pt")
-    samples = draw(model, n, generator)
+    samples = draw(model, n, generator, label)
     return samples, samples
 
 
@@ -389,10 +432,10 @@ GAN_FAMILY = register(Family(
     build=build_gan,
     task=GANTask,
     metrics=METRICS,
-    capabilities=Capabilities(sample=True, lr_find=False),
+    capabilities=Capabilities(sample=True, lr_find=False, sample_labels=True),
     unit_interval=lambda section: True,  # the generator's sigmoid output lies in [0, 1]
     figures=("samples.png", "curves.png"),
-    presets=("gan-digits", "gan-mnist"),
+    presets=("gan-digits", "gan-mnist", "cgan-mnist"),
     sample=sample_gan,
     default_metric="val_mmd",
     data_defaults={"binarize": "none"},  # it learns grey levels

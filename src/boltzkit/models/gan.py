@@ -21,6 +21,13 @@ when each half of the batch is a multiple of ``G``. Spectral normalisation
 (Miyato et al., 2018) divides each discriminator weight by its largest singular value,
 estimated by one power iteration per training forward pass.
 
+A class-conditional GAN (``classes = C > 0``) generates from ``(z, y)``: the generator's
+input is ``[z, onehot(y)]`` (Mirza & Osindero, 2014), and the discriminator reads rows
+``[x, onehot(y)]`` ``(B, D + C)`` and adds a projection of the class onto its last features,
+``D(x, y) = w^T phi(x) + b + e_y^T phi(x)`` (Miyato & Koyama, 2018). Unconditional samples
+draw ``y`` from the class prior (the training set's class frequencies), so they follow
+``p(x) = sum_y p(y) p(x | y)``.
+
 The losses take logits ``d_r = D(x)`` of real examples ``(B,)`` and ``d_f = D(G(z))`` of
 generated ones ``(B',)`` and average over the batch:
 
@@ -247,6 +254,35 @@ class ConvDiscriminator(nn.Module):
         return self.output(self.features(x)).squeeze(1)
 
 
+class ProjectionDiscriminator(nn.Module):
+    """A class-conditional discriminator, ``[x, onehot(y)] (B, D + C) -> logit (B,)``:
+    ``base(x) + e_y^T phi(x)`` with ``phi = base.features`` ``(B, F)`` and the class
+    embeddings ``e`` the columns of a bias-free ``Linear(C, F)`` (so spectral
+    normalisation, which applies to every linear layer, covers them as in Miyato & Koyama,
+    2018). Initialised like the base's logit layer: ``N(0, 0.02)`` (dcgan) or Glorot (mlp).
+    """
+
+    def __init__(self, base: MLPDiscriminator | ConvDiscriminator, n_features: int, classes: int,
+                 generator: torch.Generator | None):
+        super().__init__()
+        self.base, self.n_features = base, n_features
+        self.embed = nn.Linear(classes, base.output.in_features, bias=False)
+        if isinstance(base, ConvDiscriminator):
+            with torch.no_grad():
+                self.embed.weight.normal_(0.0, DCGAN_STD, generator=generator)
+        else:
+            init_linear(self.embed, "glorot", "linear", generator)
+
+    def features(self, x: Tensor) -> Tensor:
+        """``phi(x)`` ``(B, F)`` of images ``x`` ``(B, D)`` (no class)."""
+        return self.base.features(x)
+
+    def forward(self, rows: Tensor) -> Tensor:
+        x, one_hot = rows[:, : self.n_features], rows[:, self.n_features:]
+        features = self.base.features(x)
+        return self.base.output(features).squeeze(1) + (self.embed(one_hot) * features).sum(dim=1)
+
+
 def apply_spectral_norm(module: nn.Module, generator: torch.Generator | None) -> None:
     """Spectrally normalise every linear and convolution weight of ``module``.
 
@@ -321,13 +357,16 @@ class GAN(nn.Module):
             minibatch-std feature in the discriminator (0: none).
         ema: the moving average's decay, in ``[0, 1)`` (0: none).
         generator: random source of the initial weights (``None``: the global one).
+        classes: ``C``, the number of classes of a class-conditional GAN (0: unconditional).
+            Its ``class_prior`` buffer ``(C,)`` (uniform until :meth:`set_class_prior`)
+            is what unconditional samples draw the class from.
     """
 
     def __init__(self, n_features: int, latent: int = 64, architecture: str = "mlp",
                  generator_layers: Sequence[int] = (256,), discriminator_layers: Sequence[int] = (256,),
                  image_shape: Sequence[int] | None = None, batch_norm: bool = True,
                  spectral_norm: bool = False, ema: float = 0.0, generator: torch.Generator | None = None,
-                 minibatch_std: int = 0):
+                 minibatch_std: int = 0, classes: int = 0):
         super().__init__()
         if n_features < 1 or latent < 1:
             raise ValueError(f"Invalid number of features: {n_features} or latent size: {latent} (both >= 1)")
@@ -335,22 +374,26 @@ class GAN(nn.Module):
             raise ValueError(f"unknown architecture {architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"Invalid ema decay: {ema} (expected 0 <= ema < 1; 0 turns it off)")
+        if classes < 0 or classes == 1:
+            raise ValueError(f"Invalid number of classes: {classes} (expected 0, unconditional, or >= 2)")
         if any(w < 1 for w in [*generator_layers, *discriminator_layers]):
             raise ValueError(f"layer sizes must be >= 1, got {list(generator_layers)} and "
                              f"{list(discriminator_layers)}")
-        self.latent = latent
+        self.latent, self.n_features, self.classes = latent, n_features, classes
+        if classes:  # only then: the state of an unconditional GAN stays what it was
+            self.register_buffer("class_prior", torch.full((classes,), 1.0 / classes))
         # torch's layer constructors draw a default init from the global CPU generator; with a
         # ``generator`` every weight is drawn again from it, and the caller's stream stays put
         isolated = torch.random.fork_rng(devices=[]) if generator is not None else contextlib.nullcontext()
         with isolated:
-            self._build(n_features, latent, architecture, generator_layers, discriminator_layers, image_shape,
-                        batch_norm, spectral_norm, generator, minibatch_std)
+            self._build(n_features, latent + classes, architecture, generator_layers, discriminator_layers,
+                        image_shape, batch_norm, spectral_norm, generator, minibatch_std)
         self.ema: AveragedModel | None = None
         if ema > 0:
             self.ema = AveragedModel(self.generator, multi_avg_fn=ema_update(ema), use_buffers=False)
             self.ema.requires_grad_(False)  # an average, not a trained parameter
 
-    def _build(self, n_features: int, latent: int, architecture: str, generator_layers: Sequence[int],
+    def _build(self, n_features: int, inputs: int, architecture: str, generator_layers: Sequence[int],
                discriminator_layers: Sequence[int], image_shape: Sequence[int] | None, batch_norm: bool,
                spectral_norm: bool, generator: torch.Generator | None, minibatch_std: int) -> None:
         if architecture == "dcgan":
@@ -360,19 +403,51 @@ class GAN(nn.Module):
             if not generator_layers or not discriminator_layers:
                 raise ValueError("the dcgan architecture needs at least one generator and one "
                                  "discriminator layer")
-            self.generator = ConvGenerator(latent, generator_layers, image_shape, batch_norm, generator)
+            self.generator = ConvGenerator(inputs, generator_layers, image_shape, batch_norm, generator)
             self.discriminator = ConvDiscriminator(discriminator_layers, image_shape, generator,
                                                    minibatch_std)
         else:
-            self.generator = MLPGenerator(latent, generator_layers, n_features, batch_norm, generator)
+            self.generator = MLPGenerator(inputs, generator_layers, n_features, batch_norm, generator)
             self.discriminator = MLPDiscriminator(n_features, discriminator_layers, generator, minibatch_std)
+        if self.classes:
+            self.discriminator = ProjectionDiscriminator(self.discriminator, n_features, self.classes,
+                                                         generator)
         if spectral_norm:
             apply_spectral_norm(self.discriminator, generator)
 
-    def noise(self, n: int, generator: torch.Generator) -> Tensor:
-        """``z ~ N(0, I_L)``, ``(n, L)``, on the model's device and in its dtype."""
+    def noise(self, n: int, generator: torch.Generator, one_hot: Tensor | None = None) -> Tensor:
+        """The generator's input ``(n, L + C)``: ``z ~ N(0, I_L)``, followed (with classes) by
+        the classes ``one_hot`` ``(n, C)``, or where it is ``None`` by classes drawn from
+        ``class_prior``; on the model's device and in its dtype."""
         weight = next(self.generator.parameters())
-        return torch.randn(n, self.latent, generator=generator, device=weight.device, dtype=weight.dtype)
+        z = torch.randn(n, self.latent, generator=generator, device=weight.device, dtype=weight.dtype)
+        if not self.classes:
+            return z
+        if one_hot is None:
+            labels = torch.multinomial(self.class_prior.to(weight), n, replacement=True, generator=generator)
+            one_hot = self.one_hot(labels)
+        return torch.cat([z, one_hot.to(z)], dim=1)
+
+    def one_hot(self, labels: Tensor) -> Tensor:
+        """``onehot(labels)`` ``(n, C)`` in the model's dtype, for class numbers ``(n,)``."""
+        return F.one_hot(labels.long(), self.classes).to(self.class_prior.dtype)
+
+    def set_class_prior(self, frequencies: Tensor) -> None:
+        """The class prior ``(C,)``, e.g. the training labels' frequencies (normalised here)."""
+        if frequencies.shape != self.class_prior.shape or (frequencies < 0).any() or frequencies.sum() <= 0:
+            raise ValueError(f"a class prior needs {self.classes} non-negative weights with a positive sum, "
+                             f"got {frequencies.tolist()}")
+        self.class_prior.copy_(frequencies / frequencies.sum())
+
+    def conditions(self, rows: Tensor) -> Tensor:
+        """The class columns of discriminator rows ``[x, onehot(y)]`` ``(B, C)`` (``(B, 0)``
+        without classes)."""
+        return rows[:, self.n_features:]
+
+    def fake_rows(self, noise: Tensor) -> Tensor:
+        """Discriminator rows of generated examples, ``[G(noise), onehot(y)]`` ``(B, D + C)``,
+        with each example's own class (no columns added without classes)."""
+        return torch.cat([self.generator(noise), noise[:, self.latent:]], dim=1)
 
     def sampler(self) -> nn.Module:
         """The network samples come from: the moving average if there is one, else ``G``."""
@@ -383,9 +458,17 @@ class GAN(nn.Module):
         return self.generator(z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` examples ``(n, D)`` from :meth:`sampler` (in the model's current mode)."""
-        return self.sampler()(self.noise(n, generator))
+    def sample(self, n: int, generator: torch.Generator, label: int | None = None) -> Tensor:
+        """``n`` examples ``(n, D)`` from :meth:`sampler` (in the model's current mode), all of
+        class ``label`` where given (a class-conditional GAN only)."""
+        one_hot = None
+        if label is not None:
+            if not 0 <= label < self.classes:
+                raise ValueError(f"label {label} is not a class of this GAN (it has {self.classes}; "
+                                 f"accepted: 0 to {self.classes - 1})" if self.classes else
+                                 "this GAN was trained without classes: it cannot draw a chosen label")
+            one_hot = self.one_hot(torch.full((n,), label, device=self.class_prior.device))
+        return self.sampler()(self.noise(n, generator, one_hot))
 
     @torch.no_grad()
     def refresh_ema_batch_norm(self, generator: torch.Generator, batches: int = EMA_BN_BATCHES,
@@ -447,15 +530,17 @@ def generator_loss(kind: str, fake: Tensor) -> Tensor:
     raise ValueError(f"unknown GAN loss {kind!r}; accepted: {', '.join(LOSSES)}")
 
 
-def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor,
-                     generator: torch.Generator) -> Tensor:
+def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator,
+                     conditions: Tensor | None = None) -> Tensor:
     """WGAN-GP's ``mean_b (|grad_x D(x_hat_b)|_2 - 1)^2`` with
     ``x_hat_b = eps_b x_b + (1 - eps_b) x~_b``, ``eps_b ~ U(0, 1)`` drawn from ``generator``;
-    ``real`` and ``fake`` are ``(B, D)``. Differentiable in the discriminator's weights
-    (the input gradient keeps its graph)."""
+    ``real`` and ``fake`` are ``(B, D)``. With ``conditions`` ``(B, C)`` (a class-conditional
+    discriminator) the discriminator reads ``[x_hat_b, c_b]`` and the gradient is in ``x``
+    only. Differentiable in the discriminator's weights (the input gradient keeps its graph)."""
     eps = torch.rand(len(real), 1, generator=generator, device=real.device, dtype=real.dtype)
     between = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(between).sum(), between, create_graph=True)
+    rows = between if conditions is None else torch.cat([between, conditions], dim=1)
+    (grad,) = torch.autograd.grad(discriminator(rows).sum(), between, create_graph=True)
     return ((torch.linalg.vector_norm(grad, dim=1) - 1.0) ** 2).mean()
 
 

@@ -36,7 +36,8 @@ INITS = ("he", "glorot", "lecun", "normal", "small")
 
 def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str,
                 generator: torch.Generator | None) -> None:
-    """Initialise ``layer.weight`` by ``scheme`` (``he``, ``glorot``, ``lecun``); bias = 0.
+    """Initialise ``layer.weight`` by ``scheme`` (``he``, ``glorot``, ``lecun``); bias = 0
+    (where the layer has one).
 
     ``generator`` draws the weights; ``None`` draws them from PyTorch's global generator.
     """
@@ -54,13 +55,15 @@ def init_linear(layer: nn.Linear, scheme: str, nonlinearity: str,
     elif scheme == "small":
         with torch.no_grad():
             layer.weight.uniform_(-0.05, 0.05, generator=generator)
-            layer.bias.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
         return
     else:
         raise ValueError(f"unknown initialisation {scheme!r}; accepted: {', '.join(INITS)}")
     with torch.no_grad():
         layer.weight.normal_(0.0, std, generator=generator)
-        layer.bias.zero_()
+        if layer.bias is not None:
+            layer.bias.zero_()
 
 
 class MLP(nn.Module):

@@ -87,8 +87,9 @@ class _PlayerLoss(Objective):
 
 class DiscriminatorLoss(_PlayerLoss):
     """``loss(gan, real)``: the discriminator's loss ``kind`` on the batch ``real`` ``(B, D)``
-    against ``B`` examples of the generator (drawn without a graph: this update moves the
-    discriminator only), plus ``gp_weight`` times WGAN-GP's gradient penalty with
+    (a class-conditional GAN's: ``[x, onehot(y)]``, ``(B, D + C)``) against ``B`` examples of
+    the generator, each of the same class as its real row (drawn without a graph: this
+    update moves the discriminator only), plus ``gp_weight`` times WGAN-GP's gradient penalty with
     ``kind == "wgan_gp"``. Real and generated examples go through the discriminator as one
     batch. ``fakes`` holds the last generated batch.
 
@@ -108,14 +109,17 @@ class DiscriminatorLoss(_PlayerLoss):
 
     def loss(self, model: GAN, batch: Tensor) -> Tensor:
         n = len(batch)
+        classes = model.conditions(batch)
         with torch.no_grad():
-            self.fakes = model.generator(model.noise(n, self.generator))
+            self.fakes = model.fake_rows(model.noise(n, self.generator, classes))
         logits = model.discriminator(torch.cat([batch, self.fakes]))
         real, fake = logits[:n], logits[n:]
         loss = discriminator_loss(self.kind, real, fake)
         if self.kind == "wgan_gp" and self.gp_weight > 0:
-            loss = loss + self.gp_weight * gradient_penalty(model.discriminator, batch, self.fakes,
-                                                            self.generator)
+            d = model.n_features
+            penalty = gradient_penalty(model.discriminator, batch[:, :d], self.fakes[:, :d], self.generator,
+                                       classes if model.classes else None)
+            loss = loss + self.gp_weight * penalty
         threshold = decision_threshold(self.kind, real.detach(), fake.detach())
         self.means.add(loss, (real > threshold).double().mean(), (fake <= threshold).double().mean())
         return loss
@@ -123,7 +127,8 @@ class DiscriminatorLoss(_PlayerLoss):
 
 class GeneratorLoss(_PlayerLoss):
     """``loss(gan, batch)``: the generator's loss ``kind`` on ``len(batch)`` of its examples
-    (the batch gives only the count), through a discriminator whose weights take no
+    (the batch gives only the count, and a class-conditional GAN's also the classes, so
+    they follow the data's frequencies), through a discriminator whose weights take no
     gradient. Logs ``g_loss``, the epoch mean."""
 
     def __init__(self, kind: str, generator: torch.Generator):
@@ -132,7 +137,7 @@ class GeneratorLoss(_PlayerLoss):
         self.means = _EpochMeans(("g_loss",))
 
     def loss(self, model: GAN, batch: Tensor) -> Tensor:
-        fakes = model.generator(model.noise(len(batch), self.generator))
+        fakes = model.fake_rows(model.noise(len(batch), self.generator, model.conditions(batch)))
         with frozen(model.discriminator):
             loss = generator_loss(self.kind, model.discriminator(fakes))
         self.means.add(loss)
