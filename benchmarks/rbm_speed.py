@@ -23,6 +23,14 @@ ratio to scikit-learn says so rather than our update. Every library runs on one 
 (scikit-learn's BLAS too, through threadpoolctl).
 
     python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz
+    python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz --isa avx2   # as on an AVX2-only CPU
+
+``--isa avx2`` restarts the script with PyTorch's kernels, MKL and oneDNN limited to AVX2
+(``ATEN_CPU_CAPABILITY``, ``MKL_ENABLE_INSTRUCTIONS``, ``ONEDNN_MAX_CPU_ISA``; numpy's
+OpenBLAS is held to its Haswell kernels with ``OPENBLAS_CORETYPE``): the instruction set of
+an AVX2 machine on this one, not its caches or clocks. Without bfloat16 instructions the
+bfloat16 product falls back to a slow path, so the bfloat16 rows are left out and only
+that product is timed.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -90,6 +99,19 @@ def sampling_seconds(batches: int) -> dict[str, float]:
     return result
 
 
+ISA_LIMITS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                       "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}}
+"""Environment variables that hold each library to an instruction set (read when the
+libraries load, hence the restart)."""
+
+
+def limit_isa(isa: str | None) -> None:
+    """Restart this script with :data:`ISA_LIMITS` ``[isa]`` set, unless they already are."""
+    if isa is None or all(os.environ.get(k) == v for k, v in ISA_LIMITS[isa].items()):
+        return
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ISA_LIMITS[isa]})
+
+
 def machine() -> dict[str, str]:
     cpu = cpu_name()
     settings = torch.__config__.show()
@@ -99,7 +121,8 @@ def machine() -> dict[str, str]:
                        for i in threadpool_info() if i["user_api"] == "blas"), "not found")
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "blas": blas.group(1) if blas else "not reported", "numpy_blas": numpy_blas,
-            "torch": torch.__version__, "threads": "1"}
+            "torch": torch.__version__, "threads": "1",
+            "isa_limits": {k: os.environ[k] for k in ISA_LIMITS["avx2"] if k in os.environ}}
 
 
 VARIANTS = {
@@ -119,7 +142,12 @@ def main() -> None:
     parser.add_argument("--mnist", default=os.environ.get("BOLTZKIT_MNIST", "../shared/data/mnist.npz"))
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds, one epoch per variant")
     parser.add_argument("--out", default=str(RESULTS / "rbm_speed.json"))
+    parser.add_argument("--isa", choices=sorted(ISA_LIMITS),
+                        help="limit every library to this instruction set")
     args = parser.parse_args()
+    limit_isa(args.isa)
+    variants = {name: extra for name, extra in VARIANTS.items()
+                if not (args.isa and "train.product_dtype=bfloat16" in extra)}
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy's BLAS, which scikit-learn uses: one thread, as torch
     mnist = mnist_file(args.mnist)
@@ -136,8 +164,9 @@ def main() -> None:
     for index in range(args.rounds):
         row = {"peak_matmul_seconds": matmul_seconds(500),
                "numpy_matmul_seconds": matmul_seconds(500, "numpy"),
-               "bf16_matmul_seconds": matmul_seconds(500, dtype="bfloat16")}
-        for name, extra in VARIANTS.items():
+               # the fallback without bfloat16 instructions is ~100x slower: fewer repeats
+               "bf16_matmul_seconds": matmul_seconds(20 if args.isa else 500, dtype="bfloat16")}
+        for name, extra in variants.items():
             row[name] = boltzkit_epoch_seconds(mnist, extra)
         row[SKLEARN] = sklearn_epoch(x, index)
         rounds.append(row)
@@ -149,7 +178,7 @@ def main() -> None:
     print(f"\n{'variant':34s} {'min s':>7s} {'median s':>9s} {'% of peak':>10s} {'products/update':>16s} "
           f"{'vs sklearn':>11s}")
     table = []
-    for name in [*VARIANTS, SKLEARN]:
+    for name in [*variants, SKLEARN]:
         seconds = [r[name] for r in rounds]
         bfloat16 = "train.product_dtype=bfloat16" in VARIANTS.get(name, [])
         peak = "bf16_matmul_seconds" if bfloat16 else "peak_matmul_seconds"
@@ -166,6 +195,10 @@ def main() -> None:
     blas_ratio = statistics.median(r["peak_matmul_seconds"] / r["numpy_matmul_seconds"] for r in rounds)
     print(f"\nthe same product in numpy's BLAS takes {1 / blas_ratio:.2f}x torch's time (median of rounds): "
           f"{'scikit-learn runs on the faster BLAS' if blas_ratio > 1 else 'torch has the faster BLAS'}")
+    bf16_ratio = statistics.median(r["bf16_matmul_seconds"] / r["peak_matmul_seconds"] for r in rounds)
+    if args.isa:
+        print(f"limited to {args.isa}: the bfloat16 product takes {bf16_ratio:.1f}x the float32 one, so the "
+              "bfloat16 rows were left out (train.product_dtype warns on such a CPU)")
     cd1 = table[0]["median_seconds"]
     rng = sampling_seconds(batches)
     print("\nBernoulli sampling, one epoch of draws (100x500 + 100x784 per batch):")
@@ -175,9 +208,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     record = {
         "command": "python benchmarks/rbm_speed.py --mnist ../shared/data/mnist.npz"
-                   + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
+                   + (f" --out {args.out}" if args.out != parser.get_default("out") else "")
+                   + (f" --isa {args.isa}" if args.isa else ""),
         "machine": about, "rounds": rounds, "batches_per_epoch": batches, "variants": table,
         "sampling_seconds_per_epoch": rng, "torch_over_numpy_matmul_time": blas_ratio,
+        "bf16_over_float32_matmul_time": bf16_ratio,
         "targets": {"fraction_of_peak": 0.65, "speedup_vs_sklearn": 1.8},
     }
     Path(args.out).write_text(json.dumps(record, indent=2))

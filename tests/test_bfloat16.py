@@ -150,8 +150,15 @@ def test_bfloat16_products_warn_on_hardware_without_them(monkeypatch, tmp_path):
     no_flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
     with_flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     cpu = torch.device("cpu")
+    monkeypatch.setattr("boltzkit.precision.onednn_bfloat16", lambda: True)
     assert "avx512_bf16" in bfloat16_shortfall(cpu, no_flags)
     assert bfloat16_shortfall(cpu, with_flags) is None
+    # the flags are there but oneDNN is held below them (ONEDNN_MAX_CPU_ISA=AVX2)
+    monkeypatch.setattr("boltzkit.precision.onednn_bfloat16", lambda: False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "oneDNN reports no bfloat16 instructions on this CPU (ONEDNN_MAX_CPU_ISA=AVX2)" in (
+        bfloat16_shortfall(cpu, with_flags))
+    assert "avx512_bf16" in bfloat16_shortfall(cpu, no_flags)
     monkeypatch.setattr("boltzkit.families.task.bfloat16_shortfall", lambda device: "no bf16 here")
     config = load_config("rbm-digits", ["train.gradient=closed_form", "train.product_dtype=bfloat16", *DIGITS])
     with pytest.warns(UserWarning, match="train.product_dtype: bfloat16: no bf16 here"):
