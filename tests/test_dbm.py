@@ -339,15 +339,22 @@ def test_an_mlp_seeded_from_a_dbm_run_computes_its_bottom_up_pass(tmp_path, vari
     assert torch.allclose(hidden, dbm.recognition(x)[-1], atol=1e-6)
 
 
-def test_the_data_bound_on_log_z_is_certain_and_catches_a_failed_ais():
+def test_the_data_bound_on_log_z_is_certain_and_catches_a_failed_ais(monkeypatch):
     """``log Z >= logsumexp`` of the distinct examples' mean-field bounds: below the exact log Z
     always, and close to it when the examples are every visible state of a weakly coupled
     model; an AIS run too short to find the mass is caught by it."""
     weak = tiny_dbm((6, 4, 3), 20, scale=0.3)
     every = all_binary(6)
     exact = dbm_log_partition(weak)
-    bound = data_log_z_bound(weak, torch.cat([every, every[:5]]))  # duplicates count once
+    rows = torch.cat([every, every[:5]])
+    bound = data_log_z_bound(weak, rows)  # duplicates count once
     assert exact - 0.05 < bound <= exact
+    # the rows' own bounds, passed in, count each distinct row once too (not re-run)
+    row_bounds, _ = variational_bounds(weak, rows)
+    with monkeypatch.context() as patch:
+        patch.setattr("boltzkit.estimate.dbm.variational_bounds", lambda *a: pytest.fail("mean field re-run"))
+        assert data_log_z_bound(weak, rows, row_bounds) == pytest.approx(bound, abs=1e-9)
+    assert torch.logsumexp(row_bounds, 0).item() > bound + 1e-3
     strong = tiny_dbm((12, 8, 6), 21, scale=3.0).float()
     v = strong.sample(400, 200, generator=torch.Generator().manual_seed(0))  # data from the model's modes
     results = evaluate_dbm(strong, v, v, ais_runs=4, ais_betas=3, exact_max_units=8,

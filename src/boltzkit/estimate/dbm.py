@@ -204,11 +204,15 @@ def variational_bounds(model: DBM, v: Tensor, max_iter: int = 100, tol: float = 
 def data_log_z_bound(model: DBM, v: Tensor, bounds: Tensor | None = None, max_iter: int = 100) -> float:
     """A certain lower bound on ``log Z`` from data: ``Z = sum_v p*(v) >= sum over the distinct
     rows of v of exp(-E(v, mu) + H(q))`` (each term a variational lower bound on ``p*(v)``).
-    ``bounds``: the rows' bounds if already computed (used when the rows are distinct).
+    ``bounds``: the rows' bounds if already computed (each distinct row's is taken once).
     An AIS estimate below it has certainly missed probability mass."""
-    distinct = torch.unique(v, dim=0)
-    if bounds is None or len(distinct) != len(v):
+    distinct, which = torch.unique(v, dim=0, return_inverse=True)
+    if bounds is None:
         bounds, _ = variational_bounds(model, distinct, max_iter)
+    else:  # one row per distinct state: any of its copies (same state, same bound)
+        first = torch.empty(len(distinct), dtype=torch.long, device=which.device)
+        first.scatter_(0, which, torch.arange(len(v), device=which.device))
+        bounds = bounds[first]
     return torch.logsumexp(bounds, 0).item()
 
 
