@@ -608,6 +608,8 @@ def test_sample_by_label_on_the_command_line(tmp_path, capsys, labels):
     printed = capsys.readouterr()
     if labels:
         assert code == 0
+        assert "means = their expected values (a GAN's two are the same images)" in printed.out
+        assert "Gibbs" not in printed.out
         assert (out / "samples_by_label.png").exists()
         assert len(list(out.glob("samples-n6-*-y4.npz"))) == 1
     else:

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", help="run directory written by boltzkit train")
     sample.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
     sample.add_argument("--steps", type=int, default=1000,
-                        help="Gibbs sweeps per chain (default 1000)")
+                        help="Gibbs sweeps per chain (default 1000; a VAE or GAN samples in one pass)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--pt", type=int, default=0, metavar="M",
                         help="sample with parallel tempering over M temperatures (default: plain Gibbs)")
@@ -278,13 +278,17 @@ def _sample(args: argparse.Namespace) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(stem.with_suffix(".npz"), samples=states.cpu().numpy(),
                         means=means.cpu().numpy())
-    plots.save_samples(trained.model, states, means, stem.with_suffix(".png"),
-                       f"{args.n} samples after {args.steps} "
-                       + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
-                       + ("" if args.label is None else f", label {args.label} clamped"),
+    if family.capabilities.one_pass:
+        title = f"{args.n} samples" + ("" if args.label is None else f" of class {args.label}")
+        arrays = "samples = draws, means = their expected values (a GAN's two are the same images)"
+    else:
+        title = (f"{args.n} samples after {args.steps} "
+                 + (f"tempered sweeps ({args.pt} temperatures)" if args.pt else "Gibbs sweeps")
+                 + ("" if args.label is None else f", label {args.label} clamped"))
+        arrays = "samples = binary states, means = E[v|h]"
+    plots.save_samples(trained.model, states, means, stem.with_suffix(".png"), title,
                        trained.image_shape, trained.feature_mean, trained.feature_std)
-    print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} "
-          "(arrays: samples = binary states, means = E[v|h])")
+    print(f"wrote {stem.with_suffix('.png')} and {stem.with_suffix('.npz')} (arrays: {arrays})")
     return 0
 
 

@@ -82,6 +82,8 @@ class Capabilities:
         lr_find: the range test applies (a single-optimizer :class:`GradientStep`).
         sample_labels: ``boltzkit sample --label`` draws a chosen class: the family's
             ``sample`` takes ``label=``, and a model trained with labels has ``classes > 0``.
+        one_pass: samples come from one pass of a generator network (a VAE's decoder, a
+            GAN's generator), not from a Markov chain: ``--steps`` does not apply.
     """
 
     sample: bool = False
@@ -91,6 +93,7 @@ class Capabilities:
     seeds_mlp: bool = False
     lr_find: bool = True
     sample_labels: bool = False
+    one_pass: bool = False
 
 
 @dataclass(frozen=True)

@@ -432,7 +432,7 @@ GAN_FAMILY = register(Family(
     build=build_gan,
     task=GANTask,
     metrics=METRICS,
-    capabilities=Capabilities(sample=True, lr_find=False, sample_labels=True),
+    capabilities=Capabilities(sample=True, lr_find=False, sample_labels=True, one_pass=True),
     unit_interval=lambda section: True,  # the generator's sigmoid output lies in [0, 1]
     figures=("samples.png", "curves.png"),
     presets=("gan-digits", "gan-mnist", "cgan-mnist"),

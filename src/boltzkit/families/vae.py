@@ -228,7 +228,7 @@ VAE_FAMILY = register(Family(
     task=VAETask,
     metrics={**split_metrics(elbo="maximize", kl=None), "val_iwae_bound": "maximize",
              "active_units": None},
-    capabilities=Capabilities(sample=True, evaluate=True, lr_find=True),
+    capabilities=Capabilities(sample=True, evaluate=True, lr_find=True, one_pass=True),
     unit_interval=lambda section: section.decoder == "bernoulli",
     figures=("samples.png", "reconstructions.png", "latent_map.png", "curves.png"),
     presets=("vae-digits", "vae-mnist"),
