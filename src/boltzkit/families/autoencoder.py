@@ -134,9 +134,6 @@ class AutoencoderTask(Task):
         self._proxy = self.objective(1 if config.model.stacked else None, "lr-find.proxy-corruption")
         self._proxy_state = self._proxy.generator.get_state()
 
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
-
     def objective(self, depth: int | None, purpose: str) -> Reconstruction:
         """The loss of layer ``depth`` (None: the whole network), its corruption drawn
         from a generator of its own ``purpose``."""

@@ -40,7 +40,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import CURVE_GROUPS, GenerativeTask, RBMTask, negative_sampler
 from .registry import register
 from .steps import Stage, TrainStep
-from .task import Task
+from .task import LabelledBatches, Task
 
 LAYER_KEYS = ("method", "k", "pt", "n_chains", "epochs", "optimizer", "schedule", "gradient",
               "clip_grad_norm", "clip_grad_value")
@@ -206,7 +206,7 @@ class LayerObjective(Objective):
         self.propagation.set_state(state["propagation"])
 
 
-class DBNTask(GenerativeTask):
+class DBNTask(LabelledBatches, GenerativeTask):
     """Greedy layer-wise pretraining: stage ``layer{l}`` trains RBM ``l`` on the data carried
     up through the (fixed) layers below it."""
 
@@ -228,22 +228,12 @@ class DBNTask(GenerativeTask):
         self.layer_configs = [layer_train_config(train, override, index)
                               for index, override in enumerate(overrides)]
         self._monitors: dict[int, tuple[Tensor, Tensor]] = {}
-        self.labels = section.labels
+        self.use_labels(section.labels)
         if self.labels:
-            self.train_y = data.require_labels("model.labels").to(device)
-            self.n_classes = data.n_classes
             n = config.train.metrics_examples
             # the same rows as the monitoring sets (monitor_sets takes the first n of each split)
             self.monitor_labels = (data.train_labels[:n].to(device),
                                    data.validation_labels[: len(self.monitor_val)].to(device))
-
-    @property
-    def data_info(self) -> dict[str, Any]:
-        """With labels, also the number of classes (the largest label of any split, plus one)."""
-        info = super().data_info
-        if self.labels:
-            info["n_classes"] = self.n_classes
-        return info
 
     def build_model(self) -> DBN:
         """As an RBM's (the first RBM's visible biases from the data's means); a one-layer DBN
@@ -256,16 +246,7 @@ class DBNTask(GenerativeTask):
         return model
 
     def _label_frequencies(self, model: DBN) -> Tensor:
-        return torch.bincount(self.train_y, minlength=model.classes).double().div(len(self.train_y)).to(
-            model.top.weight)
-
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        """The (binarized) examples ``(B, D)``; with labels followed by their one-hot label units,
-        ``(B, D + classes)``."""
-        x = super().batch(rows, data_rng)
-        if not self.labels:
-            return x
-        return torch.cat([x, torch.nn.functional.one_hot(self.train_y[rows], self.n_classes).to(x)], dim=1)
+        return self.label_frequencies().to(model.top.weight)
 
     # ---------------------------------------------------------------- stages
 

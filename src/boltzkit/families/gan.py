@@ -40,7 +40,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .monitoring import monitor_sets
 from .registry import register
 from .steps import GradientStep, Stage, TrainStep
-from .task import Task
+from .task import LabelledBatches, Task
 
 METRICS = {
     "d_loss": None,  # the players' losses trade off: neither is a quantity to optimise
@@ -91,7 +91,7 @@ class GANSection(ModelSection):
     """Class-conditional (needs labelled data): the generator reads the class beside the
     noise and the discriminator projects it onto its features (Miyato & Koyama, 2018);
     samples draw the class from the training frequencies, or a chosen one
-    (boltzkit sample --label), so no class can be dropped."""
+    (boltzkit sample --label)."""
     d_steps: int = Field(1, ge=1, le=100)
     """Discriminator updates per generator update (WGAN-GP's paper: 5)."""
     ema: float = Field(0.999, ge=0, lt=1)
@@ -293,7 +293,7 @@ def draw(model: GAN, n: int, generator: torch.Generator, label: int | None = Non
         model.train(was_training)
 
 
-class GANTask(Task):
+class GANTask(LabelledBatches, Task):
     """Adversarial training on examples in [0, 1]; with ``model.labels`` each batch row is
     ``[x, onehot(y)]``."""
 
@@ -307,39 +307,19 @@ class GANTask(Task):
                               f"of model.minibatch_std={group}, so a group of the discriminator's minibatch "
                               "statistic would mix real and generated examples; accepted: a multiple of it")
         super().__init__(config, data, device)
-        self.labels = config.model.labels
-        if self.labels:
-            self.train_y = data.require_labels("model.labels").to(device)
-            self.n_classes = data.n_classes
+        self.use_labels(config.model.labels)
         # with data.binarize: dynamic the generator learns binary images: compare its samples
         # with training images binarized once (seeded), like the validation ones
         train, val = monitor_sets(data, config.train.metrics_examples, config.seed, device, data.dynamic)
         self.monitor = {"train": train, "val": val}
         self.bandwidth = median_bandwidth(self.monitor["train"]) if len(self.monitor["train"]) >= 2 else 1.0
 
-    @property
-    def data_info(self) -> dict[str, Any]:
-        """With labels, also the number of classes."""
-        info = super().data_info
-        if self.labels:
-            info["n_classes"] = self.n_classes
-        return info
-
     def build_model(self) -> GAN:
         """With labels, the class prior is the training labels' frequencies."""
         model = super().build_model()
         if self.labels:
-            counts = torch.bincount(self.train_y, minlength=self.n_classes)
-            model.set_class_prior(counts.to(model.class_prior))
+            model.set_class_prior(self.label_frequencies().to(model.class_prior))
         return model
-
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        """The examples ``rows`` ``(B, D)``, binarized afresh with ``data.binarize: dynamic``;
-        with labels followed by their one-hot classes, ``(B, D + C)``."""
-        x = self.data.binarize_batch(self.train_x[rows], data_rng)
-        if not self.labels:
-            return x
-        return torch.cat([x, torch.nn.functional.one_hot(self.train_y[rows], self.n_classes).to(x)], dim=1)
 
     def stages(self, model: GAN) -> list[Stage]:
         cfg, section = self.config.train, self.config.model

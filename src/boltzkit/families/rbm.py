@@ -116,9 +116,6 @@ class GenerativeTask(Task):
         model.init_from_data(self.data.train.mean(dim=0).to(self.device))
         return model
 
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
-
     def probe(self, n: int) -> Tensor:
         """The first ``n`` monitoring examples (validation, else training); with monitoring
         off (``train.metrics_examples: 0``) the first ``n`` of the data, binarized alike."""

@@ -95,8 +95,9 @@ class Task:
         return math.ceil(self.n_examples() / self.config.train.batch_size)
 
     def batch(self, rows: Tensor, data_rng: torch.Generator) -> Any:
-        """The training batch of the examples ``rows``."""
-        return self.train_x[rows]
+        """The training batch of the examples ``rows``, binarized afresh from ``data_rng``
+        with ``data.binarize: dynamic``."""
+        return self.data.binarize_batch(self.train_x[rows], data_rng)
 
     # ---------------------------------------------------------------- training
 
@@ -175,6 +176,39 @@ class Task:
         """``boltzkit evaluate``: results (JSON-ready) and a table, for families whose
         ``capabilities.evaluate`` is set."""
         raise NotImplementedError(f"model.type {self.family.name!r} has no evaluation")
+
+
+class LabelledBatches:
+    """A task mixin for ``model.labels: true`` (listed before the task base class): the
+    batches are rows ``[x, onehot(y)]`` ``(B, D + C)``, and ``data_info`` carries
+    ``n_classes`` (the largest label of any split, plus one). The subclass calls
+    :meth:`use_labels` in its ``__init__``, after the base class's."""
+
+    labels = False
+
+    def use_labels(self, enabled: bool) -> None:
+        """Read the training labels (a :class:`DataError` naming ``model.labels`` without)."""
+        self.labels = enabled
+        if enabled:
+            self.train_y = self.data.require_labels("model.labels").to(self.device)
+            self.n_classes = self.data.n_classes
+
+    def label_frequencies(self) -> Tensor:
+        """The training labels' class frequencies ``(C,)``, float64."""
+        return torch.bincount(self.train_y, minlength=self.n_classes).double().div(len(self.train_y))
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        info = super().data_info
+        if self.labels:
+            info["n_classes"] = self.n_classes
+        return info
+
+    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
+        x = super().batch(rows, data_rng)
+        if not self.labels:
+            return x
+        return torch.cat([x, torch.nn.functional.one_hot(self.train_y[rows], self.n_classes).to(x)], dim=1)
 
 
 def check_pretrained_unchanged(recorded: Mapping[str, Any], digest: str | None, path: str) -> None:

@@ -116,9 +116,6 @@ class VAETask(Task):
         model.init_from_data(self.data.train.mean(dim=0).to(self.device))
         return model
 
-    def batch(self, rows: Tensor, data_rng: torch.Generator) -> Tensor:
-        return self.data.binarize_batch(self.train_x[rows], data_rng)
-
     def build_objective(self) -> VariationalBound:
         section = self.config.model
         return VariationalBound(section.objective, section.k,
