@@ -182,7 +182,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "command": "python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz"
-                   + (f" --rounds {args.rounds}" if args.rounds != 5 else ""),
+                   + (f" --rounds {args.rounds}" if args.rounds != 5 else "")
+                   + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
         "cpu": cpu_name(), "torch": torch.__version__, "threads": 1, "peak_shape": PEAK_SHAPE,
         "peak_seconds": [r["peak_seconds"] for r in rounds],
         "bf16_peak_seconds": [r["bf16_peak_seconds"] for r in rounds],
