@@ -46,12 +46,17 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
 
 
 def matmul_seconds(repeats: int = 2000, library: str = "torch", dtype: str = "float32") -> float:
-    """Median time of the product of :data:`PEAK_SHAPE` in torch or numpy, in ``dtype``
-    (float32, or bfloat16 in torch)."""
+    """Median time of the product of :data:`PEAK_SHAPE` in torch, numpy or oneDNN (torch's
+    ``boltzkit.onednn.linear``), in ``dtype`` (float32, or bfloat16 in torch)."""
     import torch  # here, not at the top: threads_busy.py forks workers from a parent without torch
 
     m, k, n = PEAK_SHAPE
     a, b = torch.rand(m, k, dtype=getattr(torch, dtype)), torch.randn(k, n, dtype=getattr(torch, dtype))
+    if library == "onednn":
+        from boltzkit import onednn
+
+        b_t = b.T.contiguous()
+        return median_seconds(lambda: onednn.linear(a, b_t), repeats, warmup=50)
     if library == "numpy":
         a, b = a.numpy(), b.numpy()
     return median_seconds(lambda: a @ b, repeats, warmup=50)

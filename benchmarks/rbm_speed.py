@@ -6,15 +6,17 @@ every variant in turn (round robin), so that a neighbour's burst hits all of the
 
 - boltzkit's trainer (the real training loop, its per-epoch ``seconds``), CD-1 and PCD-1
   with plain SGD as scikit-learn uses, each with the autograd surrogate and with the
-  closed-form gradient (``train.gradient``), the latter also with its products in
-  bfloat16 (``train.product_dtype``; the likelihood it costs: ``bf16_rbm.py``);
+  closed-form gradient (``train.gradient``), the latter also with its float32 products in
+  oneDNN (``train.product_kernel``) and with its products in bfloat16
+  (``train.product_dtype``; the likelihood it costs: ``bf16_rbm.py``);
 - scikit-learn's ``BernoulliRBM`` (PCD-1, float32 input), one epoch per ``fit``;
 
 then the cost of one epoch's Bernoulli draws with three samplers. Reported: minimum and
 median seconds per epoch; efficiency = 5 matmuls x batches x the same round's peak /
 epoch time (an update is about five such products: two to sample, one for the negative
 statistics, two for the gradient; the bfloat16 rows against the same round's bfloat16
-product), median over rounds; the same ratio inverted as a
+product, the oneDNN rows (``train.product_kernel``) against the same round's float32
+product in oneDNN), median over rounds; the same ratio inverted as a
 machine-independent figure, "products per update" (5 at the peak); the ratio to the same
 round's scikit-learn epoch. The CPU, PyTorch's CPU capability and its BLAS are printed,
 and numpy's BLAS (the one scikit-learn runs on: library, kernel architecture) with the
@@ -130,6 +132,9 @@ VARIANTS = {
     "boltzkit CD-1, closed form": ["train.gradient=closed_form"],
     "boltzkit PCD-1, autograd": ["train.method=pcd"],
     "boltzkit PCD-1, closed form": ["train.method=pcd", "train.gradient=closed_form"],
+    "boltzkit CD-1, closed form, oneDNN": ["train.gradient=closed_form", "train.product_kernel=onednn"],
+    "boltzkit PCD-1, closed form, oneDNN": ["train.method=pcd", "train.gradient=closed_form",
+                                            "train.product_kernel=onednn"],
     "boltzkit CD-1, closed form, bf16": ["train.gradient=closed_form", "train.product_dtype=bfloat16"],
     "boltzkit PCD-1, closed form, bf16": ["train.method=pcd", "train.gradient=closed_form",
                                           "train.product_dtype=bfloat16"],
@@ -165,13 +170,15 @@ def main() -> None:
         row = {"peak_matmul_seconds": matmul_seconds(500),
                "numpy_matmul_seconds": matmul_seconds(500, "numpy"),
                # the fallback without bfloat16 instructions is ~100x slower: fewer repeats
-               "bf16_matmul_seconds": matmul_seconds(20 if args.isa else 500, dtype="bfloat16")}
+               "bf16_matmul_seconds": matmul_seconds(20 if args.isa else 500, dtype="bfloat16"),
+               "onednn_matmul_seconds": matmul_seconds(500, "onednn")}
         for name, extra in variants.items():
             row[name] = boltzkit_epoch_seconds(mnist, extra)
         row[SKLEARN] = sklearn_epoch(x, index)
         rounds.append(row)
         print(f"round {index + 1}: peak {row['peak_matmul_seconds'] * 1e3:.3f} ms (numpy "
-              f"{row['numpy_matmul_seconds'] * 1e3:.3f} ms, bf16 {row['bf16_matmul_seconds'] * 1e3:.3f} ms); "
+              f"{row['numpy_matmul_seconds'] * 1e3:.3f} ms, bf16 {row['bf16_matmul_seconds'] * 1e3:.3f} ms, "
+              f"oneDNN {row['onednn_matmul_seconds'] * 1e3:.3f} ms); "
               + ", ".join(f"{k} {v:.3f} s" for k, v in row.items() if not k.endswith("matmul_seconds")),
               flush=True)
 
@@ -180,8 +187,10 @@ def main() -> None:
     table = []
     for name in [*variants, SKLEARN]:
         seconds = [r[name] for r in rounds]
-        bfloat16 = "train.product_dtype=bfloat16" in VARIANTS.get(name, [])
-        peak = "bf16_matmul_seconds" if bfloat16 else "peak_matmul_seconds"
+        extra = VARIANTS.get(name, [])
+        peak = ("bf16_matmul_seconds" if "train.product_dtype=bfloat16" in extra
+                else "onednn_matmul_seconds" if "train.product_kernel=onednn" in extra
+                else "peak_matmul_seconds")
         efficiency = [5 * r[peak] * batches / r[name] for r in rounds]
         versus = [r[SKLEARN] / r[name] for r in rounds]
         entry = {"variant": name, "min_seconds": min(seconds), "median_seconds": statistics.median(seconds),

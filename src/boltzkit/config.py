@@ -170,6 +170,13 @@ class TrainConfig(Section):
     accumulating in float32; weights, biases, sampling and the optimizer stay float32, and
     evaluation always multiplies in float32. Its likelihood cost is measured in
     docs/RESULTS.md (benchmarks/bf16_rbm.py)."""
+    product_kernel: Literal["torch", "onednn"] = "torch"
+    """Who runs the closed-form update's float32 products (RBM and DBN layers with
+    train.gradient closed_form or auto, on the CPU): torch's matmul (its BLAS: MKL or
+    OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs where MKL takes
+    its AVX2 path (1.5x faster CD-1 epochs on a Zen 5 EPYC, docs/RESULTS.md; measure on
+    yours with benchmarks/onednn_products.py). The same update to float32 rounding;
+    bfloat16 products (train.product_dtype) run in oneDNN either way."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)

@@ -192,6 +192,14 @@ class LayerObjective(Objective):
     def product_dtype(self, dtype: torch.dtype | None) -> None:
         self.inner.product_dtype = dtype
 
+    @property
+    def product_kernel(self) -> str:
+        return self.inner.product_kernel
+
+    @product_kernel.setter
+    def product_kernel(self, kernel: str) -> None:
+        self.inner.product_kernel = kernel
+
     def write_gradients(self, model: nn.Module, batch: Tensor) -> float:
         return self.inner.write_gradients(self.rbm, batch[:, : self.rbm.n_visible])
 
@@ -268,9 +276,10 @@ class DBNTask(LabelledBatches, GenerativeTask):
             chains = ContrastiveChains(section.updown_k, make_generator(seed, "train.updown.top", device))
             objective = UpDown(FreeEnergyGap(chains, section.offset_rate),
                                make_generator(seed, "train.updown", device))
-            # up-down has no closed form: train.gradient and train.product_dtype choose the
+            # up-down has no closed form: train.gradient, product_dtype and product_kernel choose the
             # layers' updates and must not stop the run here, after the greedy stages
-            plain = self.config.train.model_copy(update={"gradient": "autograd", "product_dtype": "float32"})
+            plain = self.config.train.model_copy(update={"gradient": "autograd", "product_dtype": "float32",
+                                                         "product_kernel": "torch"})
             return self.gradient_step(model, objective, epochs, plain)
 
         return Stage("updown", epochs, build_step, None, partial(self.updown_metrics, model))

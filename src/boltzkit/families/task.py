@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from .. import onednn
 from ..data import Dataset
 from ..errors import ConfigError, DataError
 from ..objectives.base import Objective
@@ -45,6 +46,25 @@ def set_product_dtype(objective: Objective, model: nn.Module, name: str, closed_
     if shortfall is not None:
         warnings.warn(f"train.product_dtype: {name}: {shortfall}", stacklevel=2)
     objective.product_dtype = getattr(torch, name)
+
+
+def set_product_kernel(objective: Objective, model: nn.Module, name: str, closed_form: bool, family: str,
+                       device: torch.device) -> None:
+    """Give ``objective`` the ``train.product_kernel`` ``name``; a :class:`ConfigError`
+    naming the key where the products cannot run in it (no closed-form RBM update, not the
+    CPU, a PyTorch without oneDNN)."""
+    if name == "torch":
+        return
+    key = f"config key 'train.product_kernel': {name}"
+    if not (closed_form and objective.supports_product_dtype(model)):
+        raise ConfigError(f"{key} runs the closed-form gradient of an RBM layer (model.type rbm or dbn with "
+                          f"train.gradient closed_form or auto); model.type {family!r} here has none; "
+                          "accepted here: torch")
+    if device.type != "cpu" or not onednn.available():
+        where = f"device {device}" if device.type != "cpu" else "this PyTorch (built without oneDNN)"
+        raise ConfigError(f"{key} needs a CPU and a PyTorch with oneDNN; {where} has none; "
+                          "accepted here: torch")
+    objective.product_kernel = name
 
 
 class Task:
@@ -135,6 +155,7 @@ class Task:
             raise ConfigError(f"config key 'train.gradient': closed_form is not available for this "
                               f"model.type {self.family.name!r} model; use autograd or auto")
         set_product_dtype(objective, model, cfg.product_dtype, closed_form, self.family.name, self.device)
+        set_product_kernel(objective, model, cfg.product_kernel, closed_form, self.family.name, self.device)
         return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg),
                             closed_form, log_grad_norms=self.config.train.log_grad_norms)
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import onednn
 from ..units import Units, make_units
 
 
@@ -64,6 +65,7 @@ class RBM(nn.Module):
         self.register_buffer("visible_offset", torch.zeros(n_visible))
         self.register_buffer("hidden_offset", torch.full((n_hidden,), 0.5 if centered else 0.0))
         self._product_weight: Tensor | None = None  # W in a lower precision, inside products_in only
+        self._onednn_weights: tuple[Tensor, Tensor] | None = None  # (W^T, W) for oneDNN, likewise
 
     @property
     def n_visible(self) -> int:
@@ -74,23 +76,30 @@ class RBM(nn.Module):
         return self.hidden.n
 
     @contextlib.contextmanager
-    def products_in(self, dtype: torch.dtype | None) -> Iterator[None]:
+    def products_in(self, dtype: torch.dtype | None, kernel: str = "torch") -> Iterator[None]:
         """Inside the block, :meth:`hidden_input` and :meth:`visible_input` multiply in
         ``dtype`` (a copy of ``W`` cast once on entry, so it must not change inside) and
-        return the model's dtype; outside it, and with ``dtype`` ``None`` or the weights'
-        own, they multiply as usual. The copy carries no gradient: for the closed-form
-        update of a training step (``train.product_dtype``), never for evaluation."""
-        if dtype is None or dtype == self.weight.dtype:
-            yield
-            return
-        self._product_weight = self.weight.detach().to(dtype)
+        return the model's dtype; with ``kernel="onednn"`` float32 products run in
+        :func:`boltzkit.onednn.linear` (``W`` and a transposed copy made on entry). Outside
+        it, and with ``dtype`` ``None`` or the weights' own and the ``torch`` kernel, they
+        multiply as usual. The copies carry no gradient: for the closed-form update of a
+        training step (``train.product_dtype``, ``train.product_kernel``), never for
+        evaluation."""
+        weight = self.weight.detach()
+        lower = dtype is not None and dtype != weight.dtype
+        if lower:
+            self._product_weight = weight.to(dtype)
+        elif kernel == "onednn" and weight.dtype == torch.float32:
+            self._onednn_weights = (weight.T.contiguous(), weight)  # (H, D) and (D, H): (out, in) each
         try:
             yield
         finally:
-            self._product_weight = None
+            self._product_weight, self._onednn_weights = None, None
 
     def _times(self, x: Tensor, transposed: bool) -> Tensor:
-        """``x W`` (or ``x W^T``), in the dtype of :meth:`products_in` when inside it."""
+        """``x W`` (or ``x W^T``), in the dtype or kernel of :meth:`products_in` when inside it."""
+        if self._onednn_weights is not None:
+            return onednn.linear(x, self._onednn_weights[transposed])
         weight = self._product_weight
         if weight is None:
             return x @ (self.weight.T if transposed else self.weight)

@@ -31,8 +31,14 @@ class Objective(ABC):
     :meth:`supports_product_dtype` (``None``: the model's own); the trainer sets it from
     ``train.product_dtype``."""
 
+    product_kernel: str = "torch"
+    """Who runs :meth:`write_gradients`' float32 products where
+    :meth:`supports_product_dtype`: ``torch`` (its matmul) or ``onednn``
+    (:func:`boltzkit.onednn.linear`); the trainer sets it from ``train.product_kernel``."""
+
     def supports_product_dtype(self, model: nn.Module) -> bool:
-        """Whether :meth:`write_gradients` can multiply in :attr:`product_dtype`."""
+        """Whether :meth:`write_gradients` can multiply in :attr:`product_dtype` (and with
+        :attr:`product_kernel`)."""
         return False
 
     def write_gradients(self, model: nn.Module, batch: Any) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import onednn
 from ..models.rbm import RBM
 from ..sampling.negative import NegativeSampler
 from .base import Objective
@@ -72,6 +73,8 @@ class FreeEnergyGap(Objective):
         is the data average minus the negatives' average. Same sampler calls, in the same
         order, as :meth:`loss`.
 
+        With :attr:`product_kernel` ``onednn`` the float32 products (sampling and the fused
+        weight gradient below) run in :func:`boltzkit.onednn.linear`.
         With :attr:`product_dtype` (bfloat16) every sampling product multiplies in it
         (:meth:`~boltzkit.models.rbm.RBM.products_in`) and the weight gradient is one fused
         product ``[x_data; x_model]^T [-y_data / n_data; y_model / n_model]``, so the data
@@ -80,7 +83,7 @@ class FreeEnergyGap(Objective):
         model's dtype."""
         model.update_offsets(v_data, self.offset_rate)
         sampler = self.sampler
-        with model.products_in(self.product_dtype):
+        with model.products_in(self.product_dtype, self.product_kernel):
             data_input = model.hidden_input(v_data)
             v_model = sampler.negatives(model, v_data, data_input if sampler.uses_data_input else None)
             model_input = model.hidden_input(v_model)
@@ -111,6 +114,11 @@ class FreeEnergyGap(Objective):
         """``x_model^T y_model / n_model - x_data^T y_data / n_data``, ``(D, H)``."""
         n_data, n_model = len(x_data), len(x_model)
         dtype = self.product_dtype
+        if (dtype is None or dtype == x_data.dtype) and self.product_kernel == "onednn" and (
+                x_data.dtype == torch.float32):  # (x^T) (y^T)^T as one oneDNN product
+            x = torch.cat([x_data, x_model]).T.contiguous()
+            y = torch.cat([y_data * (-1 / n_data), y_model * (1 / n_model)]).T.contiguous()
+            return onednn.linear(x, y)
         if dtype is None or dtype == x_data.dtype:
             return torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data, alpha=1 / n_model)
         x = torch.cat([x_data, x_model]).to(dtype)

@@ -1,0 +1,120 @@
+"""oneDNN products in the closed-form RBM update (``train.product_kernel: onednn``): the
+kernel computes ``x W^T``; inside ``products_in`` every product goes through it and
+nowhere else; the update equals torch's to float32 rounding (gradients and weights after
+several steps, plain and centered, CD and PCD); the wiring through the trainer and into
+DBN layers; and the errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from boltzkit import onednn
+from boltzkit.config import load_config
+from boltzkit.errors import ConfigError
+from boltzkit.families.task import set_product_kernel
+from boltzkit.models.rbm import RBM
+from boltzkit.objectives.free_energy_gap import FreeEnergyGap
+from boltzkit.sampling.gibbs import ContrastiveChains, PersistentChains
+from boltzkit.train import Fit
+
+pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch has no oneDNN linear kernel")
+DIGITS = ["data.limit=200", "train.epochs=1", "train.batch_size=50", "train.metrics_examples=0",
+          "eval.every=0", "threads=1", "train.gradient=closed_form"]
+
+
+def _rbm(centered: bool = False, seed: int = 0) -> RBM:
+    model = RBM(64, 20, generator=torch.Generator().manual_seed(seed), init_std=0.3, centered=centered)
+    if centered:
+        with torch.no_grad():
+            model.visible_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(1))
+            model.hidden_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(2))
+    return model
+
+
+def _binary(n: int, width: int, seed: int) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, width), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_kernel_multiplies_by_the_transposed_weight():
+    x, weight = torch.randn(7, 30), torch.randn(11, 30)
+    assert torch.allclose(onednn.linear(x, weight), x @ weight.T, atol=1e-5)
+    assert torch.allclose(onednn.linear(x.T.contiguous().T, weight), x @ weight.T, atol=1e-5)  # any layout
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_products_in_routes_every_product_to_onednn_inside_the_block_only(monkeypatch, centered):
+    model = _rbm(centered)
+    v, h = _binary(5, 64, 3), _binary(5, 20, 4)
+    calls = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(w.shape) or real(x, w))
+    with model.products_in(None, "onednn"), torch.no_grad():
+        inside_h, inside_v = model.hidden_input(v), model.visible_input(h)
+    assert calls == [(20, 64), (64, 20)]  # W^T for v W, W for h W^T
+    with torch.no_grad():
+        assert torch.allclose(inside_h, model.hidden_input(v), atol=1e-5)
+        assert torch.allclose(inside_v, model.visible_input(h), atol=1e-5)
+    assert len(calls) == 2 and model._onednn_weights is None  # outside: torch again
+
+
+@pytest.mark.parametrize("method, centered", [("cd", False), ("pcd", True)])
+def test_the_onednn_update_equals_torchs_for_several_steps(monkeypatch, method, centered):
+    """Same seed, same batches: gradients and weights after 5 SGD steps agree to float32
+    rounding; a wrong product (a missing transpose, a term of the wrong sign) moves them by
+    the size of the gradient itself. The oneDNN run did use the kernel: for the sampling
+    products and, once per step, for the fused weight gradient ``(D, 2B) x (H, 2B)^T``."""
+    batches = [_binary(16, 64, 10 + i) for i in range(5)]
+    shapes = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: shapes.append(tuple(w.shape)) or real(x, w))
+    results = {}
+    for kernel in ("torch", "onednn"):
+        model = _rbm(centered)
+        objective = FreeEnergyGap(_sampler(method), 0.1 if centered else 0.0)
+        objective.product_kernel = kernel
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        grads = []
+        for batch in batches:
+            optimizer.zero_grad()
+            objective.write_gradients(model, batch)
+            grads.append(model.weight.grad.clone())
+            optimizer.step()
+        results[kernel] = (model.weight.detach().clone(), grads)
+    assert shapes.count((20, 32)) == 5 and shapes.count((20, 64)) >= 10  # gradients; v W per step
+    (w_torch, g_torch), (w_onednn, g_onednn) = results["torch"], results["onednn"]
+    for a, b in zip(g_torch, g_onednn, strict=True):
+        assert torch.allclose(a, b, atol=1e-5 * a.abs().max().item()), (a - b).abs().max()
+    assert torch.allclose(w_torch, w_onednn, atol=1e-5)
+    assert (w_torch - _rbm(centered).weight).abs().max() > 1e-2  # the weights did move
+
+
+def _sampler(method: str):
+    generator = torch.Generator().manual_seed(5)
+    return ContrastiveChains(1, generator) if method == "cd" else PersistentChains(16, generator)
+
+
+def test_the_trainer_sets_the_kernel_for_an_rbm_and_every_dbn_layer():
+    step = Fit(load_config("rbm-digits", [*DIGITS, "train.product_kernel=onednn"])).train_step()
+    assert step.objective.product_kernel == "onednn"
+    dbn = Fit(load_config("dbn-digits", [*DIGITS, "train.product_kernel=onednn"]))
+    assert dbn.train_step().objective.product_kernel == "onednn"
+    assert Fit(load_config("rbm-digits", DIGITS)).train_step().objective.product_kernel == "torch"
+
+
+@pytest.mark.parametrize("overrides, family", [
+    (["train.gradient=autograd"], "rbm-digits"),
+    (["train.gradient=auto"], "mlp-digits"),
+])
+def test_the_kernel_is_refused_without_a_closed_form_rbm_update(overrides, family):
+    config = load_config(family, [*DIGITS, "train.product_kernel=onednn", *overrides])
+    with pytest.raises(ConfigError, match=r"config key 'train.product_kernel': onednn .*accepted here: torch"):
+        Fit(config).train_step()
+
+
+def test_the_kernel_is_refused_off_the_cpu():
+    objective = FreeEnergyGap(_sampler("cd"), 0.0)
+    with pytest.raises(ConfigError, match=r"'train.product_kernel': onednn needs a CPU .*device meta has none"):
+        set_product_kernel(objective, _rbm(), "onednn", True, "rbm", torch.device("meta"))
+    with pytest.raises(ConfigError, match="product_kernel"):
+        load_config("rbm-digits", ["train.product_kernel=mkl"])
