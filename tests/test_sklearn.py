@@ -19,6 +19,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from boltzkit import onednn
 from boltzkit.estimate.exact import exact_log_likelihood
 from boltzkit.sklearn import BernoulliRBM, GaussianRBM, RBMPretrainedClassifier
 
@@ -207,7 +208,20 @@ def test_product_dtype_reaches_the_training_update(estimator):
         assert objective.product_dtype is torch.bfloat16
         assert model.fit(x).components_.shape == (4, x.shape[1])
     plain = estimator(n_components=4, n_iter=1, random_state=0)._session(x, 0, 1).train_step().objective
-    assert plain.product_dtype is None
+    assert plain.product_dtype is None and plain.product_kernel == "torch"
+
+
+@pytest.mark.skipif(not onednn.available(), reason="this PyTorch has no oneDNN linear kernel")
+@pytest.mark.parametrize("estimator", [BernoulliRBM, GaussianRBM])
+def test_product_kernel_reaches_the_training_update_and_fits_the_same_model(estimator):
+    """``product_kernel="onednn"`` is ``train.product_kernel``; the fitted weights equal
+    the torch kernel's to float32 rounding (same seed, same data)."""
+    x = _binary()
+    model = clone(estimator(n_components=4, n_iter=2, random_state=0, product_kernel="onednn"))
+    assert model._session(x, 0, 1).train_step().objective.product_kernel == "onednn"
+    fitted = model.fit(x).components_
+    reference = estimator(n_components=4, n_iter=2, random_state=0).fit(x).components_
+    assert abs(fitted - reference).max() < 1e-4 and abs(fitted).max() > 1e-2
 
 
 def test_classifier_first_layer_is_the_pretrained_rbm_and_fine_tuning_learns():

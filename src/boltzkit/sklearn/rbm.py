@@ -66,11 +66,12 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "schedule": [dict, None],
         "device": [str],
         "product_dtype": [StrOptions({"float32", "bfloat16"})],
+        "product_kernel": [StrOptions({"torch", "onednn"})],
     }
 
     def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10, verbose=0,
                  random_state=None, method="pcd", k=1, centered=False, optimizer=None, schedule=None,
-                 device="cpu", product_dtype="float32"):
+                 device="cpu", product_dtype="float32", product_kernel="torch"):
         self.n_components = n_components
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -84,6 +85,7 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.schedule = schedule
         self.device = device
         self.product_dtype = product_dtype
+        self.product_kernel = product_kernel
 
     # ------------------------------------------------------------------ training
 
@@ -100,6 +102,7 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "train.batch_size": self.batch_size,
             "train.gradient": "auto",
             "train.product_dtype": self.product_dtype,
+            "train.product_kernel": self.product_kernel,
             "train.optimizer": dict(self.optimizer) if self.optimizer else
             {"name": "sgd", "lr": self.learning_rate},
             "train.schedule": dict(self.schedule) if self.schedule else {"name": "constant"},
@@ -275,6 +278,9 @@ class BernoulliRBM(_RBMTransformer):
         product_dtype: ``"bfloat16"`` multiplies in bfloat16 during training
             (``train.product_dtype``: 2.3x faster than scikit-learn on a CPU with AVX-512
             BF16, no likelihood cost measured; docs/RESULTS.md), ``"float32"`` otherwise.
+        product_kernel: ``"onednn"`` runs the float32 products in oneDNN during training
+            (``train.product_kernel``: faster on AMD CPUs, where MKL takes its AVX2 path;
+            CPU only), ``"torch"`` in torch's matmul.
     Methods beyond scikit-learn: :meth:`pseudo_log_likelihood` (exact, every unit),
     :meth:`log_likelihood` (AIS, with its interval and a verdict), :meth:`free_energy`.
 
@@ -364,10 +370,11 @@ class GaussianRBM(_RBMTransformer):
 
     def __init__(self, n_components=256, *, learning_rate=0.001, batch_size=10, n_iter=10, verbose=0,
                  random_state=None, method="pcd", k=1, centered=False, optimizer=None, schedule=None,
-                 device="cpu", product_dtype="float32"):
+                 device="cpu", product_dtype="float32", product_kernel="torch"):
         super().__init__(n_components, learning_rate=learning_rate, batch_size=batch_size, n_iter=n_iter,
                          verbose=verbose, random_state=random_state, method=method, k=k, centered=centered,
-                         optimizer=optimizer, schedule=schedule, device=device, product_dtype=product_dtype)
+                         optimizer=optimizer, schedule=schedule, device=device, product_dtype=product_dtype,
+                         product_kernel=product_kernel)
 
     def _keep(self, session: Fit, dtype) -> None:
         super()._keep(session, dtype)
