@@ -39,6 +39,20 @@ def random_rbm(n_visible: int, n_hidden: int, scale: float = 1.0, seed: int = 0)
     return model
 
 
+def product_test_rbm(n_visible: int, n_hidden: int, init_std: float, centered: bool = False):
+    """A float32 RBM with ``N(0, init_std)`` weights; centered, with offsets drawn from
+    ``U(0.2, 0.8)`` so that the centering terms of every product are visible."""
+    from boltzkit.models.rbm import RBM
+
+    model = RBM(n_visible, n_hidden, generator=torch.Generator().manual_seed(0), init_std=init_std,
+                centered=centered)
+    if centered:
+        with torch.no_grad():
+            model.visible_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(1))
+            model.hidden_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(2))
+    return model
+
+
 def assert_resumes_exactly(config, state: dict, full) -> None:
     """A ``Fit`` restored from ``state``, with PyTorch's global generator moved elsewhere,
     ends with exactly the losses and weights of the uninterrupted session ``full``."""

@@ -17,6 +17,7 @@ from boltzkit.objectives.free_energy_gap import FreeEnergyGap
 from boltzkit.precision import bfloat16_shortfall
 from boltzkit.sampling.negative import NegativeSampler
 from boltzkit.train import Fit
+from helpers import product_test_rbm
 
 UNIT_ROUNDOFF = 2.0**-8
 """bfloat16 keeps 8 significant bits: rounding to nearest moves a value by at most 2^-8 of it."""
@@ -25,12 +26,7 @@ DIGITS = ["data.limit=200", "train.epochs=1", "train.batch_size=50", "train.metr
 
 
 def _rbm(centered: bool = False) -> RBM:
-    model = RBM(12, 7, generator=torch.Generator().manual_seed(0), init_std=0.5, centered=centered)
-    if centered:
-        with torch.no_grad():
-            model.visible_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(1))
-            model.hidden_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(2))
-    return model
+    return product_test_rbm(12, 7, 0.5, centered)
 
 
 def _binary(n: int, width: int, seed: int) -> torch.Tensor:

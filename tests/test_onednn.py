@@ -17,19 +17,15 @@ from boltzkit.models.rbm import RBM
 from boltzkit.objectives.free_energy_gap import FreeEnergyGap
 from boltzkit.sampling.gibbs import ContrastiveChains, PersistentChains
 from boltzkit.train import Fit
+from helpers import product_test_rbm
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch has no oneDNN linear kernel")
 DIGITS = ["data.limit=200", "train.epochs=1", "train.batch_size=50", "train.metrics_examples=0",
           "eval.every=0", "threads=1", "train.gradient=closed_form"]
 
 
-def _rbm(centered: bool = False, seed: int = 0) -> RBM:
-    model = RBM(64, 20, generator=torch.Generator().manual_seed(seed), init_std=0.3, centered=centered)
-    if centered:
-        with torch.no_grad():
-            model.visible_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(1))
-            model.hidden_offset.uniform_(0.2, 0.8, generator=torch.Generator().manual_seed(2))
-    return model
+def _rbm(centered: bool = False) -> RBM:
+    return product_test_rbm(64, 20, 0.3, centered)
 
 
 def _binary(n: int, width: int, seed: int) -> torch.Tensor:
