@@ -98,9 +98,11 @@ class RBM(nn.Module):
 
     def _times(self, x: Tensor, transposed: bool) -> Tensor:
         """``x W`` (or ``x W^T``), in the dtype or kernel of :meth:`products_in` when inside it."""
-        if self._onednn_weights is not None:
-            return onednn.linear(x, self._onednn_weights[transposed])
-        weight = self._product_weight
+        # getattr: an RBM pickled by an earlier version (a scikit-learn estimator) has neither
+        onednn_weights = getattr(self, "_onednn_weights", None)
+        if onednn_weights is not None:
+            return onednn.linear(x, onednn_weights[transposed])
+        weight = getattr(self, "_product_weight", None)
         if weight is None:
             return x @ (self.weight.T if transposed else self.weight)
         return (x.to(weight.dtype) @ (weight.T if transposed else weight)).to(x.dtype)
