@@ -12,7 +12,7 @@ import torch
 from boltzkit import onednn
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
-from boltzkit.families.task import set_product_kernel
+from boltzkit.families.task import set_products
 from boltzkit.models.rbm import RBM
 from boltzkit.objectives.free_energy_gap import FreeEnergyGap
 from boltzkit.sampling.gibbs import ContrastiveChains, PersistentChains
@@ -110,7 +110,8 @@ def test_the_kernel_is_refused_without_a_closed_form_rbm_update(overrides, famil
 
 def test_the_kernel_is_refused_off_the_cpu():
     objective = FreeEnergyGap(_sampler("cd"), 0.0)
+    train = load_config("rbm-digits", ["train.product_kernel=onednn"]).train
     with pytest.raises(ConfigError, match=r"'train.product_kernel': onednn needs a CPU .*device meta has none"):
-        set_product_kernel(objective, _rbm(), "onednn", True, "rbm", torch.device("meta"))
+        set_products(objective, _rbm(), train, True, "rbm", torch.device("meta"))
     with pytest.raises(ConfigError, match="product_kernel"):
         load_config("rbm-digits", ["train.product_kernel=mkl"])

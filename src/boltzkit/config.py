@@ -175,7 +175,7 @@ class TrainConfig(Section):
     train.gradient closed_form or auto, on the CPU): torch's matmul (its BLAS: MKL or
     OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs where MKL takes
     its AVX2 path (1.5x faster CD-1 epochs on a Zen 5 EPYC, docs/RESULTS.md; measure on
-    yours with benchmarks/onednn_products.py). The same update to float32 rounding;
+    yours with benchmarks/rbm_speed.py). The same update to float32 rounding;
     bfloat16 products (train.product_dtype) run in oneDNN either way."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)

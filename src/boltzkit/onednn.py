@@ -1,9 +1,9 @@
 """Float32 matrix products through oneDNN, the CPU library PyTorch ships beside its BLAS.
 
 On AMD CPUs torch's float32 ``matmul`` runs in MKL, which takes its AVX2 code path there
-even where the CPU executes AVX-512 at full width (Zen 4 and Zen 5); oneDNN, which PyTorch
+even where the CPU executes AVX-512 at full width (Zen 5, where this was measured); oneDNN, which PyTorch
 already uses for bfloat16 products and convolutions, picks the widest instructions the CPU
-has. docs/RESULTS.md measures the difference (``benchmarks/onednn_products.py``: 2.1x per
+has. docs/RESULTS.md measures the difference (``benchmarks/rbm_speed.py``: 2.1x per
 784 x 500 product on a Zen 5 EPYC). The kernel is PyTorch's ``mkldnn._linear_pointwise``
 operator (what ``torch.compile`` emits for linear layers on the CPU), on dense tensors.
 """

@@ -40,7 +40,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import CURVE_GROUPS, GenerativeTask, RBMTask, negative_sampler
 from .registry import register
 from .steps import Stage, TrainStep
-from .task import LabelledBatches, Task
+from .task import PRODUCT_DEFAULTS, LabelledBatches, Task
 
 LAYER_KEYS = ("method", "k", "pt", "n_chains", "epochs", "optimizer", "schedule", "gradient",
               "clip_grad_norm", "clip_grad_value")
@@ -278,8 +278,7 @@ class DBNTask(LabelledBatches, GenerativeTask):
                                make_generator(seed, "train.updown", device))
             # up-down has no closed form: train.gradient, product_dtype and product_kernel choose the
             # layers' updates and must not stop the run here, after the greedy stages
-            plain = self.config.train.model_copy(update={"gradient": "autograd", "product_dtype": "float32",
-                                                         "product_kernel": "torch"})
+            plain = self.config.train.model_copy(update={"gradient": "autograd", **PRODUCT_DEFAULTS})
             return self.gradient_step(model, objective, epochs, plain)
 
         return Stage("updown", epochs, build_step, None, partial(self.updown_metrics, model))

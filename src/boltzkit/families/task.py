@@ -32,39 +32,34 @@ if TYPE_CHECKING:
     from .contract import Family
 
 
-def set_product_dtype(objective: Objective, model: nn.Module, name: str, closed_form: bool, family: str,
-                      device: torch.device) -> None:
-    """Give ``objective`` the ``train.product_dtype`` ``name``; a :class:`ConfigError` where
-    its gradient cannot multiply in it, a warning where ``device`` lacks the hardware."""
-    if name == "float32":
-        return
-    if not (closed_form and objective.supports_product_dtype(model)):
-        raise ConfigError(f"config key 'train.product_dtype': {name} products need the closed-form gradient "
-                          f"of an RBM layer (model.type rbm or dbn with train.gradient closed_form or auto); "
-                          f"model.type {family!r} here has none; accepted here: float32")
-    shortfall = bfloat16_shortfall(device)
-    if shortfall is not None:
-        warnings.warn(f"train.product_dtype: {name}: {shortfall}", stacklevel=2)
-    objective.product_dtype = getattr(torch, name)
+PRODUCT_DEFAULTS = {"product_dtype": "float32", "product_kernel": "torch"}
+"""The ``train`` keys that choose how a closed-form update multiplies, with their defaults."""
 
 
-def set_product_kernel(objective: Objective, model: nn.Module, name: str, closed_form: bool, family: str,
-                       device: torch.device) -> None:
-    """Give ``objective`` the ``train.product_kernel`` ``name``; a :class:`ConfigError`
-    naming the key where the products cannot run in it (no closed-form RBM update, not the
-    CPU, a PyTorch without oneDNN)."""
-    if name == "torch":
-        return
-    key = f"config key 'train.product_kernel': {name}"
-    if not (closed_form and objective.supports_product_dtype(model)):
-        raise ConfigError(f"{key} runs the closed-form gradient of an RBM layer (model.type rbm or dbn with "
-                          f"train.gradient closed_form or auto); model.type {family!r} here has none; "
-                          "accepted here: torch")
-    if device.type != "cpu" or not onednn.available():
-        where = f"device {device}" if device.type != "cpu" else "this PyTorch (built without oneDNN)"
-        raise ConfigError(f"{key} needs a CPU and a PyTorch with oneDNN; {where} has none; "
-                          "accepted here: torch")
-    objective.product_kernel = name
+def set_products(objective: Objective, model: nn.Module, train_config, closed_form: bool, family: str,
+                 device: torch.device) -> None:
+    """Give ``objective`` the ``train.product_dtype`` and ``train.product_kernel`` of
+    ``train_config``. A :class:`ConfigError` naming the key where a value other than the
+    default cannot apply (no closed-form RBM update; oneDNN off the CPU or missing), and a
+    warning where ``device`` lacks bfloat16 hardware."""
+    for key, default in PRODUCT_DEFAULTS.items():
+        value = getattr(train_config, key)
+        if value != default and not (closed_form and objective.supports_product_dtype(model)):
+            raise ConfigError(f"config key 'train.{key}': {value} needs the closed-form gradient of an RBM "
+                              f"layer (model.type rbm or dbn with train.gradient closed_form or auto); "
+                              f"model.type {family!r} here has none; accepted here: {default}")
+    dtype, kernel = train_config.product_dtype, train_config.product_kernel
+    if dtype != "float32":
+        shortfall = bfloat16_shortfall(device)
+        if shortfall is not None:
+            warnings.warn(f"train.product_dtype: {dtype}: {shortfall}", stacklevel=2)
+        objective.product_dtype = getattr(torch, dtype)
+    if kernel != "torch":
+        if device.type != "cpu" or not onednn.available():
+            where = f"device {device}" if device.type != "cpu" else "this PyTorch (built without oneDNN)"
+            raise ConfigError(f"config key 'train.product_kernel': {kernel} needs a CPU and a PyTorch with "
+                              f"oneDNN; {where} has none; accepted here: torch")
+        objective.product_kernel = kernel
 
 
 class Task:
@@ -154,8 +149,7 @@ class Task:
         if closed_form and not objective.has_closed_form(model):
             raise ConfigError(f"config key 'train.gradient': closed_form is not available for this "
                               f"model.type {self.family.name!r} model; use autograd or auto")
-        set_product_dtype(objective, model, cfg.product_dtype, closed_form, self.family.name, self.device)
-        set_product_kernel(objective, model, cfg.product_kernel, closed_form, self.family.name, self.device)
+        set_products(objective, model, cfg, closed_form, self.family.name, self.device)
         return GradientStep(objective, optimizer, schedule, partial(clip_gradients, train_config=cfg),
                             closed_form, log_grad_norms=self.config.train.log_grad_norms)
 

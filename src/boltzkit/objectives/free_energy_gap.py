@@ -113,16 +113,14 @@ class FreeEnergyGap(Objective):
     def _weight_gradient(self, x_data: Tensor, y_data: Tensor, x_model: Tensor, y_model: Tensor) -> Tensor:
         """``x_model^T y_model / n_model - x_data^T y_data / n_data``, ``(D, H)``."""
         n_data, n_model = len(x_data), len(x_model)
-        dtype = self.product_dtype
-        if (dtype is None or dtype == x_data.dtype) and self.product_kernel == "onednn" and (
-                x_data.dtype == torch.float32):  # (x^T) (y^T)^T as one oneDNN product
-            x = torch.cat([x_data, x_model]).T.contiguous()
-            y = torch.cat([y_data * (-1 / n_data), y_model * (1 / n_model)]).T.contiguous()
-            return onednn.linear(x, y)
-        if dtype is None or dtype == x_data.dtype:
+        dtype = self.product_dtype or x_data.dtype
+        in_onednn = self.product_kernel == "onednn" and dtype == x_data.dtype == torch.float32
+        if dtype == x_data.dtype and not in_onednn:
             return torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data, alpha=1 / n_model)
         x = torch.cat([x_data, x_model]).to(dtype)
         y = torch.cat([y_data * (-1 / n_data), y_model * (1 / n_model)]).to(dtype)
+        if in_onednn:  # x^T y is linear(x^T, weight=y^T) in oneDNN's (out, in) layout
+            return onednn.linear(x.T.contiguous(), y.T.contiguous())
         return (x.T @ y).to(x_data.dtype)
 
     def epoch_metrics(self) -> dict[str, float]:
