@@ -18,6 +18,8 @@ setting that checks the script in seconds, written to ``mnist_dbn-smoke.json``).
 ``--finetune-only`` fine-tunes from the stack an earlier run left in ``benchmarks/runs``
 (no pretraining, no bound) with ``--finetune-set`` overrides, into
 ``mnist_dbn-finetune.json``: fine-tuning recipes compared on the same pretrained layers.
+``--name`` replaces the ``mnist_dbn`` of every run folder and JSON name, to keep a longer
+run beside the default one.
 
     python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz --epochs 20 --finetune-epochs 50
     python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz --smoke
@@ -96,6 +98,8 @@ def main() -> None:
                         help="more overrides for the DBN runs")
     parser.add_argument("--finetune-set", dest="finetune_extra", action="append", default=[],
                         help="more overrides for the fine-tuned MLP (e.g. model.dropout=0.5)")
+    parser.add_argument("--name", default="mnist_dbn",
+                        help="tag of the runs (benchmarks/runs/NAME-*) and of the JSON (default: mnist_dbn)")
     parser.add_argument("--finetune-only", action="store_true",
                         help="fine-tune from the stack of an earlier run (benchmarks/runs); no pretraining")
     args = parser.parse_args()
@@ -111,7 +115,7 @@ def main() -> None:
         mlp_extra += [f"data.limit={SMOKE['limit']}", "train.metrics_examples=100"]
         evaluation = {"ais_runs": SMOKE["ais_runs"], "ais_betas": SMOKE["ais_betas"],
                       "samples": SMOKE["samples"]}
-    tag = "mnist_dbn-smoke" if args.smoke else "mnist_dbn"
+    tag = f"{args.name}-smoke" if args.smoke else args.name
     pretrained_tag, tag = tag, tag + ("-finetune" if args.finetune_only else "")
     torch.manual_seed(0)  # nothing in the library draws from it; fixed anyway for the MLP's dropout-free run
 
@@ -155,6 +159,7 @@ def main() -> None:
 
     record.update({
         "command": ("python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz "
+                    + ("" if args.name == "mnist_dbn" else f"--name {args.name} ")
                     + ("--smoke" if args.smoke
                        else f"--finetune-epochs {args.finetune_epochs} --finetune-only" if args.finetune_only
                        else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
