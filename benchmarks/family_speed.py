@@ -20,7 +20,10 @@ machine allows.
 Rows: each family's MNIST preset as users run it (one update on a batch of the preset's
 size, one thread): the RBM (centered PCD-5, and CD-1 with the closed-form gradient, the
 ``rbm_speed.py`` setting, and both with bfloat16 products, ``train.product_dtype``, set
-against the same round's bfloat16 product), the DBM's joint update (mean field, chains, gradient), the
+against the same round's bfloat16 product; CD-1 with its float32 products in oneDNN,
+``train.product_kernel``, set against the same round's product in oneDNN), the DBM's joint
+update (mean field, chains, gradient: autograd, the closed form ``train.gradient``, and the
+closed form in oneDNN), the
 first layer of the stacked denoising autoencoder, the VAE (IWAE, k = 5) and the DCGAN
 (one discriminator and one generator step); then AIS, one inverse temperature of 100
 runs, for the 784-500 RBM and the 784-500-1000 DBM. Round robin over ``--rounds``
@@ -60,11 +63,19 @@ UPDATES = {
         "train.product_dtype=bfloat16"]),
     "RBM 784-500, centered PCD-5, closed form, bf16": ("rbm-mnist", [
         "train.gradient=closed_form", "train.product_dtype=bfloat16"]),
+    "RBM 784-500, CD-1, closed form, oneDNN": ("rbm-mnist", [
+        "model.centered=false", "train.method=cd", "train.k=1", "train.gradient=closed_form",
+        "train.product_kernel=onednn"]),
     "DBM 784-500-1000, joint update (dbm-mnist)": ("dbm-mnist", []),
+    "DBM 784-500-1000, joint update, closed form": ("dbm-mnist", ["train.gradient=closed_form"]),
+    "DBM 784-500-1000, joint update, closed form, oneDNN": ("dbm-mnist", [
+        "train.gradient=closed_form", "train.product_kernel=onednn"]),
     "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
     "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", []),
     "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", []),
 }
+ONEDNN = "train.product_kernel=onednn"
+"""Rows with this override are set against the same round's float32 product in oneDNN."""
 CONVOLUTIONAL = ("gan-mnist",)
 """Presets whose rows are also set against the convolutional peak."""
 AIS_RUNS, AIS_BETAS = 100, 200
@@ -122,9 +133,13 @@ def main() -> None:
     models = {}
     for name, (preset, overrides) in UPDATES.items():
         update, size, model = update_of(preset, overrides, mnist)
-        rows[name] = {"call": update, "batch": size, "flops": flops(update), "unit": "update",
+        in_onednn = ONEDNN in overrides
+        # the FLOP counter does not see oneDNN's linear operator: count the same update's
+        # products in torch's kernel
+        counted = update_of(preset, [o for o in overrides if o != ONEDNN], mnist)[0] if in_onednn else update
+        rows[name] = {"call": update, "batch": size, "flops": flops(counted), "unit": "update",
                       "peak": ("bf16_peak_seconds" if "train.product_dtype=bfloat16" in overrides
-                               else "peak_seconds"),
+                               else "onednn_peak_seconds" if in_onednn else "peak_seconds"),
                       "conv_peak": preset in CONVOLUTIONAL}
         models.setdefault(preset, model)  # AIS runs on each preset's first model
     rbm, dbm = models["rbm-mnist"], models["dbm-mnist"]
@@ -145,6 +160,7 @@ def main() -> None:
     for index in range(args.rounds):
         record = {"peak_seconds": matmul_seconds(500),
                   "bf16_peak_seconds": matmul_seconds(500, dtype="bfloat16"),
+                  "onednn_peak_seconds": matmul_seconds(500, library="onednn"),
                   "conv_peak_seconds": median_seconds(conv_call, 50, warmup=5)}
         for name, row in rows.items():
             repeats = 2 if row["unit"] == "beta" else args.repeats
@@ -158,7 +174,8 @@ def main() -> None:
     print(f"\n{cpu_name()}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), 1 thread; "
           f"peak: float32 {m}x{k} @ {k}x{n}, median "
           f"{statistics.median(r['peak_seconds'] for r in rounds) * 1e3:.3f} ms (bfloat16: "
-          f"{statistics.median(r['bf16_peak_seconds'] for r in rounds) * 1e3:.3f} ms), "
+          f"{statistics.median(r['bf16_peak_seconds'] for r in rounds) * 1e3:.3f} ms, float32 in oneDNN: "
+          f"{statistics.median(r['onednn_peak_seconds'] for r in rounds) * 1e3:.3f} ms), "
           f"{peak_flops / statistics.median(r['peak_seconds'] for r in rounds) / 1e9:.1f} GFLOP/s; "
           f"convolutional peak {conv_rate / 1e9:.1f} GFLOP/s")
     print(f"{'row':46s} {'batch':>5s} {'min ms':>8s} {'median ms':>10s} {'GFLOP':>7s} {'% of peak':>10s} "
@@ -166,7 +183,7 @@ def main() -> None:
     table = []
     for name, row in rows.items():
         seconds = [r[name] for r in rounds]
-        peak = row.get("peak", "peak_seconds")  # the bf16 rows against the bfloat16 product
+        peak = row.get("peak", "peak_seconds")  # bf16 and oneDNN rows against their own product
         fraction = statistics.median(row["flops"] / peak_flops * r[peak] / r[name] for r in rounds)
         conv_fraction = (statistics.median(row["flops"] / conv_flops * r["conv_peak_seconds"] / r[name]
                                            for r in rounds) if row.get("conv_peak") else None)
@@ -187,6 +204,7 @@ def main() -> None:
         "cpu": cpu_name(), "torch": torch.__version__, "threads": 1, "peak_shape": PEAK_SHAPE,
         "peak_seconds": [r["peak_seconds"] for r in rounds],
         "bf16_peak_seconds": [r["bf16_peak_seconds"] for r in rounds],
+        "onednn_peak_seconds": [r["onednn_peak_seconds"] for r in rounds],
         "conv_peak": {**CONV_PEAK, "flops": conv_flops,
                       "seconds": [r["conv_peak_seconds"] for r in rounds]},
         "rows": table}, indent=2))

@@ -1,10 +1,12 @@
-"""oneDNN products in the closed-form RBM update (``train.product_kernel: onednn``): the
-kernel computes ``x W^T``; inside ``products_in`` every product goes through it and
+"""oneDNN products in the closed-form RBM and DBM updates (``train.product_kernel: onednn``):
+the kernel computes ``x W^T``; inside ``products_in`` every product goes through it and
 nowhere else; the update equals torch's to float32 rounding (gradients and weights after
-several steps, plain and centered, CD and PCD); the wiring through the trainer and into
-DBN layers; and the errors that name the key."""
+several steps, plain and centered, CD and PCD, and a DBM's mean field and chains); the
+wiring through the trainer and into DBN layers; and the errors that name the key."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -13,8 +15,11 @@ from boltzkit import onednn
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
 from boltzkit.families.task import set_products
+from boltzkit.models.dbm import DBM
 from boltzkit.models.rbm import RBM
+from boltzkit.objectives.dbm import DBMLearning
 from boltzkit.objectives.free_energy_gap import FreeEnergyGap
+from boltzkit.sampling.dbm import DBMChains
 from boltzkit.sampling.gibbs import ContrastiveChains, PersistentChains
 from boltzkit.train import Fit
 from helpers import product_test_rbm
@@ -90,12 +95,81 @@ def _sampler(method: str):
     return ContrastiveChains(1, generator) if method == "cd" else PersistentChains(16, generator)
 
 
-def test_the_trainer_sets_the_kernel_for_an_rbm_and_every_dbn_layer():
+def _dbm(centered: bool) -> DBM:
+    model = DBM([64, 20, 12], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=centered)
+    with torch.no_grad():
+        for bias in model.biases:
+            bias.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(len(bias)))
+    return model
+
+
+def test_a_dbm_routes_mean_field_and_gibbs_products_to_onednn_inside_the_block_only(monkeypatch):
+    model, v = _dbm(centered=True), _binary(6, 64, 7)
+    calls = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    with torch.no_grad():
+        reference, sweeps = model.mean_field(v, 5, 0.0)
+        with model.products_in("onednn"):
+            inside, inside_sweeps = model.mean_field(v, 5, 0.0)
+            model.gibbs(inside, 1, torch.Generator().manual_seed(1))
+    assert not model._onednn and sweeps == inside_sweeps == 5
+    # mean field makes v W_1 once (recognition and every sweep reuse it), mu_1 W_2 and
+    # mu_2 W_2^T per sweep; a Gibbs sweep makes each of its four products once
+    assert calls.count((20, 64)) == 1 + 1  # v W_1: mean field, gibbs
+    assert calls.count((12, 20)) == 1 + 5 + 1  # mu_1 W_2: recognition, each sweep, gibbs
+    assert calls.count((20, 12)) == 5 + 1  # mu_2 W_2^T: each sweep, gibbs
+    assert calls.count((64, 20)) == 1  # h_1 W_1^T: gibbs only
+    for a, b in zip(reference, inside, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_the_onednn_dbm_update_equals_torchs_for_several_steps(centered):
+    """Mean field, persistent chains and the two fused weight gradients in oneDNN: weights
+    after 4 SGD steps agree with torch's products to float32 rounding (the chains draw
+    the same samples while the conditionals agree to rounding)."""
+    batches = [_binary(16, 64, 20 + i) for i in range(4)]
+    weights = {}
+    for kernel in ("torch", "onednn"):
+        model = _dbm(centered)
+        objective = DBMLearning(DBMChains(16, 1, torch.Generator().manual_seed(3)), 10, 1e-4,
+                                offset_rate=0.1 if centered else 0.01)
+        objective.product_kernel = kernel
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for batch in batches:
+            optimizer.zero_grad()
+            objective.write_gradients(model, batch)
+            optimizer.step()
+        weights[kernel] = [w.detach().clone() for w in model.weights]
+    for a, b, start in zip(weights["torch"], weights["onednn"], _dbm(centered).weights, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+        assert (a - start).abs().max() > 1e-2  # the weights did move
+
+
+def test_the_trainer_sets_the_kernel_for_an_rbm_every_dbn_layer_and_a_dbms_joint_stage():
     step = Fit(load_config("rbm-digits", [*DIGITS, "train.product_kernel=onednn"])).train_step()
     assert step.objective.product_kernel == "onednn"
     dbn = Fit(load_config("dbn-digits", [*DIGITS, "train.product_kernel=onednn"]))
     assert dbn.train_step().objective.product_kernel == "onednn"
     assert Fit(load_config("rbm-digits", DIGITS)).train_step().objective.product_kernel == "torch"
+    # the DBM's greedy pretraining has no closed form: it runs on autograd and torch's
+    # products, and the joint stage gets both settings
+    dbm = Fit(load_config("dbm-digits", [*DIGITS, "train.product_kernel=onednn", "model.pretrain_epochs=1",
+                                         "model.centered=false"]))
+    pretraining = dbm.train_step()
+    assert not pretraining.closed_form and pretraining.objective.product_kernel == "torch"
+    history = dbm.run()
+    joint = dbm.train_step()
+    assert joint.closed_form and joint.objective.product_kernel == "onednn"
+    assert all(math.isfinite(row["loss"]) for row in history)
+
+
+def test_a_dbm_refuses_bfloat16_products_naming_where_they_apply():
+    config = load_config("dbm-digits", [*DIGITS, "train.product_dtype=bfloat16", "model.pretrain_epochs=0"])
+    with pytest.raises(ConfigError, match=r"'train.product_dtype': bfloat16 needs the closed-form gradient of "
+                                          r"model.type rbm or dbn .*'dbm' here has none"):
+        Fit(config).train_step()
 
 
 @pytest.mark.parametrize("overrides, family", [

@@ -21,5 +21,9 @@ def available() -> bool:
 
 def linear(x: Tensor, weight: Tensor) -> Tensor:
     """``x @ weight.T`` for float32 CPU tensors ``x`` ``(B, K)`` and ``weight`` ``(N, K)``
-    (``nn.Linear``'s layout; contiguous), computed by oneDNN; ``(B, N)``. No autograd."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, None, "none", [], "")
+    (``nn.Linear``'s layout), computed by oneDNN; ``(B, N)``. No autograd.
+
+    Either may be a strided view such as a transpose: oneDNN reorders both operands into
+    its blocked layout on every call, contiguous or not, so a ``.contiguous()`` here would
+    only add a copy (a 784 x 500 transpose costs about half a product)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")

@@ -319,7 +319,11 @@ def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
     bits = torch.empty(p.shape, dtype=torch.int32, device=p.device)
     bits.random_(generator=generator)  # uniform on [0, 2**31)
     bits.bitwise_right_shift_(7)  # uniform on [0, 2**24)
-    return (bits < p * _TWO_24).to(p.dtype)
+    # the comparison writes its 0/1 straight into p's dtype, in the buffer of p * 2**24:
+    # a boolean result and its conversion would cost two more passes (detached: samples
+    # carry no gradient, and an in-place write must not enter p's graph)
+    samples = torch.mul(p.detach(), _TWO_24)
+    return torch.lt(bits, samples, out=samples)
 
 
 _TWO_24 = float(2**24)

@@ -41,6 +41,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import GenerativeTask
 from .registry import register
 from .steps import GradientStep, Stage, TrainStep
+from .task import PRODUCT_DEFAULTS
 
 
 class SparsityConfig(Section):
@@ -160,9 +161,12 @@ class DBMTask(GenerativeTask):
     def _pretraining_step(self, model: DBM, depth: int) -> TrainStep:
         generator = make_generator(self.config.seed, f"pretrain.layer{depth}", self.device)
         objective = ModifiedRBMPretraining(depth, self.config.train.k, generator)
-        train_config = self.config.train
+        # the modified RBMs have no closed form: train.gradient and the product keys are
+        # for the joint stage, and pretraining runs on autograd with torch's products
+        update = {"gradient": "autograd", **PRODUCT_DEFAULTS}
         if self.config.model.pretrain_optimizer is not None:
-            train_config = train_config.model_copy(update={"optimizer": self.config.model.pretrain_optimizer})
+            update["optimizer"] = self.config.model.pretrain_optimizer
+        train_config = self.config.train.model_copy(update=update)
         return self._with_max_norm(self.gradient_step(model, objective, self.config.model.pretrain_epochs,
                                                       train_config))
 

@@ -181,8 +181,8 @@ class LayerObjective(Objective):
     def has_closed_form(self, model: nn.Module) -> bool:
         return self.inner.has_closed_form(self.rbm)
 
-    def supports_product_dtype(self, model: nn.Module) -> bool:
-        return self.inner.supports_product_dtype(self.rbm)
+    def product_keys(self, model: nn.Module) -> frozenset[str]:
+        return self.inner.product_keys(self.rbm)
 
     @property
     def product_dtype(self) -> torch.dtype | None:  # the inner objective does the products

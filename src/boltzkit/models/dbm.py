@@ -23,13 +23,15 @@ Everything the estimators and samplers need is built from :meth:`energy`,
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import onednn
 from ..units import bernoulli
 
 CLASSIFIER_SWEEPS = 50
@@ -75,6 +77,7 @@ class DBM(nn.Module):
         self.centered = centered
         for depth, n in enumerate(sizes):
             self.register_buffer(f"offset{depth}", torch.full((n,), 0.5 if centered and depth else 0.0))
+        self._onednn = False  # inside products_in("onednn") only
 
     # ---------------------------------------------------------------- structure
 
@@ -90,27 +93,53 @@ class DBM(nn.Module):
     def offsets(self) -> list[Tensor]:
         return [getattr(self, f"offset{depth}") for depth in range(self.n_layers)]
 
-    def _centered(self, x: Tensor, depth: int) -> Tensor:
+    def center(self, x: Tensor, depth: int) -> Tensor:
+        """``x - mu_depth`` for a centered model, ``x`` otherwise: what the energy multiplies."""
         return x - getattr(self, f"offset{depth}") if self.centered else x
+
+    @contextlib.contextmanager
+    def products_in(self, kernel: str = "torch") -> Iterator[None]:
+        """Inside the block, with ``kernel="onednn"``, the float32 CPU products of sampling
+        and mean field (:meth:`layer_input`, :meth:`recognition`) run in
+        :func:`boltzkit.onednn.linear` on the weights' detached views (no gradient: for the
+        closed-form update of a training step, ``train.product_kernel``); ``torch``, and
+        outside it, they multiply as usual. :meth:`energy` always multiplies as usual."""
+        self._onednn = kernel == "onednn"
+        try:
+            yield
+        finally:
+            self._onednn = False
+
+    def _times(self, x: Tensor, depth: int, transposed: bool = False) -> Tensor:
+        """``x W_depth`` (or ``x W_depth^T``), in oneDNN inside :meth:`products_in` ("onednn")."""
+        weight = self.weights[depth]
+        if getattr(self, "_onednn", False) and x.dtype == torch.float32 and x.device.type == "cpu":
+            weight = weight.detach()  # linear(x, w) = x w^T, w in (out, in) layout
+            return onednn.linear(x, weight if transposed else weight.T)
+        return x @ (weight.T if transposed else weight)
 
     # ---------------------------------------------------------------- energy
 
-    def layer_input(self, states: States, depth: int) -> Tensor:
+    def layer_input(self, states: States, depth: int, from_below: Tensor | None = None) -> Tensor:
         """``a_l = b_l + (x_{l-1} - mu_{l-1}) W_l + (x_{l+1} - mu_{l+1}) W_{l+1}^T``, ``(B, n_l)``;
-        only the neighbours of layer ``l`` are read."""
+        only the neighbours of layer ``l`` are read. ``from_below``: the product
+        ``(x_{l-1} - mu_{l-1}) W_l`` where the caller already has it (mean field: the
+        visible layer's never changes), the same sum to the bit."""
         a = self.biases[depth]
         if depth > 0:
-            a = a + self._centered(states[depth - 1], depth - 1) @ self.weights[depth - 1]
+            if from_below is None:
+                from_below = self._times(self.center(states[depth - 1], depth - 1), depth - 1)
+            a = a + from_below
         if depth < self.n_layers - 1:
-            a = a + self._centered(states[depth + 1], depth + 1) @ self.weights[depth].T
+            a = a + self._times(self.center(states[depth + 1], depth + 1), depth, transposed=True)
         return a
 
     def energy(self, states: States) -> Tensor:
         """``E(x)``, shape ``(B,)``."""
         e = -sum(x @ b for x, b in zip(states, self.biases, strict=True))
         for depth, weight in enumerate(self.weights):
-            below = self._centered(states[depth], depth)
-            above = self._centered(states[depth + 1], depth + 1)
+            below = self.center(states[depth], depth)
+            above = self.center(states[depth + 1], depth + 1)
             e = e - ((below @ weight) * above).sum(dim=-1)
         return e
 
@@ -164,16 +193,18 @@ class DBM(nn.Module):
 
     # ---------------------------------------------------------------- mean field
 
-    def recognition(self, v: Tensor, layers: int | None = None) -> States:
+    def recognition(self, v: Tensor, layers: int | None = None, from_visible: Tensor | None = None) -> States:
         """The bottom-up pass that starts mean field (Salakhutdinov & Hinton 2012): every
         hidden layer but the top receives its input from below doubled, standing in for
         the missing input from above; the top layer receives it once. ``[v, mu_1, ...]``
-        up to ``layers`` hidden layers (default all)."""
+        up to ``layers`` hidden layers (default all). ``from_visible``: ``(v - mu_0) W_1``
+        where the caller already has it."""
         top = self.n_layers - 1
         states = [v]
         for depth in range(1, (top if layers is None else layers) + 1):
             factor = 1.0 if depth == top else 2.0
-            below = self._centered(states[-1], depth - 1) @ self.weights[depth - 1]
+            below = (from_visible if depth == 1 and from_visible is not None
+                     else self._times(self.center(states[-1], depth - 1), depth - 1))
             states.append(torch.sigmoid(self.biases[depth] + factor * below))
         return states
 
@@ -193,27 +224,31 @@ class DBM(nn.Module):
         that a row's result does not depend on the rest of the batch (row ``i`` equals
         ``mean_field(v[i:i+1])``); the sweeps returned are the batch's maximum.
         """
-        states = self.recognition(v)
+        # v never changes: its product with W_1 is made once, not once per sweep (a third
+        # of each sweep's products for 784-500-1000)
+        from_visible = self._times(self.center(v, 0), 0)
+        states = self.recognition(v, from_visible=from_visible)
         if per_example:
-            return self._mean_field_rows(states, max_iter, tol)
+            return self._mean_field_rows(states, max_iter, tol, from_visible)
         for sweep in range(1, max_iter + 1):
             changes = []
             for depth in range(1, self.n_layers):
-                new = torch.sigmoid(self.layer_input(states, depth))
+                new = torch.sigmoid(self.layer_input(states, depth, from_visible if depth == 1 else None))
                 changes.append((new - states[depth]).abs().max())
                 states[depth] = new
             if torch.stack(changes).max().item() < tol:  # one device sync per sweep
                 return states, sweep
         return states, max_iter
 
-    def _mean_field_rows(self, states: States, max_iter: int, tol: float) -> tuple[States, int]:
+    def _mean_field_rows(self, states: States, max_iter: int, tol: float,
+                         from_visible: Tensor) -> tuple[States, int]:
         """:meth:`mean_field`'s sweeps with a convergence test per row: a converged row
         keeps its means (``active`` marks the rows still moving)."""
         active = torch.ones(len(states[0]), dtype=torch.bool, device=states[0].device)
         for sweep in range(1, max_iter + 1):
             change = torch.zeros(len(states[0]), dtype=states[1].dtype, device=states[1].device)
             for depth in range(1, self.n_layers):
-                update = torch.sigmoid(self.layer_input(states, depth))
+                update = torch.sigmoid(self.layer_input(states, depth, from_visible if depth == 1 else None))
                 new = torch.where(active[:, None], update, states[depth])
                 change = torch.maximum(change, (new - states[depth]).abs().amax(dim=1))
                 states[depth] = new

@@ -80,7 +80,7 @@ class RBM(nn.Module):
         """Inside the block, :meth:`hidden_input` and :meth:`visible_input` multiply in
         ``dtype`` (a copy of ``W`` cast once on entry, so it must not change inside) and
         return the model's dtype; with ``kernel="onednn"`` float32 products run in
-        :func:`boltzkit.onednn.linear` (``W`` and a transposed copy made on entry). Outside
+        :func:`boltzkit.onednn.linear` (``W`` and its transposed view). Outside
         it, and with ``dtype`` ``None`` or the weights' own and the ``torch`` kernel, they
         multiply as usual. The copies carry no gradient: for the closed-form update of a
         training step (``train.product_dtype``, ``train.product_kernel``), never for
@@ -90,7 +90,9 @@ class RBM(nn.Module):
         if lower:
             self._product_weight = weight.to(dtype)
         elif kernel == "onednn" and weight.dtype == torch.float32:
-            self._onednn_weights = (weight.T.contiguous(), weight)  # (H, D) and (D, H): (out, in) each
+            # (H, D) and (D, H): (out, in) each; oneDNN reorders the weight into its own
+            # blocked layout on every call anyway, so the transposed view costs no copy
+            self._onednn_weights = (weight.T, weight)
         try:
             yield
         finally:

@@ -27,19 +27,19 @@ class Objective(ABC):
         return False
 
     product_dtype: torch.dtype | None = None
-    """The dtype of :meth:`write_gradients`' matrix products where
-    :meth:`supports_product_dtype` (``None``: the model's own); the trainer sets it from
+    """The dtype of :meth:`write_gradients`' matrix products where :meth:`product_keys`
+    holds ``product_dtype`` (``None``: the model's own); the trainer sets it from
     ``train.product_dtype``."""
 
     product_kernel: str = "torch"
-    """Who runs :meth:`write_gradients`' float32 products where
-    :meth:`supports_product_dtype`: ``torch`` (its matmul) or ``onednn``
-    (:func:`boltzkit.onednn.linear`); the trainer sets it from ``train.product_kernel``."""
+    """Who runs :meth:`write_gradients`' float32 products where :meth:`product_keys` holds
+    ``product_kernel``: ``torch`` (its matmul) or ``onednn`` (:func:`boltzkit.onednn.linear`);
+    the trainer sets it from ``train.product_kernel``."""
 
-    def supports_product_dtype(self, model: nn.Module) -> bool:
-        """Whether :meth:`write_gradients` can multiply in :attr:`product_dtype` (and with
-        :attr:`product_kernel`)."""
-        return False
+    def product_keys(self, model: nn.Module) -> frozenset[str]:
+        """The ``train`` keys on how to multiply (``product_dtype``, ``product_kernel``) that
+        :meth:`write_gradients` honours for ``model`` (default: none)."""
+        return frozenset()
 
     def write_gradients(self, model: nn.Module, batch: Any) -> float:
         """The fast path: write ``d loss / d theta`` into each parameter's ``.grad`` from

@@ -35,6 +35,7 @@ from ..models.dbm import DBM, States
 from ..sampling.dbm import DBMChains
 from ..units import bernoulli
 from .base import Objective
+from .statistics import contrast_product
 
 
 class DBMLearning(Objective):
@@ -58,22 +59,73 @@ class DBMLearning(Objective):
         self.negatives: States | None = None
         self._sweeps = self._updates = 0
 
-    def loss(self, model: DBM, v: Tensor) -> Tensor:
-        with torch.no_grad():
-            positive, sweeps = model.mean_field(v, self.mean_field_iter, self.tol)
-            model.update_offsets(positive, self.offset_rate)  # centered models only
-            negatives = self.chains.step(model, positive)
+    @torch.no_grad()
+    def _phases(self, model: DBM, v: Tensor) -> tuple[States, States]:
+        """Mean field on the batch, the offsets' step, the chains' step: the positive
+        states ``[v, mu_1, ...]`` and the negative ones."""
+        positive, sweeps = model.mean_field(v, self.mean_field_iter, self.tol)
+        model.update_offsets(positive, self.offset_rate)  # centered models only
+        negatives = self.chains.step(model, positive)
         self._sweeps += sweeps
         self._updates += 1
         self.positive, self.negatives = positive, negatives
+        return positive, negatives
+
+    def _sparsity_slopes(self, positive: States) -> list[Tensor]:
+        """``cost * (q_l - p)`` per hidden layer ``l``: the penalty's gradient on ``b_l``."""
+        slopes = []
+        for depth in range(1, len(positive)):
+            q = positive[depth].mean(dim=0)
+            if self.sparsity_statistic == "layer":
+                q = q.mean().expand_as(q)
+            slopes.append(self.sparsity_cost * (q - self.sparsity_target))
+        return slopes
+
+    def loss(self, model: DBM, v: Tensor) -> Tensor:
+        positive, negatives = self._phases(model, v)
         loss = model.energy(positive).mean() - model.energy(negatives).mean()
         if self.sparsity_cost:
-            for depth in range(1, model.n_layers):
-                q = positive[depth].mean(dim=0)
-                if self.sparsity_statistic == "layer":
-                    q = q.mean().expand_as(q)
-                loss = loss + self.sparsity_cost * ((q - self.sparsity_target) * model.biases[depth]).sum()
+            for depth, slope in enumerate(self._sparsity_slopes(positive), start=1):
+                loss = loss + (slope * model.biases[depth]).sum()
         return loss
+
+    def has_closed_form(self, model: DBM) -> bool:
+        return True
+
+    def product_keys(self, model: DBM) -> frozenset[str]:
+        """The kernel only: mean field, the chains and the weight gradients run their
+        float32 products in oneDNN with ``onednn`` (:meth:`~boltzkit.models.dbm.DBM.products_in`);
+        bfloat16 products were not measured on a DBM's likelihood, so they are not offered."""
+        return frozenset({"product_kernel"})
+
+    @torch.no_grad()
+    def write_gradients(self, model: DBM, v: Tensor) -> float:
+        """The gradient of :meth:`loss` without autograd, after the same draws: with
+        ``c_l = x_l - mu_l`` (``mu_l = 0`` uncentered), ``d/dW_l = c_l~^T c_{l+1}~ / n~ -
+        c_l^T c_{l+1} / n`` (one fused product, :func:`contrast_product`) and ``d/db_l =
+        mean x_l~ - mean x_l`` (plus the sparsity slope), data at the mean-field means and
+        ``~`` the chains. The energy is linear in the parameters (for fixed states and
+        offsets), and so is the sparsity term, so the loss equals ``sum <theta, grad>``:
+        its value costs no further product."""
+        with model.products_in(self.product_kernel):
+            positive, negatives = self._phases(model, v)
+        data = [model.center(x, depth) for depth, x in enumerate(positive)]
+        chains = [model.center(x, depth) for depth, x in enumerate(negatives)]
+        grads = {}
+        for depth, weight in enumerate(model.weights):
+            grads[weight] = contrast_product(data[depth], data[depth + 1], chains[depth], chains[depth + 1],
+                                             kernel=self.product_kernel)
+        slopes = [None, *self._sparsity_slopes(positive)] if self.sparsity_cost else []
+        for depth, bias in enumerate(model.biases):
+            grads[bias] = negatives[depth].mean(dim=0) - positive[depth].mean(dim=0)
+            if slopes and slopes[depth] is not None:
+                grads[bias] += slopes[depth]
+        value = 0.0
+        for parameter, grad in grads.items():
+            value += float(torch.dot(parameter.detach().flatten(), grad.flatten()))
+            if parameter.requires_grad:
+                parameter.grad = grad
+        return value
 
     def epoch_metrics(self) -> dict[str, float]:
         metrics = {"mean_field_sweeps": self._sweeps / self._updates} if self._updates else {}

@@ -19,12 +19,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import onednn
 from ..models.rbm import RBM
 from ..sampling.negative import NegativeSampler
 from .base import Objective
+from .statistics import contrast_product
 
 LINEAR_UNITS = ("bernoulli", "categorical")
+PRODUCT_KEYS = ("product_dtype", "product_kernel")
 
 
 class FreeEnergyGap(Objective):
@@ -53,11 +54,11 @@ class FreeEnergyGap(Objective):
         self.negatives = v_model
         return model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
 
-    def supports_product_dtype(self, model: RBM) -> bool:
-        """Every model with a closed form: its products go through ``hidden_input`` and
-        ``visible_input`` (:meth:`~boltzkit.models.rbm.RBM.products_in`) and the weight
-        gradient's one fused product."""
-        return self.has_closed_form(model)
+    def product_keys(self, model: RBM) -> frozenset[str]:
+        """Both keys, for every model with a closed form: its products go through
+        ``hidden_input`` and ``visible_input`` (:meth:`~boltzkit.models.rbm.RBM.products_in`)
+        and the weight gradient's one fused product."""
+        return frozenset(PRODUCT_KEYS) if self.has_closed_form(model) else frozenset()
 
     def has_closed_form(self, model: RBM) -> bool:
         """Hidden energies linear in their states (Bernoulli or categorical units), so that
@@ -97,7 +98,8 @@ class FreeEnergyGap(Objective):
             x_data, x_model = x_data - model.visible_offset, x_model - model.visible_offset
             y_data, y_model = m_data - model.hidden_offset, m_model - model.hidden_offset
         grads = {
-            model.weight: self._weight_gradient(x_data, y_data, x_model, y_model),
+            model.weight: contrast_product(x_data, y_data, x_model, y_model,
+                                           self.product_dtype, self.product_kernel),
             model.hidden.bias: m_model.mean(0) - m_data.mean(0),
         }
         for (parameter, data), model_part in zip(visible_gradients(model, v_data, y_data).items(),
@@ -109,19 +111,6 @@ class FreeEnergyGap(Objective):
                 parameter.grad = grad
         gap = model.free_energy(v_data, data_input).mean() - model.free_energy(v_model, model_input).mean()
         return gap.item()
-
-    def _weight_gradient(self, x_data: Tensor, y_data: Tensor, x_model: Tensor, y_model: Tensor) -> Tensor:
-        """``x_model^T y_model / n_model - x_data^T y_data / n_data``, ``(D, H)``."""
-        n_data, n_model = len(x_data), len(x_model)
-        dtype = self.product_dtype or x_data.dtype
-        in_onednn = self.product_kernel == "onednn" and dtype == x_data.dtype == torch.float32
-        if dtype == x_data.dtype and not in_onednn:
-            return torch.addmm(x_data.T @ y_data, x_model.T, y_model, beta=-1 / n_data, alpha=1 / n_model)
-        x = torch.cat([x_data, x_model]).to(dtype)
-        y = torch.cat([y_data * (-1 / n_data), y_model * (1 / n_model)]).to(dtype)
-        if in_onednn:  # x^T y is linear(x^T, weight=y^T) in oneDNN's (out, in) layout
-            return onednn.linear(x.T.contiguous(), y.T.contiguous())
-        return (x.T @ y).to(x_data.dtype)
 
     def epoch_metrics(self) -> dict[str, float]:
         return self.sampler.epoch_metrics()
