@@ -160,9 +160,9 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     gradient: Literal["autograd", "closed_form", "auto"] = "autograd"
     """How a gradient step gets its gradient: autograd of the surrogate loss, the
-    objective's closed-form statistics (RBMs with Bernoulli or categorical units: the
-    same update to rounding, faster on small batches), or ``auto`` (closed form where
-    the objective has one)."""
+    objective's closed-form statistics (RBMs with Bernoulli or categorical hidden units,
+    DBN layers, and the DBM's joint stage: the same update to rounding, faster), or
+    ``auto`` (closed form where the objective has one)."""
     product_dtype: Literal["float32", "bfloat16"] = "float32"
     """The dtype of the closed-form update's matrix products (RBM and DBN layers with
     train.gradient closed_form or auto): bfloat16 runs them 2-4x faster where the hardware
@@ -171,12 +171,13 @@ class TrainConfig(Section):
     evaluation always multiplies in float32. Its likelihood cost is measured in
     docs/RESULTS.md (benchmarks/bf16_rbm.py)."""
     product_kernel: Literal["torch", "onednn"] = "torch"
-    """Who runs the closed-form update's float32 products (RBM and DBN layers with
-    train.gradient closed_form or auto, on the CPU): torch's matmul (its BLAS: MKL or
-    OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs where MKL takes
-    its AVX2 path (1.5x faster CD-1 epochs on a Zen 5 EPYC, docs/RESULTS.md; measure on
-    yours with benchmarks/rbm_speed.py). The same update to float32 rounding;
-    bfloat16 products (train.product_dtype) run in oneDNN either way."""
+    """Who runs the closed-form update's float32 products (RBM and DBN layers, and the
+    DBM's joint stage, with train.gradient closed_form or auto, on the CPU): torch's
+    matmul (its BLAS: MKL or OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on
+    AMD CPUs where MKL takes its AVX2 path (1.7x faster CD-1 epochs and 1.8x faster DBM
+    updates on a Zen 5 EPYC, docs/RESULTS.md; measure on yours with
+    benchmarks/rbm_speed.py and benchmarks/family_speed.py). The same update to float32
+    rounding; bfloat16 products (train.product_dtype) run in oneDNN either way."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)

@@ -117,7 +117,7 @@ class Task:
         """The training batch of the examples ``rows``, binarized afresh from ``data_rng``
         with ``data.binarize: dynamic``."""
         # index_select: 3x faster than advanced indexing for whole rows, same result
-        return self.data.binarize_batch(self.train_x.index_select(0, rows), data_rng)
+        return self.data.binarize_batch(self.train_x.index_select(0, rows.to(self.train_x.device)), data_rng)
 
     # ---------------------------------------------------------------- training
 
