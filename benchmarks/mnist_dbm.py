@@ -7,8 +7,9 @@ variational bound per image), fine-tunes the classifier of Salakhutdinov & Hinto
 Fig. 4): a sigmoid MLP 784+1000 -> 500 -> 1000 -> 10 whose inputs are the grey-level
 image and the DBM's mean-field posterior q(h2 | v) (computed once per image), started
 from W1 and W2^T, then W2 (``model.pretrained_input: augmented``), and times how one
-DBM update splits (mean field, chains, gradient and optimizer step) beside a 784-500
-RBM's PCD-1 update on the same batch.
+DBM update splits (mean field, chains, and the rest: gradient, offsets, optimizer step),
+in the run's own ``train.gradient`` and ``train.product_kernel``, beside a 784-500 RBM's
+PCD-1 update on the same batch in the same settings (``--cost-only``: just that).
 
 Targets (Salakhutdinov & Hinton 2009): test log-likelihood >= -85.0 nats within 3 hours
 of training (published -84.62), fine-tuned test error <= 1.0 % (published 0.95 %). The
@@ -18,6 +19,8 @@ the same network, not the same training.
 
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --minutes 180
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --smoke
+    python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --cost-only \
+        --set train.product_kernel=onednn
 """
 
 from __future__ import annotations
@@ -75,36 +78,36 @@ def _timed(fn, repeats: int) -> float:
 
 
 def update_cost(mnist: Path, extra: list[str], repeats: int = 20) -> dict[str, float]:
-    """Milliseconds per update of each part of a joint DBM update, and of an RBM's PCD-1
-    update of the same first layer on the same batch."""
+    """Milliseconds per update of each part of a joint DBM update in the run's own settings
+    (``train.gradient``, ``train.product_kernel``), and of an RBM's PCD-1 update of the same
+    first layer on the same batch in the same settings. ``gradient`` is the rest of the
+    update: the gradient statistics, the offsets and the optimizer step."""
     session = Fit(dbm_config(mnist, 1, [*extra, "model.pretrain_epochs=0"]))
     model, step = session.model, session.train_step()
     objective = step.objective
     v = session.task.batch(torch.arange(session.config.train.batch_size), torch.Generator().manual_seed(0))
     section = session.config.model
     step(model, v)  # starts the chains
-    with torch.no_grad():
-        positive, _ = model.mean_field(v, section.mean_field_iter, section.mean_field_tol)
     iterations, tol = section.mean_field_iter, section.mean_field_tol
-    parts = {
-        "mean_field": _timed(lambda: model.mean_field(v, iterations, tol), repeats),
-        "chains": _timed(lambda: objective.chains.step(model, positive), repeats),
-    }
-
-    def gradient() -> None:
-        step.optimizer.zero_grad(set_to_none=True)
-        (model.energy(positive).mean() - model.energy(objective.negatives).mean()).backward()
-        step.optimizer.step()
-
-    parts["gradient"] = _timed(gradient, repeats)
+    with torch.no_grad(), model.products_in(objective.product_kernel):
+        positive, _ = model.mean_field(v, iterations, tol)
+        parts = {
+            "mean_field": _timed(lambda: model.mean_field(v, iterations, tol), repeats),
+            "chains": _timed(lambda: objective.chains.step(model, positive), repeats),
+        }
     parts["dbm_update"] = _timed(lambda: step(model, v), repeats)
+    parts["gradient"] = parts["dbm_update"] - parts["mean_field"] - parts["chains"]
     rbm = RBM(model.n_visible, model.sizes[1])
     rbm_objective = FreeEnergyGap(PersistentChains(len(v), torch.Generator().manual_seed(0)))
+    rbm_objective.product_kernel = objective.product_kernel
     rbm_optimizer = torch.optim.SGD(rbm.parameters(), lr=1e-3)
 
     def rbm_update() -> None:
         rbm_optimizer.zero_grad(set_to_none=True)
-        rbm_objective.loss(rbm, v).backward()
+        if step.closed_form:
+            rbm_objective.write_gradients(rbm, v)
+        else:
+            rbm_objective.loss(rbm, v).backward()
         rbm_optimizer.step()
 
     parts["rbm_pcd1_update"] = _timed(rbm_update, repeats)
@@ -121,11 +124,17 @@ def main() -> None:
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     parser.add_argument("--name", default="mnist_dbm", help="run directory and results file name")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the script end to end")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="print how an update's time splits, in these settings, and stop")
     args = parser.parse_args()
     mnist = mnist_file(args.mnist)
     torch.set_num_threads(1)
     extra = [*SMOKE, *args.extra] if args.smoke else args.extra
     costs = update_cost(mnist, extra)
+    if args.cost_only:
+        print(f"{cpu_name()}, 1 thread, ms per update: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
+        return
     pretrain_epoch, joint_epoch = seconds_per_joint_epoch(mnist, extra)
     pretrain_epochs = dbm_config(mnist, 1, extra).model.pretrain_epochs
     budget = 0.05 if args.smoke else args.minutes
