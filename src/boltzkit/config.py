@@ -174,7 +174,7 @@ class TrainConfig(Section):
     """Who runs the closed-form update's float32 products (RBM and DBN layers, and the
     DBM's joint stage, with train.gradient closed_form or auto, on the CPU): torch's
     matmul (its BLAS: MKL or OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on
-    AMD CPUs where MKL takes its AVX2 path (1.7x faster CD-1 epochs and 1.8x faster DBM
+    AMD CPUs where MKL takes its AVX2 path (1.8x faster CD-1 epochs and DBM
     updates on a Zen 5 EPYC, docs/RESULTS.md; measure on yours with
     benchmarks/rbm_speed.py and benchmarks/family_speed.py). The same update to float32
     rounding; bfloat16 products (train.product_dtype) run in oneDNN either way."""
