@@ -518,6 +518,17 @@ def test_closed_form_of_a_centered_gaussian_rbm_equals_the_surrogate():
     _assert_closed_form_matches(make, lambda g: FreeEnergyGap(PersistentChains(5, g)), lambda m: data)
 
 
+@pytest.mark.parametrize("statistic", ["unit", "layer"])
+def test_closed_form_of_a_sparse_dbm_equals_the_surrogate(statistic):
+    """The sparsity penalty's slope on the hidden biases, and its share of the loss value
+    (the value is <theta, grad>: a wrong slope changes both)."""
+    _assert_closed_form_matches(
+        lambda: _randomize(DBM([5, 4, 3]).double(), 0.8, 10),
+        lambda g: DBMLearning(DBMChains(5, 2, g), 30, 1e-10, sparsity_target=0.2, sparsity_cost=0.7,
+                              sparsity_statistic=statistic),
+        lambda m: CASES["dbm"].data(m, 8, 2))
+
+
 def _as_list(states):
     return list(states) if isinstance(states, (list, tuple)) else [states]
 

@@ -115,17 +115,16 @@ class DBMLearning(Objective):
         for depth, weight in enumerate(model.weights):
             grads[weight] = contrast_product(data[depth], data[depth + 1], chains[depth], chains[depth + 1],
                                              kernel=self.product_kernel)
-        slopes = [None, *self._sparsity_slopes(positive)] if self.sparsity_cost else []
         for depth, bias in enumerate(model.biases):
             grads[bias] = negatives[depth].mean(dim=0) - positive[depth].mean(dim=0)
-            if slopes and slopes[depth] is not None:
-                grads[bias] += slopes[depth]
-        value = 0.0
+        if self.sparsity_cost:
+            for depth, slope in enumerate(self._sparsity_slopes(positive), start=1):
+                grads[model.biases[depth]] += slope
+        value = sum(torch.dot(param.detach().flatten(), grad.flatten()) for param, grad in grads.items())
         for parameter, grad in grads.items():
-            value += float(torch.dot(parameter.detach().flatten(), grad.flatten()))
             if parameter.requires_grad:
                 parameter.grad = grad
-        return value
+        return float(value)
 
     def epoch_metrics(self) -> dict[str, float]:
         metrics = {"mean_field_sweeps": self._sweeps / self._updates} if self._updates else {}
