@@ -66,8 +66,8 @@ UPDATES = {
     "RBM 784-500, CD-1, closed form, oneDNN": ("rbm-mnist", [
         "model.centered=false", "train.method=cd", "train.k=1", "train.gradient=closed_form",
         "train.product_kernel=onednn"]),
-    "DBM 784-500-1000, joint update (dbm-mnist)": ("dbm-mnist", []),
-    "DBM 784-500-1000, joint update, closed form": ("dbm-mnist", ["train.gradient=closed_form"]),
+    "DBM 784-500-1000, joint update, autograd": ("dbm-mnist", ["train.gradient=autograd"]),
+    "DBM 784-500-1000, joint update, closed form (dbm-mnist)": ("dbm-mnist", []),
     "DBM 784-500-1000, joint update, closed form, oneDNN": ("dbm-mnist", [
         "train.gradient=closed_form", "train.product_kernel=onednn"]),
     "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
