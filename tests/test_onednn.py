@@ -56,7 +56,7 @@ def test_products_in_routes_every_product_to_onednn_inside_the_block_only(monkey
     with torch.no_grad():
         assert torch.allclose(inside_h, model.hidden_input(v), atol=1e-5)
         assert torch.allclose(inside_v, model.visible_input(h), atol=1e-5)
-    assert len(calls) == 2 and model._onednn_weights is None  # outside: torch again
+    assert len(calls) == 2 and model._onednn_weight is None  # outside: torch again
 
 
 @pytest.mark.parametrize("method, centered", [("cd", False), ("pcd", True)])

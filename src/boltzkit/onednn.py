@@ -27,3 +27,9 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     its blocked layout on every call, contiguous or not, so a ``.contiguous()`` here would
     only add a copy (a 784 x 500 transpose costs about half a product)."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+def times(x: Tensor, weight: Tensor, transposed: bool = False) -> Tensor:
+    """``x @ weight`` (or ``x @ weight.T`` with ``transposed``) through :func:`linear`, whose
+    weight is in ``(out, in)`` layout: the transposed view costs no copy."""
+    return linear(x, weight if transposed else weight.T)

@@ -41,7 +41,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import GenerativeTask
 from .registry import register
 from .steps import GradientStep, Stage, TrainStep
-from .task import PRODUCT_DEFAULTS
+from .task import without_closed_form
 
 
 class SparsityConfig(Section):
@@ -161,12 +161,10 @@ class DBMTask(GenerativeTask):
     def _pretraining_step(self, model: DBM, depth: int) -> TrainStep:
         generator = make_generator(self.config.seed, f"pretrain.layer{depth}", self.device)
         objective = ModifiedRBMPretraining(depth, self.config.train.k, generator)
-        # the modified RBMs have no closed form: train.gradient and the product keys are
-        # for the joint stage, and pretraining runs on autograd with torch's products
-        update = {"gradient": "autograd", **PRODUCT_DEFAULTS}
-        if self.config.model.pretrain_optimizer is not None:
-            update["optimizer"] = self.config.model.pretrain_optimizer
-        train_config = self.config.train.model_copy(update=update)
+        # the modified RBMs have no closed form: the gradient and product keys are the joint stage's
+        optimizer = self.config.model.pretrain_optimizer
+        train_config = without_closed_form(self.config.train,
+                                           **({} if optimizer is None else {"optimizer": optimizer}))
         return self._with_max_norm(self.gradient_step(model, objective, self.config.model.pretrain_epochs,
                                                       train_config))
 

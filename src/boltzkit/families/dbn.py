@@ -40,7 +40,7 @@ from .contract import Capabilities, Family, ModelSection, split_metrics
 from .rbm import CURVE_GROUPS, GenerativeTask, RBMTask, negative_sampler
 from .registry import register
 from .steps import Stage, TrainStep
-from .task import PRODUCT_DEFAULTS, LabelledBatches, Task
+from .task import LabelledBatches, Task, without_closed_form
 
 LAYER_KEYS = ("method", "k", "pt", "n_chains", "epochs", "optimizer", "schedule", "gradient",
               "clip_grad_norm", "clip_grad_value")
@@ -276,10 +276,8 @@ class DBNTask(LabelledBatches, GenerativeTask):
             chains = ContrastiveChains(section.updown_k, make_generator(seed, "train.updown.top", device))
             objective = UpDown(FreeEnergyGap(chains, section.offset_rate),
                                make_generator(seed, "train.updown", device))
-            # up-down has no closed form: train.gradient, product_dtype and product_kernel choose the
-            # layers' updates and must not stop the run here, after the greedy stages
-            plain = self.config.train.model_copy(update={"gradient": "autograd", **PRODUCT_DEFAULTS})
-            return self.gradient_step(model, objective, epochs, plain)
+            # up-down has no closed form: the gradient and product keys choose the layers' updates
+            return self.gradient_step(model, objective, epochs, without_closed_form(self.config.train))
 
         return Stage("updown", epochs, build_step, None, partial(self.updown_metrics, model))
 

@@ -38,6 +38,14 @@ PRODUCT_FAMILIES = {"product_dtype": "rbm or dbn", "product_kernel": "rbm, dbn o
 """Where each of them applies, for the error that refuses it elsewhere."""
 
 
+def without_closed_form(train_config, **update):
+    """``train_config`` for a stage whose objective has no closed form (DBN up-down, DBM
+    greedy pretraining): autograd and the default products, since ``train.gradient`` and
+    the product keys are meant for the run's other stages and must not stop it here;
+    ``update`` sets further keys."""
+    return train_config.model_copy(update={"gradient": "autograd", **PRODUCT_DEFAULTS, **update})
+
+
 def set_products(objective: Objective, model: nn.Module, train_config, closed_form: bool, family: str,
                  device: torch.device) -> None:
     """Give ``objective`` the ``train.product_dtype`` and ``train.product_kernel`` of

@@ -99,12 +99,13 @@ class DBM(nn.Module):
 
     @contextlib.contextmanager
     def products_in(self, kernel: str = "torch") -> Iterator[None]:
-        """Inside the block, with ``kernel="onednn"``, the float32 CPU products of sampling
-        and mean field (:meth:`layer_input`, :meth:`recognition`) run in
-        :func:`boltzkit.onednn.linear` on the weights' detached views (no gradient: for the
+        """Inside the block, with ``kernel="onednn"`` and float32 CPU weights, the products
+        of sampling and mean field (:meth:`layer_input`, :meth:`recognition`) run in
+        :func:`boltzkit.onednn.times` on the weights' detached views (no gradient: for the
         closed-form update of a training step, ``train.product_kernel``); ``torch``, and
         outside it, they multiply as usual. :meth:`energy` always multiplies as usual."""
-        self._onednn = kernel == "onednn"
+        self._onednn = kernel == "onednn" and all(w.dtype == torch.float32 and w.device.type == "cpu"
+                                                  for w in self.weights)
         try:
             yield
         finally:
@@ -113,9 +114,8 @@ class DBM(nn.Module):
     def _times(self, x: Tensor, depth: int, transposed: bool = False) -> Tensor:
         """``x W_depth`` (or ``x W_depth^T``), in oneDNN inside :meth:`products_in` ("onednn")."""
         weight = self.weights[depth]
-        if getattr(self, "_onednn", False) and x.dtype == torch.float32 and x.device.type == "cpu":
-            weight = weight.detach()  # linear(x, w) = x w^T, w in (out, in) layout
-            return onednn.linear(x, weight if transposed else weight.T)
+        if getattr(self, "_onednn", False):
+            return onednn.times(x, weight.detach(), transposed)
         return x @ (weight.T if transposed else weight)
 
     # ---------------------------------------------------------------- energy

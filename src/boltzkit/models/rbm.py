@@ -65,7 +65,7 @@ class RBM(nn.Module):
         self.register_buffer("visible_offset", torch.zeros(n_visible))
         self.register_buffer("hidden_offset", torch.full((n_hidden,), 0.5 if centered else 0.0))
         self._product_weight: Tensor | None = None  # W in a lower precision, inside products_in only
-        self._onednn_weights: tuple[Tensor, Tensor] | None = None  # (W^T, W) for oneDNN, likewise
+        self._onednn_weight: Tensor | None = None  # W for oneDNN, likewise
 
     @property
     def n_visible(self) -> int:
@@ -80,7 +80,7 @@ class RBM(nn.Module):
         """Inside the block, :meth:`hidden_input` and :meth:`visible_input` multiply in
         ``dtype`` (a copy of ``W`` cast once on entry, so it must not change inside) and
         return the model's dtype; with ``kernel="onednn"`` float32 products run in
-        :func:`boltzkit.onednn.linear` (``W`` and its transposed view). Outside
+        :func:`boltzkit.onednn.times` (on ``W`` detached, no copy). Outside
         it, and with ``dtype`` ``None`` or the weights' own and the ``torch`` kernel, they
         multiply as usual. The copies carry no gradient: for the closed-form update of a
         training step (``train.product_dtype``, ``train.product_kernel``), never for
@@ -90,20 +90,18 @@ class RBM(nn.Module):
         if lower:
             self._product_weight = weight.to(dtype)
         elif kernel == "onednn" and weight.dtype == torch.float32:
-            # (H, D) and (D, H): (out, in) each; oneDNN reorders the weight into its own
-            # blocked layout on every call anyway, so the transposed view costs no copy
-            self._onednn_weights = (weight.T, weight)
+            self._onednn_weight = weight
         try:
             yield
         finally:
-            self._product_weight, self._onednn_weights = None, None
+            self._product_weight, self._onednn_weight = None, None
 
     def _times(self, x: Tensor, transposed: bool) -> Tensor:
         """``x W`` (or ``x W^T``), in the dtype or kernel of :meth:`products_in` when inside it."""
         # getattr: an RBM pickled by an earlier version (a scikit-learn estimator) has neither
-        onednn_weights = getattr(self, "_onednn_weights", None)
-        if onednn_weights is not None:
-            return onednn.linear(x, onednn_weights[transposed])
+        onednn_weight = getattr(self, "_onednn_weight", None)
+        if onednn_weight is not None:
+            return onednn.times(x, onednn_weight, transposed)
         weight = getattr(self, "_product_weight", None)
         if weight is None:
             return x @ (self.weight.T if transposed else self.weight)
