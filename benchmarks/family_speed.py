@@ -26,7 +26,8 @@ update (mean field, chains, gradient: autograd, the closed form ``train.gradient
 closed form in oneDNN), the
 first layer of the stacked denoising autoencoder, the VAE (IWAE, k = 5) and the DCGAN
 (one discriminator and one generator step); then AIS, one inverse temperature of 100
-runs, for the 784-500 RBM and the 784-500-1000 DBM. Round robin over ``--rounds``
+runs, for the 784-500 RBM and the 784-500-1000 DBM, with their products in torch's matmul
+and in oneDNN (``eval.product_kernel``; FLOPs counted in torch's). Round robin over ``--rounds``
 rounds; minimum and median milliseconds are reported, the fraction from the median.
 
     python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz
@@ -54,10 +55,15 @@ from boltzkit.estimate.dbm import dbm_ais_log_partition  # noqa: E402
 from boltzkit.train import Fit  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+ONEDNN = "train.product_kernel=onednn"
+"""Rows with this override are set against the same round's float32 product in oneDNN."""
+TORCH = "train.product_kernel=torch"
+"""The closed-form rows without a named kernel multiply in torch's BLAS (the default, auto,
+would pick oneDNN on AMD CPUs)."""
 UPDATES = {
     "RBM 784-500, centered PCD-5 (rbm-mnist)": ("rbm-mnist", []),
     "RBM 784-500, CD-1, closed form": ("rbm-mnist", ["model.centered=false", "train.method=cd", "train.k=1",
-                                                      "train.gradient=closed_form"]),
+                                                      "train.gradient=closed_form", TORCH]),
     "RBM 784-500, CD-1, closed form, bf16": ("rbm-mnist", [
         "model.centered=false", "train.method=cd", "train.k=1", "train.gradient=closed_form",
         "train.product_dtype=bfloat16"]),
@@ -65,17 +71,14 @@ UPDATES = {
         "train.gradient=closed_form", "train.product_dtype=bfloat16"]),
     "RBM 784-500, CD-1, closed form, oneDNN": ("rbm-mnist", [
         "model.centered=false", "train.method=cd", "train.k=1", "train.gradient=closed_form",
-        "train.product_kernel=onednn"]),
+        ONEDNN]),
     "DBM 784-500-1000, joint update, autograd": ("dbm-mnist", ["train.gradient=autograd"]),
-    "DBM 784-500-1000, joint update, closed form (dbm-mnist)": ("dbm-mnist", []),
-    "DBM 784-500-1000, joint update, closed form, oneDNN": ("dbm-mnist", [
-        "train.gradient=closed_form", "train.product_kernel=onednn"]),
+    "DBM 784-500-1000, joint update, closed form": ("dbm-mnist", [TORCH]),
+    "DBM 784-500-1000, joint update, closed form, oneDNN": ("dbm-mnist", [ONEDNN]),
     "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
     "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", []),
     "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", []),
 }
-ONEDNN = "train.product_kernel=onednn"
-"""Rows with this override are set against the same round's float32 product in oneDNN."""
 CONVOLUTIONAL = ("gan-mnist",)
 """Presets whose rows are also set against the convolutional peak."""
 AIS_RUNS, AIS_BETAS = 100, 200
@@ -144,16 +147,20 @@ def main() -> None:
         models.setdefault(preset, model)  # AIS runs on each preset's first model
     rbm, dbm = models["rbm-mnist"], models["dbm-mnist"]
     generator = torch.Generator().manual_seed(0)
-    ais = {
-        "AIS on the RBM, one beta x 100 runs": lambda: ais_log_partition(
-            rbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator),
-        "AIS on the DBM, one beta x 100 runs": lambda: dbm_ais_log_partition(
-            dbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator),
-    }
-    for name, run in ais.items():
-        # a whole AIS of AIS_BETAS steps per call, reported per inverse temperature
-        rows[name] = {"call": run, "batch": AIS_RUNS, "flops": flops(run) / (AIS_BETAS - 1),
-                      "unit": "beta", "per_call": AIS_BETAS - 1}
+    for kernel in ("torch", "onednn"):
+        suffix = ", oneDNN" if kernel == "onednn" else ""
+        for name, run in {
+            f"AIS on the RBM, one beta x 100 runs{suffix}": lambda kernel=kernel: ais_log_partition(
+                rbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator, product_kernel=kernel),
+            f"AIS on the DBM, one beta x 100 runs{suffix}": lambda kernel=kernel: dbm_ais_log_partition(
+                dbm, betas=AIS_BETAS, runs=AIS_RUNS, generator=generator, product_kernel=kernel),
+        }.items():
+            # a whole AIS of AIS_BETAS steps per call, reported per inverse temperature; the
+            # oneDNN rows' FLOPs are the torch rows' (the counter does not see oneDNN)
+            counted = rows[name.removesuffix(suffix)]["flops"] if suffix else flops(run) / (AIS_BETAS - 1)
+            rows[name] = {"call": run, "batch": AIS_RUNS, "flops": counted, "unit": "beta",
+                          "per_call": AIS_BETAS - 1,
+                          "peak": "onednn_peak_seconds" if suffix else "peak_seconds"}
 
     conv_call, conv_flops = conv_peak()
     rounds = []

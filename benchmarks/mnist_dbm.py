@@ -20,7 +20,7 @@ the same network, not the same training.
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --minutes 180
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --smoke
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --cost-only \
-        --set train.product_kernel=onednn
+        --set train.product_kernel=torch
 """
 
 from __future__ import annotations

@@ -102,6 +102,9 @@ def main() -> None:
                         help="tag of the runs (benchmarks/runs/NAME-*) and of the JSON (default: mnist_dbn)")
     parser.add_argument("--finetune-only", action="store_true",
                         help="fine-tune from the stack of an earlier run (benchmarks/runs); no pretraining")
+    parser.add_argument("--finetune-tag", default="finetune",
+                        help="with --finetune-only: the runs and JSON are NAME-TAG (default: finetune), so "
+                             "several fine-tunings of one stack keep their own records")
     args = parser.parse_args()
     mnist = mnist_file(args.mnist)
     layers, two_layer = [500, 500, 2000], [500, 2000]
@@ -116,7 +119,7 @@ def main() -> None:
         evaluation = {"ais_runs": SMOKE["ais_runs"], "ais_betas": SMOKE["ais_betas"],
                       "samples": SMOKE["samples"]}
     tag = f"{args.name}-smoke" if args.smoke else args.name
-    pretrained_tag, tag = tag, tag + ("-finetune" if args.finetune_only else "")
+    pretrained_tag, tag = tag, tag + (f"-{args.finetune_tag}" if args.finetune_only else "")
     torch.manual_seed(0)  # nothing in the library draws from it; fixed anyway for the MLP's dropout-free run
 
     rows, record = [], {"stacks": {}}
@@ -161,7 +164,9 @@ def main() -> None:
         "command": ("python benchmarks/mnist_dbn.py --mnist ../shared/data/mnist.npz "
                     + ("" if args.name == "mnist_dbn" else f"--name {args.name} ")
                     + ("--smoke" if args.smoke
-                       else f"--finetune-epochs {args.finetune_epochs} --finetune-only" if args.finetune_only
+                       else f"--finetune-epochs {args.finetune_epochs} --finetune-only"
+                       + ("" if args.finetune_tag == "finetune" else f" --finetune-tag {args.finetune_tag}")
+                       if args.finetune_only
                        else f"--epochs {args.epochs} --finetune-epochs {args.finetune_epochs}")
                     + "".join(f" --set {e}" for e in args.extra)
                     + "".join(f" --finetune-set '{e}'" for e in args.finetune_extra)),

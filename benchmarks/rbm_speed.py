@@ -127,11 +127,14 @@ def machine() -> dict[str, str]:
             "isa_limits": {k: os.environ[k] for k in ISA_LIMITS["avx2"] if k in os.environ}}
 
 
+TORCH = "train.product_kernel=torch"
+"""The closed-form rows without a named kernel multiply in torch's BLAS (the default, auto,
+would pick oneDNN on AMD CPUs)."""
 VARIANTS = {
     "boltzkit CD-1, autograd": [],
-    "boltzkit CD-1, closed form": ["train.gradient=closed_form"],
+    "boltzkit CD-1, closed form": ["train.gradient=closed_form", TORCH],
     "boltzkit PCD-1, autograd": ["train.method=pcd"],
-    "boltzkit PCD-1, closed form": ["train.method=pcd", "train.gradient=closed_form"],
+    "boltzkit PCD-1, closed form": ["train.method=pcd", "train.gradient=closed_form", TORCH],
     "boltzkit CD-1, closed form, oneDNN": ["train.gradient=closed_form", "train.product_kernel=onednn"],
     "boltzkit PCD-1, closed form, oneDNN": ["train.method=pcd", "train.gradient=closed_form",
                                             "train.product_kernel=onednn"],

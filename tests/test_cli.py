@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from boltzkit import onednn
 from boltzkit.cli import main
 
 FAST = ["--set", "train.epochs=2", "--set", "model.n_hidden=16", "--set", "train.metrics_examples=50",
@@ -102,7 +103,8 @@ def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, 
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--set", "train.epochs=3", "--set", "model.n_hidden=12",
                  "--set", "train.metrics_examples=50", "--quiet"]) == 0
-    assert main(["evaluate", str(out), "--ais-betas", "3001", "--ais-runs", "50",
+    kernel = "onednn" if onednn.available() else "torch"  # the flag reaches AIS either way
+    assert main(["evaluate", str(out), "--ais-betas", "3001", "--ais-runs", "50", "--product-kernel", kernel,
                  "--reverse-examples", "100", "--reverse-runs", "2", "--quiet"]) == 0
     printed = capsys.readouterr().out
     for label in ["log Z, AIS", "log Z, exact", "log-likelihood, AIS", "log-likelihood, exact",
@@ -113,6 +115,7 @@ def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, 
     assert abs(results["log_z_ais"] - results["log_z_exact"]) < 0.1
     assert abs(results["log_likelihood_ais"] - results["log_likelihood_exact"]) < 0.1
     assert results["ais_runs"] == 50 and results["ais_betas"] == 3001
+    assert results["ais_product_kernel"] == kernel
     # reverse AIS on the first 100 examples sits at or below AIS on the same examples
     same = results["log_likelihood_ais_same_examples"]
     assert results["log_likelihood_reverse_ais"] <= same + 3 * results["log_likelihood_reverse_ais_stderr"]

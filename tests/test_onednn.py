@@ -1,8 +1,10 @@
-"""oneDNN products in the closed-form RBM and DBM updates (``train.product_kernel: onednn``):
-the kernel computes ``x W^T``; inside ``products_in`` every product goes through it and
-nowhere else; the update equals torch's to float32 rounding (gradients and weights after
-several steps, plain and centered, CD and PCD, and a DBM's mean field and chains); the
-wiring through the trainer and into DBN layers; and the errors that name the key."""
+"""oneDNN products in the closed-form RBM and DBM updates (``train.product_kernel``) and in
+AIS and mean-field evaluation (``eval.product_kernel``): the kernel computes ``x W^T``;
+inside ``products_in`` every product goes through it and nowhere else; the update equals
+torch's to float32 rounding (gradients and weights after several steps, plain and
+centered, CD and PCD, and a DBM's mean field and chains); AIS in oneDNN brackets the
+exact log Z; ``auto`` picks oneDNN on AMD CPUs only; the wiring through the trainer and
+into DBN layers; and the errors that name the key."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import torch
 from boltzkit import onednn
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
+from boltzkit.estimate.ais import ais_log_partition
+from boltzkit.estimate.dbm import evaluate_dbm
+from boltzkit.estimate.exact import exact_log_partition
 from boltzkit.families.task import set_products
 from boltzkit.models.dbm import DBM
 from boltzkit.models.rbm import RBM
@@ -152,7 +157,6 @@ def test_the_trainer_sets_the_kernel_for_an_rbm_every_dbn_layer_and_a_dbms_joint
     assert step.objective.product_kernel == "onednn"
     dbn = Fit(load_config("dbn-digits", [*DIGITS, "train.product_kernel=onednn"]))
     assert dbn.train_step().objective.product_kernel == "onednn"
-    assert Fit(load_config("rbm-digits", DIGITS)).train_step().objective.product_kernel == "torch"
     # the DBM's greedy pretraining has no closed form: it runs on autograd and torch's
     # products, and the joint stage gets both settings
     dbm = Fit(load_config("dbm-digits", [*DIGITS, "train.product_kernel=onednn", "model.pretrain_epochs=1",
@@ -163,6 +167,79 @@ def test_the_trainer_sets_the_kernel_for_an_rbm_every_dbn_layer_and_a_dbms_joint
     joint = dbm.train_step()
     assert joint.closed_form and joint.objective.product_kernel == "onednn"
     assert all(math.isfinite(row["loss"]) for row in history)
+
+
+@pytest.mark.parametrize("preferred", [True, False])
+def test_the_default_auto_kernel_is_onednn_exactly_where_preferred_and_a_closed_form_applies(
+        monkeypatch, preferred):
+    """``train.product_kernel: auto`` (the default) follows :func:`onednn.preferred` for a
+    closed-form update, and is torch, with no error, where there is none (autograd, an MLP)."""
+    monkeypatch.setattr(onednn, "preferred", lambda device: preferred)
+    expected = "onednn" if preferred else "torch"
+    closed = Fit(load_config("rbm-digits", DIGITS)).train_step()  # DIGITS: closed form
+    assert closed.closed_form and closed.objective.product_kernel == expected
+    dbm = Fit(load_config("dbm-digits", [*DIGITS, "model.pretrain_epochs=0"])).train_step()
+    assert dbm.closed_form and dbm.objective.product_kernel == expected
+    surrogate = Fit(load_config("rbm-digits", [*DIGITS, "train.gradient=autograd"])).train_step()
+    assert not surrogate.closed_form and surrogate.objective.product_kernel == "torch"
+    mlp = Fit(load_config("mlp-digits", [*DIGITS, "train.gradient=auto"])).train_step()
+    assert mlp.objective.product_kernel == "torch"
+
+
+@pytest.mark.parametrize("vendor, preferred", [("AuthenticAMD", True), ("GenuineIntel", False), (None, False)])
+def test_onednn_is_preferred_on_amd_cpus_only(tmp_path, vendor, preferred):
+    cpuinfo = tmp_path / "cpuinfo"
+    if vendor is not None:
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: 26\n")
+    assert onednn.preferred(torch.device("cpu"), cpuinfo) is preferred
+    assert onednn.preferred(torch.device("meta"), cpuinfo) is False
+
+
+@pytest.mark.parametrize("visible, centered", [("bernoulli", False), ("bernoulli", True), ("gaussian", False)])
+def test_rbm_ais_multiplies_in_onednn_and_finds_the_exact_log_z(monkeypatch, visible, centered):
+    """Both annealing paths (base rate; decoupled layers for Gaussian units) run every
+    product in oneDNN with ``product_kernel="onednn"``, and the estimate still holds the
+    exact value within its stated interval."""
+    model = RBM(24, 10, visible=visible, generator=torch.Generator().manual_seed(3), init_std=0.3,
+                centered=centered)
+    calls = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    betas = 1000
+    ais = ais_log_partition(model, None, betas, 200, torch.Generator().manual_seed(0), product_kernel="onednn")
+    exact = exact_log_partition(model)
+    assert ais.log_z_low <= exact <= ais.log_z_high, (ais.log_z, exact)
+    # per inverse temperature after the first: v W (the step) and, except at the last, h W^T
+    # (the sweep); oneDNN's weight is (out, in)
+    assert calls.count((10, 24)) == betas - 1 and calls.count((24, 10)) == betas - 2 and len(calls) == 2 * betas - 3
+    calls.clear()
+    ais_log_partition(model, None, 50, 10, torch.Generator().manual_seed(0))
+    assert not calls  # the default multiplies in torch
+
+
+def test_dbm_evaluation_multiplies_in_onednn_and_brackets_the_exact_log_z(monkeypatch):
+    model = DBM([24, 10, 6], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=True)
+    values = _binary(40, 24, 5)
+    calls = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    results = evaluate_dbm(model, values, values, ais_runs=100, ais_betas=1000, exact_max_units=20,
+                           seed_generator=torch.Generator().manual_seed(0), product_kernel="onednn")
+    ais = results["ais"]
+    assert ais["log_z_low"] <= results["log_z_exact"] <= ais["log_z_high"]
+    assert results["log_likelihood_bound_exact_log_z"] <= results["log_likelihood_exact"]
+    assert results["product_kernel"] == "onednn" and len(calls) > 2 * 1000  # AIS and mean field
+    assert not model._onednn  # the block ended with the evaluation
+
+
+def test_eval_product_kernel_reaches_the_evaluation_and_onednn_off_the_cpu_is_refused(monkeypatch):
+    config = load_config("dbm-digits", [*DIGITS, "model.pretrain_epochs=0", "eval.product_kernel=onednn"])
+    assert Fit(config).task.eval_kernel == "onednn"
+    monkeypatch.setattr(onednn, "preferred", lambda device: False)
+    auto = load_config("rbm-digits", DIGITS)
+    assert auto.eval.product_kernel == "auto" and Fit(auto).task.eval_kernel == "torch"
+    with pytest.raises(ConfigError, match=r"config key 'eval.product_kernel': onednn needs a CPU .*device meta"):
+        onednn.resolve("onednn", torch.device("meta"), "eval.product_kernel")
 
 
 def test_a_dbm_refuses_bfloat16_products_naming_where_they_apply():
@@ -178,7 +255,7 @@ def test_a_dbm_refuses_bfloat16_products_naming_where_they_apply():
 ])
 def test_the_kernel_is_refused_without_a_closed_form_rbm_update(overrides, family):
     config = load_config(family, [*DIGITS, "train.product_kernel=onednn", *overrides])
-    with pytest.raises(ConfigError, match=r"config key 'train.product_kernel': onednn .*accepted here: torch"):
+    with pytest.raises(ConfigError, match=r"config key 'train.product_kernel': onednn .*accepted here: auto, torch"):
         Fit(config).train_step()
 
 

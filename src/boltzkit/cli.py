@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", metavar="FILE",
                           help="evaluate on this .npz or .csv file (runs trained on arrays given in Python)")
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    evaluate.add_argument("--product-kernel", choices=["auto", "torch", "onednn"],
+                          help="who multiplies in AIS and mean field (default: the run's "
+                               "eval.product_kernel; auto: oneDNN on AMD CPUs, torch elsewhere)")
     _threads_argument(evaluate, "default: the run's threads")
     evaluate.add_argument("--sample-quality", type=int, nargs="?", const=1000, default=0, metavar="N",
                           help="also draw N samples (default 1000) and compare them with the test split "
@@ -308,7 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.run, args.split, ais_runs=args.ais_runs, ais_betas=args.ais_betas,
         reverse_examples=args.reverse_examples, reverse_runs=args.reverse_runs, k=args.k,
         samples=args.samples, seed=args.seed, data_dir=args.data_dir, data_file=args.data,
-        device=args.device, threads=args.threads,
+        device=args.device, threads=args.threads, product_kernel=args.product_kernel,
         progress=not args.quiet, sample_quality=args.sample_quality, sample_steps=args.sample_steps)
     print(results["report"])
     if "ais_reliable" in results and not results["ais_reliable"]:  # a bool, or 0.0 / 1.0

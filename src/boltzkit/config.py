@@ -170,14 +170,16 @@ class TrainConfig(Section):
     accumulating in float32; weights, biases, sampling and the optimizer stay float32, and
     evaluation always multiplies in float32. Its likelihood cost is measured in
     docs/RESULTS.md (benchmarks/bf16_rbm.py)."""
-    product_kernel: Literal["torch", "onednn"] = "torch"
+    product_kernel: Literal["auto", "torch", "onednn"] = "auto"
     """Who runs the closed-form update's float32 products (RBM and DBN layers, and the
     DBM's joint stage, with train.gradient closed_form or auto, on the CPU): torch's
     matmul (its BLAS: MKL or OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on
-    AMD CPUs where MKL takes its AVX2 path (1.8x faster CD-1 epochs and DBM
-    updates on a Zen 5 EPYC, docs/RESULTS.md; measure on yours with
-    benchmarks/rbm_speed.py and benchmarks/family_speed.py). The same update to float32
-    rounding; bfloat16 products (train.product_dtype) run in oneDNN either way."""
+    AMD CPUs where MKL takes its AVX2 path (1.8x faster CD-1 epochs and DBM updates on a
+    Zen 5 EPYC, docs/RESULTS.md; measure on yours with benchmarks/rbm_speed.py and
+    benchmarks/family_speed.py). The same update to float32 rounding; bfloat16 products
+    (train.product_dtype) run in oneDNN either way. ``auto`` (the default): oneDNN where it
+    was measured faster (AMD CPUs, :func:`boltzkit.onednn.preferred`), torch elsewhere and
+    wherever the update has no closed form."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)
@@ -220,6 +222,11 @@ class EvalConfig(Section):
     reverse_ais: ReverseAISConfig = Field(default_factory=ReverseAISConfig)
     exact_max_units: int = Field(20, ge=0, le=25)
     """Also compute exact log Z when the smaller layer has at most this many units."""
+    product_kernel: Literal["auto", "torch", "onednn"] = "auto"
+    """Who runs the float32 products of AIS (RBM, a DBN's top layer, DBM) and of the DBM's
+    mean field, in ``boltzkit evaluate`` and the per-epoch estimates: as
+    train.product_kernel (``auto``: oneDNN on AMD CPUs, torch elsewhere); the same
+    estimates to float32 rounding."""
 
 
 class SpaceEntry(Section):

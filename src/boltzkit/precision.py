@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .cpu import CPUINFO, cpuinfo_field
+
 NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 """x86 CPU flags (Linux ``/proc/cpuinfo``) of bfloat16 dot products in hardware: AVX-512
 BF16 (Intel Cooper Lake and later, AMD Zen 4 and later) or AMX."""
@@ -18,7 +20,7 @@ def onednn_bfloat16() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def bfloat16_shortfall(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+def bfloat16_shortfall(device: torch.device, cpuinfo: Path = CPUINFO) -> str | None:
     """Why bfloat16 matrix products would be slow on ``device`` (None: they run in hardware).
 
     CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)`` (compute capability
@@ -33,13 +35,9 @@ def bfloat16_shortfall(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo
         return f"{torch.cuda.get_device_name(device)} has no native bfloat16 (compute capability < 8.0)"
     if device.type != "cpu":
         return None
-    if cpuinfo.exists():
-        flags = set()
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-                break
-        if not flags.intersection(NATIVE_BFLOAT16_FLAGS):
+    flags = cpuinfo_field("flags", cpuinfo)
+    if flags is not None:
+        if not set(flags.split()).intersection(NATIVE_BFLOAT16_FLAGS):
             return (f"this CPU has none of the flags {', '.join(NATIVE_BFLOAT16_FLAGS)}: bfloat16 products "
                     "are emulated and likely slower than float32")
     if onednn_bfloat16():

@@ -211,7 +211,7 @@ class _BaseRatePath(_RBMSteps):
     log_z_shift = 0.0
 
     def __init__(self, model: RBM, base_bias: Tensor):
-        self.weight = model.weight.detach()
+        self.model, self.weight = model, model.weight.detach()
         self.b = model.visible.bias.detach()
         self.c = model.hidden.bias.detach()
         self.b_base = base_bias.to(self.weight)
@@ -220,7 +220,7 @@ class _BaseRatePath(_RBMSteps):
 
     def hidden_input(self, v: Tensor) -> Tensor:
         """``v W + c`` in the model's dtype."""
-        return torch.addmm(self.c, v, self.weight)
+        return self.model.hidden_input(v).add_(self.c)
 
     def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
         """What :meth:`log_f_step` and :meth:`sweep` share: the hidden means at ``beta``."""
@@ -249,7 +249,7 @@ class _BaseRatePath(_RBMSteps):
         h = bernoulli(hidden_mean, generator)
         # (1 - beta) b_A + beta (b + h W^T): the interpolated visible input
         bias = self.b_base + beta * (self.b - self.b_base)
-        return bernoulli(torch.sigmoid(torch.addmm(bias, h, self.weight.T, alpha=beta)), generator)
+        return bernoulli(torch.sigmoid(self.model.visible_input(h).mul_(beta).add_(bias)), generator)
 
     def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return bernoulli(torch.sigmoid(self.b_base).expand(n, -1), generator)
@@ -271,7 +271,7 @@ class _DecoupledPath(_RBMSteps):
     log_z_shift = 0.0
 
     def __init__(self, model: RBM):
-        self.weight = model.weight.detach()
+        self.model, self.weight = model, model.weight.detach()
         self.visible, self.hidden = model.visible, model.hidden  # sampling, in the model's dtype
         exact = as_float64(model)  # log f, in float64
         self.visible64, self.hidden64 = exact.visible, exact.hidden
@@ -282,7 +282,7 @@ class _DecoupledPath(_RBMSteps):
 
     def hidden_input(self, v: Tensor) -> Tensor:
         """``s(v) W`` in the model's dtype."""
-        return self.visible.scaled(v) @ self.weight
+        return self.model.hidden_input(v)
 
     def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
         """The hidden layer's input at ``beta``: ``beta s(v) W``."""
@@ -301,7 +301,7 @@ class _DecoupledPath(_RBMSteps):
     def sweep(self, tempered: Tensor, beta: float, generator: torch.Generator | None) -> Tensor:
         """``h ~ p_beta(h | v)`` from its input ``tempered``, then ``v ~ p_beta(v | h)``."""
         h = self.hidden.sample(tempered, generator)
-        return self.visible.sample(beta * (self.hidden.scaled(h) @ self.weight.T), generator)
+        return self.visible.sample(beta * self.model.visible_input(h), generator)
 
     def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self.visible.sample(self.weight.new_zeros(n, self.visible.n), generator)
@@ -360,6 +360,7 @@ def ais_log_partition(
     runs: int = 100,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    product_kernel: str = "torch",
 ) -> AISResult:
     """Estimate ``log Z`` of ``model`` by forward AIS.
 
@@ -375,9 +376,13 @@ def ais_log_partition(
             global generator for that device (as ``torch.rand`` does): the estimate is then
             reproducible only if the caller seeds it. The library always passes one.
         progress: show a progress bar.
+        product_kernel: ``onednn`` runs the float32 products in :mod:`boltzkit.onednn`
+            (CPU; the same estimate to float32 rounding, faster on AMD CPUs), ``torch`` in
+            torch's matmul.
     """
     run = _annealing(model, base_bias, betas, runs, generator, "AIS")
-    log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
+    with run.path.model.products_in(None, product_kernel):
+        log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
     return _ais_result(log_w, run.path.log_z_base, run.path.log_z_shift, len(run.betas), run.seconds())
 
 

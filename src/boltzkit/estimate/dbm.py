@@ -165,6 +165,7 @@ def dbm_ais_log_partition(
     runs: int = 100,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    product_kernel: str = "torch",
 ) -> AISResult:
     """Estimate ``log Z`` of ``model`` by AIS over its odd layers (module docstring).
 
@@ -177,13 +178,17 @@ def dbm_ais_log_partition(
         runs: independent AIS chains.
         generator: random source on the model's device (None: PyTorch's global one).
         progress: show a progress bar.
+        product_kernel: ``onednn`` runs the float32 products in :mod:`boltzkit.onednn`
+            (:meth:`DBM.products_in`; the same estimate to float32 rounding), ``torch`` in
+            torch's matmul.
     """
     if runs < 1:
         raise ValueError(f"Invalid number of AIS runs: {runs} (expected >= 1)")
     started = time.perf_counter()
     schedule = _schedule(betas)
     path = _DBMPath(model, base_bias)
-    log_w = forward_ais(path, schedule, runs, generator, progress, "DBM AIS")
+    with model.products_in(product_kernel):
+        log_w = forward_ais(path, schedule, runs, generator, progress, "DBM AIS")
     return _ais_result(log_w, path.log_z_base, 0.0, len(schedule), time.perf_counter() - started)
 
 
@@ -218,38 +223,42 @@ def data_log_z_bound(model: DBM, v: Tensor, bounds: Tensor | None = None, max_it
 
 def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: int, ais_betas: int,
                  pseudocount: float = 1.0, exact_max_units: int = 20, mean_field_iter: int = 100,
-                 seed_generator: torch.Generator | None = None, progress: bool = False) -> dict[str, Any]:
+                 seed_generator: torch.Generator | None = None, progress: bool = False,
+                 product_kernel: str = "torch") -> dict[str, Any]:
     """Every likelihood figure of a DBM on binary ``values`` (``(N, D)``): AIS ``log Z`` with
     its interval and effective sample size, the mean-field bound per example, their
     difference (the test log-likelihood bound) with its standard error, and exact values
-    when the odd layers are small enough to enumerate. JSON-ready."""
-    device = model.weights[0].device
-    results: dict[str, Any] = {"examples": len(values), "sizes": list(model.sizes)}
-    bounds, sweeps = variational_bounds(model, values.to(device), mean_field_iter)
-    results["mean_field_sweeps_max"] = sweeps
-    ais = dbm_ais_log_partition(model, base_rate_bias(train_data, pseudocount).to(device), ais_betas,
-                                ais_runs, seed_generator, progress)
-    results["ais"] = ais.to_dict()
-    n = len(bounds)
-    stderr = (bounds.std() / math.sqrt(n)).item() if n > 1 else math.inf
-    results["variational_bound_unnormalized"] = bounds.mean().item()
-    results["log_likelihood_bound"] = bounds.mean().item() - ais.log_z
-    # the per-example bounds are exact given the examples: only log Z is estimated, and its
-    # interval moves the bound the other way (the spread over examples is reported apart)
-    results["log_likelihood_bound_low"] = bounds.mean().item() - ais.log_z_high
-    results["log_likelihood_bound_high"] = bounds.mean().item() - ais.log_z_low
-    results["log_likelihood_bound_examples_stderr"] = stderr
-    data_bound = data_log_z_bound(model, values.to(device), bounds, mean_field_iter)
-    results["log_z_data_lower_bound"] = data_bound
-    results["warnings"] = ais_warnings(ais, data_bound)
-    if ais.log_z < data_bound:
-        # with any log Z at or above the certain bound, the mean-field bound is at most this
-        results["log_likelihood_bound_ceiling"] = bounds.mean().item() - data_bound
-    results["ais_reliable"] = not results["warnings"]
-    results["ais_verdict"] = ("; ".join(results["warnings"]) if results["warnings"] else
-                              "no sign of trouble (effective sample size and interval width); AIS can "
-                              "still miss a mode without showing it")
-    if odd_units(model) <= exact_max_units:
+    when the odd layers are small enough to enumerate. JSON-ready. ``product_kernel``: who
+    runs the float32 products of AIS and mean field (:meth:`DBM.products_in`)."""
+    with model.products_in(product_kernel):
+        device = model.weights[0].device
+        results: dict[str, Any] = {"examples": len(values), "sizes": list(model.sizes),
+                                   "product_kernel": product_kernel}
+        bounds, sweeps = variational_bounds(model, values.to(device), mean_field_iter)
+        results["mean_field_sweeps_max"] = sweeps
+        ais = dbm_ais_log_partition(model, base_rate_bias(train_data, pseudocount).to(device), ais_betas,
+                                    ais_runs, seed_generator, progress, product_kernel)
+        results["ais"] = ais.to_dict()
+        n = len(bounds)
+        stderr = (bounds.std() / math.sqrt(n)).item() if n > 1 else math.inf
+        results["variational_bound_unnormalized"] = bounds.mean().item()
+        results["log_likelihood_bound"] = bounds.mean().item() - ais.log_z
+        # the per-example bounds are exact given the examples: only log Z is estimated, and its
+        # interval moves the bound the other way (the spread over examples is reported apart)
+        results["log_likelihood_bound_low"] = bounds.mean().item() - ais.log_z_high
+        results["log_likelihood_bound_high"] = bounds.mean().item() - ais.log_z_low
+        results["log_likelihood_bound_examples_stderr"] = stderr
+        data_bound = data_log_z_bound(model, values.to(device), bounds, mean_field_iter)
+        results["log_z_data_lower_bound"] = data_bound
+        results["warnings"] = ais_warnings(ais, data_bound)
+        if ais.log_z < data_bound:
+            # with any log Z at or above the certain bound, the mean-field bound is at most this
+            results["log_likelihood_bound_ceiling"] = bounds.mean().item() - data_bound
+        results["ais_reliable"] = not results["warnings"]
+        results["ais_verdict"] = ("; ".join(results["warnings"]) if results["warnings"] else
+                                  "no sign of trouble (effective sample size and interval width); AIS can "
+                                  "still miss a mode without showing it")
+    if odd_units(model) <= exact_max_units:  # enumeration copies the model to float64: torch's products
         log_z = dbm_log_partition(model, exact_max_units)
         exact = dbm_log_likelihood(model, values.to(device), log_z, exact_max_units)
         results["log_z_exact"] = log_z

@@ -82,12 +82,13 @@ def log_importance_weights(model: DBN, v: Tensor, samples: int, generator: torch
 
 def top_log_partition(model: DBN, train_data: Tensor, *, ais_runs: int, ais_betas: int,
                       exact_max_units: int, generator: torch.Generator | None,
-                      pseudocount: float = 1.0, progress: bool = False) -> dict[str, Any]:
+                      pseudocount: float = 1.0, progress: bool = False,
+                      product_kernel: str = "torch") -> dict[str, Any]:
     """``log Z`` of the top RBM: exact when its smaller layer has at most
-    ``exact_max_units`` units, else multi-path AIS started from the training data carried
-    up to the top RBM's visible layer (binary draws of ``q``: the paths' data bound counts
-    distinct states, which probabilities are not; with label units, each state with the label
-    of lowest free energy)."""
+    ``exact_max_units`` units, else multi-path AIS (products in ``product_kernel``) started
+    from the training data carried up to the top RBM's visible layer (binary draws of
+    ``q``: the paths' data bound counts distinct states, which probabilities are not; with
+    label units, each state with the label of lowest free energy)."""
     top = model.top
     if exact_max_units > 0 and enumerable(top, exact_max_units):
         log_z = exact_log_partition(top, exact_max_units)
@@ -100,7 +101,7 @@ def top_log_partition(model: DBN, train_data: Tensor, *, ais_runs: int, ais_beta
         best = model.label_free_energies(states).argmin(dim=1)
         states = torch.cat([states, model.label_units(best, states)], dim=1)
     multi = multipath_log_partition(top, states, ais_betas, ais_runs, generator,
-                                    pseudocount=pseudocount, progress=progress)
+                                    pseudocount=pseudocount, progress=progress, product_kernel=product_kernel)
     low, high = multi.interval
     return {"log_z": multi.log_z, "log_z_low": low, "log_z_high": high, "log_z_method": "ais",
             "reliable": multi.reliable, "verdict": multi.verdict}
@@ -121,6 +122,7 @@ def dbn_log_likelihood_bound(
     chunk_rows: int = 16384,
     progress: bool = False,
     top_log_z: Mapping[str, Any] | None = None,
+    product_kernel: str = "torch",
 ) -> DBNBound:
     """The bound of the module docstring on ``data`` (``(N, D)``, binary for Bernoulli
     visible units), with ``samples >= 2`` importance draws per example and the top RBM's
@@ -128,14 +130,15 @@ def dbn_log_likelihood_bound(
 
     All draws come from ``generator`` (on the model's device); the weights are computed
     in float64. ``top_log_z`` reuses a result of :func:`top_log_partition` (several data
-    sets, one model).
+    sets, one model); ``product_kernel`` is its AIS's.
     """
     if samples < 2:
         raise ValueError(f"Invalid samples: {samples} (expected >= 2: the standard error needs two draws)")
     started = time.perf_counter()
     z = top_log_z or top_log_partition(model, train_data, ais_runs=ais_runs, ais_betas=ais_betas,
                                        exact_max_units=exact_max_units, generator=generator,
-                                       pseudocount=pseudocount, progress=progress)
+                                       pseudocount=pseudocount, progress=progress,
+                                       product_kernel=product_kernel)
     exact = copy.deepcopy(model).double()
     device = exact.top.weight.device
     per_example, elbo, variance = [], [], []

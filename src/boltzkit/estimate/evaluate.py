@@ -45,6 +45,7 @@ def evaluate_rbm(
     exact_max_units: int = 20,
     seed: int = 0,
     progress: bool = False,
+    product_kernel: str = "torch",
 ) -> dict[str, Any]:
     """Every estimate for ``data`` (``(N, D)``; binary for Bernoulli visible units), as a
     flat JSON-ready dict.
@@ -63,13 +64,15 @@ def evaluate_rbm(
 
     Likelihoods are average nats per example (log densities for Gaussian visible units).
     The AIS and reverse AIS chains draw from ``make_generator(seed, "evaluate", device)``,
-    so the same ``seed`` gives the same numbers.
+    so the same ``seed`` gives the same numbers; forward AIS multiplies in
+    ``product_kernel`` (:func:`~boltzkit.estimate.ais.ais_log_partition`).
     """
     device = model.weight.device
     generator = make_generator(seed, "evaluate", device)
     v = data.to(device)
     n, width = v.shape
-    results: dict[str, Any] = {"examples": n, "visible_units": width, "hidden_units": model.n_hidden}
+    results: dict[str, Any] = {"examples": n, "visible_units": width, "hidden_units": model.n_hidden,
+                               "ais_product_kernel": product_kernel}
 
     started = time.perf_counter()
     free_energy = model.free_energy(v).to(torch.float64)
@@ -89,7 +92,7 @@ def evaluate_rbm(
         results["seconds_exact"] = time.perf_counter() - started
     base = ais_base(model, train_data, pseudocount)
     multi = multipath_log_partition(model, train_data, ais_betas, ais_runs, generator,
-                                    pseudocount=pseudocount, progress=progress)
+                                    pseudocount=pseudocount, progress=progress, product_kernel=product_kernel)
     ais, log_z = multi.best, multi.log_z
     low, high = multi.interval
     results.update({

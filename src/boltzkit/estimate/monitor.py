@@ -42,6 +42,7 @@ def likelihood_metrics(
     ais_betas: int,
     exact_max_units: int,
     generator: torch.Generator,
+    product_kernel: str = "torch",
 ) -> dict[str, float]:
     """Average log-likelihood (nats per example) of the monitoring subsets.
 
@@ -49,13 +50,14 @@ def likelihood_metrics(
     ``train_log_likelihood``, ``val_log_likelihood``), else from a quick multi-path forward
     AIS from ``train_data`` (:mod:`boltzkit.estimate.multipath`: ``ais_log_z``, the chosen
     path's ``ais_ess``, ``ais_reliable`` 1 or 0, ``train_ais_log_likelihood``,
-    ``val_ais_log_likelihood``).
+    ``val_ais_log_likelihood``), its products in ``product_kernel``.
     """
     if exact_max_units > 0 and enumerable(model, exact_max_units):
         log_z, prefix, metrics = exact_log_partition(model, exact_max_units), "", {}
         metrics["exact_log_z"] = log_z
     else:
-        multi = multipath_log_partition(model, train_data, ais_betas, ais_runs, generator)
+        multi = multipath_log_partition(model, train_data, ais_betas, ais_runs, generator,
+                                        product_kernel=product_kernel)
         log_z, prefix = multi.log_z, "ais_"
         metrics = {"ais_log_z": log_z, "ais_ess": multi.best.ess, "ais_reliable": float(multi.reliable)}
     for name, v in (("train", train), ("val", validation)):

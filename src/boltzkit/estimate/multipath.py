@@ -147,14 +147,17 @@ def multipath_log_partition(
     min_ess_fraction: float = 0.1,
     max_width: float = 1.0,
     progress: bool = False,
+    product_kernel: str = "torch",
 ) -> MultiPathAIS:
     """Forward AIS along every path of :func:`ais_starts` with ``betas`` and ``runs`` each,
-    drawn in turn from ``generator``; the largest estimate and a verdict."""
+    drawn in turn from ``generator``, its products in ``product_kernel``
+    (:func:`~boltzkit.estimate.ais.ais_log_partition`); the largest estimate and a verdict."""
     if not 0 <= min_ess_fraction <= 1:
         raise ValueError(f"Invalid min_ess_fraction: {min_ess_fraction} (expected 0..1)")
     results = {}
     for name, (target, base, shift) in ais_starts(model, train_data, pseudocount).items():
-        result = ais_log_partition(target, base, betas, runs, generator, progress=progress)
+        result = ais_log_partition(target, base, betas, runs, generator, progress=progress,
+                                   product_kernel=product_kernel)
         results[name] = replace(result, log_z=result.log_z + shift, log_z_low=result.log_z_low + shift,
                                 log_z_high=result.log_z_high + shift)
     chosen = max(results, key=lambda name: results[name].log_z)

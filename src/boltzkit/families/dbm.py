@@ -217,15 +217,16 @@ class DBMTask(GenerativeTask):
             for name, v in subsets:
                 metrics[f"{name}_log_likelihood"] = dbm_log_likelihood(model, v, log_z, limit).mean().item()
         else:
-            quick = evaluation.quick_ais
+            quick, kernel = evaluation.quick_ais, self.eval_kernel
             ais = dbm_ais_log_partition(model, base_rate_bias(self.data.train).to(self.device), quick.betas,
                                         quick.runs, make_generator(self.config.seed, f"eval.epoch{epoch}",
-                                                                   self.device))
+                                                                   self.device), product_kernel=kernel)
             data_bound = -math.inf
-            for name, v in subsets:
-                bounds, _ = variational_bounds(model, v)
-                metrics[f"{name}_ais_log_likelihood"] = bounds.mean().item() - ais.log_z
-                data_bound = max(data_bound, data_log_z_bound(model, v, bounds))
+            with model.products_in(kernel):
+                for name, v in subsets:
+                    bounds, _ = variational_bounds(model, v)
+                    metrics[f"{name}_ais_log_likelihood"] = bounds.mean().item() - ais.log_z
+                    data_bound = max(data_bound, data_log_z_bound(model, v, bounds))
             metrics.update(ais_log_z=ais.log_z, ais_ess=ais.ess,
                            ais_reliable=float(not ais_warnings(ais, data_bound)))
         return metrics
@@ -256,7 +257,8 @@ class DBMTask(GenerativeTask):
                 model, values, self.data.train, ais_runs=ais_runs or evaluation.ais.runs,
                 ais_betas=ais_betas or evaluation.ais.betas, pseudocount=evaluation.ais.pseudocount,
                 exact_max_units=evaluation.exact_max_units,
-                seed_generator=make_generator(seed, "evaluate.ais", self.device), progress=progress)
+                seed_generator=make_generator(seed, "evaluate.ais", self.device), progress=progress,
+                product_kernel=self.eval_kernel)
         return results, format_dbm_report(results, f"{split} split, {results['examples']} examples")
 
 

@@ -380,7 +380,8 @@ class DBNTask(LabelledBatches, GenerativeTask):
             if layer == 0 and not stack.classes:
                 train, val = self._layer_monitors(stack, 0)
                 metrics.update(likelihood_metrics(stack.top, self.data.train, train, val, quick.runs,
-                                                  quick.betas, evaluation.exact_max_units, generator))
+                                                  quick.betas, evaluation.exact_max_units, generator,
+                                                  self.eval_kernel))
             else:
                 metrics.update(self._bound_metrics(stack, quick.runs, quick.betas, generator))
         return metrics
@@ -388,7 +389,8 @@ class DBNTask(LabelledBatches, GenerativeTask):
     def _bound_metrics(self, stack: DBN, runs: int, betas: int, generator: torch.Generator
                        ) -> dict[str, float]:
         log_z = top_log_partition(stack, self.data.train, ais_runs=runs, ais_betas=betas,
-                                  exact_max_units=self.config.eval.exact_max_units, generator=generator)
+                                  exact_max_units=self.config.eval.exact_max_units, generator=generator,
+                                  product_kernel=self.eval_kernel)
         reliable = float(log_z["reliable"])
         metrics = {"bound_log_z": log_z["log_z"], "bound_reliable": reliable, "ais_reliable": reliable}
         for name, v in (("train", self.monitor_train), ("val", self.monitor_val)):
@@ -459,7 +461,8 @@ class DBNTask(LabelledBatches, GenerativeTask):
             model, values, self.data.train, samples=samples, ais_runs=ais_runs or evaluation.ais.runs,
             ais_betas=ais_betas or evaluation.ais.betas, exact_max_units=evaluation.exact_max_units,
             pseudocount=evaluation.ais.pseudocount,
-            generator=make_generator(seed, "evaluate", model.top.weight.device), progress=progress)
+            generator=make_generator(seed, "evaluate", model.top.weight.device), progress=progress,
+            product_kernel=self.eval_kernel)
         results = {"layers": [model.n_visible] + [rbm.n_hidden for rbm in model.rbms],
                    **{f"bound_{k}" if not k.startswith("log_z") else f"top_{k}": v
                       for k, v in bound.to_dict().items()},

@@ -160,7 +160,7 @@ class RBMTask(GenerativeTask):
             metrics.update(likelihood_metrics(
                 model, self.data.train, self.monitor_train, self.monitor_val, quick.runs, quick.betas,
                 evaluation.exact_max_units,
-                make_generator(self.config.seed, f"eval.epoch{epoch}", self.device)))
+                make_generator(self.config.seed, f"eval.epoch{epoch}", self.device), self.eval_kernel))
         return metrics
 
     def write_figures(self, out: Path, model: nn.Module, history: list[dict],
@@ -201,7 +201,7 @@ class RBMTask(GenerativeTask):
                               else reverse_examples),
             reverse_runs=reverse_runs or evaluation.reverse_ais.runs,
             exact_max_units=evaluation.exact_max_units,
-            seed=seed, progress=progress)
+            seed=seed, progress=progress, product_kernel=self.eval_kernel)
         return results, format_report(results, f"{split} split, {results['examples']} examples")
 
 

@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from .contract import Family
 
 
-PRODUCT_DEFAULTS = {"product_dtype": "float32", "product_kernel": "torch"}
+PRODUCT_DEFAULTS = {"product_dtype": "float32", "product_kernel": "auto"}
 """The ``train`` keys that choose how a closed-form update multiplies, with their defaults."""
+PRODUCT_ANYWHERE = {"product_dtype": {"float32"}, "product_kernel": {"auto", "torch"}}
+"""The values of those keys that every family accepts (they ask for nothing special)."""
 PRODUCT_FAMILIES = {"product_dtype": "rbm or dbn", "product_kernel": "rbm, dbn or dbm"}
-"""Where each of them applies, for the error that refuses it elsewhere."""
+"""Where the other values apply, for the error that refuses them elsewhere."""
 
 
 def without_closed_form(train_config, **update):
@@ -49,29 +51,29 @@ def without_closed_form(train_config, **update):
 def set_products(objective: Objective, model: nn.Module, train_config, closed_form: bool, family: str,
                  device: torch.device) -> None:
     """Give ``objective`` the ``train.product_dtype`` and ``train.product_kernel`` of
-    ``train_config``. A :class:`ConfigError` naming the key where a value other than the
-    default cannot apply (the objective's :meth:`~boltzkit.objectives.base.Objective.product_keys`
-    lack it; oneDNN off the CPU or missing), and a
-    warning where ``device`` lacks bfloat16 hardware."""
+    ``train_config`` (``auto``: oneDNN where the objective honours the key and
+    :func:`boltzkit.onednn.resolve` picks it for ``device``, else torch). A
+    :class:`ConfigError` naming the key where a value that not every family accepts
+    cannot apply (the objective's :meth:`~boltzkit.objectives.base.Objective.product_keys`
+    lack it; oneDNN off the CPU or missing), and a warning where ``device`` lacks bfloat16
+    hardware."""
     keys = objective.product_keys(model) if closed_form else frozenset()
-    for key, default in PRODUCT_DEFAULTS.items():
+    for key, anywhere in PRODUCT_ANYWHERE.items():
         value = getattr(train_config, key)
-        if value != default and key not in keys:
+        if value not in anywhere and key not in keys:
             raise ConfigError(f"config key 'train.{key}': {value} needs the closed-form gradient of "
                               f"model.type {PRODUCT_FAMILIES[key]} with train.gradient closed_form or auto; "
-                              f"model.type {family!r} here has none; accepted here: {default}")
+                              f"model.type {family!r} here has none; accepted here: "
+                              f"{', '.join(sorted(anywhere))}")
     dtype, kernel = train_config.product_dtype, train_config.product_kernel
     if dtype != "float32":
         shortfall = bfloat16_shortfall(device)
         if shortfall is not None:
             warnings.warn(f"train.product_dtype: {dtype}: {shortfall}", stacklevel=2)
         objective.product_dtype = getattr(torch, dtype)
-    if kernel != "torch":
-        if device.type != "cpu" or not onednn.available():
-            where = f"device {device}" if device.type != "cpu" else "this PyTorch (built without oneDNN)"
-            raise ConfigError(f"config key 'train.product_kernel': {kernel} needs a CPU and a PyTorch with "
-                              f"oneDNN; {where} has none; accepted here: torch")
-        objective.product_kernel = kernel
+    if "product_kernel" not in keys:
+        kernel = "torch"  # auto, or torch: nothing here multiplies in oneDNN
+    objective.product_kernel = onednn.resolve(kernel, device, "train.product_kernel")
 
 
 class Task:
@@ -110,6 +112,12 @@ class Task:
             info["feature_mean"] = self.data.feature_mean.tolist()
             info["feature_std"] = self.data.feature_std.tolist()
         return info
+
+    @property
+    def eval_kernel(self) -> str:
+        """``eval.product_kernel`` resolved for this task's device (:func:`boltzkit.onednn.resolve`):
+        who multiplies in AIS and mean field during evaluation."""
+        return onednn.resolve(self.config.eval.product_kernel, self.device, "eval.product_kernel")
 
     def build_model(self) -> nn.Module:
         generator = make_generator(self.config.seed, "model.init")

@@ -102,14 +102,16 @@ class DBM(nn.Module):
         """Inside the block, with ``kernel="onednn"`` and float32 CPU weights, the products
         of sampling and mean field (:meth:`layer_input`, :meth:`recognition`) run in
         :func:`boltzkit.onednn.times` on the weights' detached views (no gradient: for the
-        closed-form update of a training step, ``train.product_kernel``); ``torch``, and
-        outside it, they multiply as usual. :meth:`energy` always multiplies as usual."""
+        closed-form update of a training step, ``train.product_kernel``, and for evaluation,
+        ``eval.product_kernel``); ``torch``, and outside it, they multiply as usual.
+        :meth:`energy` always multiplies as usual. A nested block holds until it ends."""
+        outer = getattr(self, "_onednn", False)  # nested blocks: the outer one's setting returns
         self._onednn = kernel == "onednn" and all(w.dtype == torch.float32 and w.device.type == "cpu"
                                                   for w in self.weights)
         try:
             yield
         finally:
-            self._onednn = False
+            self._onednn = outer
 
     def _times(self, x: Tensor, depth: int, transposed: bool = False) -> Tensor:
         """``x W_depth`` (or ``x W_depth^T``), in oneDNN inside :meth:`products_in` ("onednn")."""

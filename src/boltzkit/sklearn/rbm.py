@@ -15,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import onednn
 from ..estimate.evaluate import binary_view
 from ..estimate.multipath import multipath_log_partition
 from ..estimate.pseudo_likelihood import pseudo_log_likelihood
@@ -66,12 +67,12 @@ class _RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "schedule": [dict, None],
         "device": [str],
         "product_dtype": [StrOptions({"float32", "bfloat16"})],
-        "product_kernel": [StrOptions({"torch", "onednn"})],
+        "product_kernel": [StrOptions({"auto", "torch", "onednn"})],
     }
 
     def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10, verbose=0,
                  random_state=None, method="pcd", k=1, centered=False, optimizer=None, schedule=None,
-                 device="cpu", product_dtype="float32", product_kernel="torch"):
+                 device="cpu", product_dtype="float32", product_kernel="auto"):
         self.n_components = n_components
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -279,8 +280,9 @@ class BernoulliRBM(_RBMTransformer):
             (``train.product_dtype``: 2.3x faster than scikit-learn on a CPU with AVX-512
             BF16, no likelihood cost measured; docs/RESULTS.md), ``"float32"`` otherwise.
         product_kernel: ``"onednn"`` runs the float32 products in oneDNN during training
-            (``train.product_kernel``: faster on AMD CPUs, where MKL takes its AVX2 path;
-            CPU only), ``"torch"`` in torch's matmul.
+            and in :meth:`log_likelihood`'s AIS (``train.product_kernel``: faster on AMD
+            CPUs, where MKL takes its AVX2 path; CPU only), ``"torch"`` in torch's matmul,
+            ``"auto"`` (default) oneDNN on AMD CPUs and torch elsewhere.
     Methods beyond scikit-learn: :meth:`pseudo_log_likelihood` (exact, every unit),
     :meth:`log_likelihood` (AIS, with its interval and a verdict), :meth:`free_energy`.
 
@@ -347,7 +349,9 @@ class BernoulliRBM(_RBMTransformer):
         seed = seed_from(random_state)
         x = binary_view(x, make_generator(seed, "sklearn.binarize", x.device))  # likelihoods of binary X
         generator = make_generator(seed, "sklearn.log_likelihood", x.device)
-        multi = multipath_log_partition(self.rbm_, reference.float(), ais_betas, ais_runs, generator)
+        kernel = onednn.resolve(self.product_kernel, x.device, "product_kernel")
+        multi = multipath_log_partition(self.rbm_, reference.float(), ais_betas, ais_runs, generator,
+                                        product_kernel=kernel)
         ais, log_z = multi.best, multi.log_z
         per_example = (-self.rbm_.free_energy(x).to(torch.float64) - log_z).cpu().numpy()
         mean = float(per_example.mean())
@@ -370,7 +374,7 @@ class GaussianRBM(_RBMTransformer):
 
     def __init__(self, n_components=256, *, learning_rate=0.001, batch_size=10, n_iter=10, verbose=0,
                  random_state=None, method="pcd", k=1, centered=False, optimizer=None, schedule=None,
-                 device="cpu", product_dtype="float32", product_kernel="torch"):
+                 device="cpu", product_dtype="float32", product_kernel="auto"):
         super().__init__(n_components, learning_rate=learning_rate, batch_size=batch_size, n_iter=n_iter,
                          verbose=verbose, random_state=random_state, method=method, k=k, centered=centered,
                          optimizer=optimizer, schedule=schedule, device=device, product_dtype=product_dtype,

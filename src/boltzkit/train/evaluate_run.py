@@ -29,6 +29,7 @@ def evaluate_run(
     data_file: str | None = None,
     device: str | None = None,
     threads: int | str | None = None,
+    product_kernel: str | None = None,
     progress: bool = True,
     sample_quality: int = 0,
     sample_steps: int = 1000,
@@ -40,7 +41,8 @@ def evaluate_run(
     binarization), or taken from ``data`` (a Dataset, ``X`` or ``(X, y)``, needed by runs
     trained on arrays given in Python) or ``data_file`` (an ``.npz`` or ``.csv`` file read
     with the run's ``data`` settings). ``threads``: a count, ``auto`` or ``None`` (the
-    run's ``threads``). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
+    run's ``threads``). ``product_kernel``: ``eval.product_kernel`` (``auto``, ``torch``,
+    ``onednn``; ``None``: the run's). ``options`` go to the family's evaluation (for RBMs ``ais_runs``,
     ``ais_betas``, ``reverse_examples``, ``reverse_runs``; unset ones come from the run
     config's ``eval`` section; for VAEs ``k``, the importance samples); an option the
     family does not take is a :class:`BoltzkitError`. ``sample_quality``: also judge that
@@ -66,6 +68,8 @@ def evaluate_run(
                             "per-epoch values in metrics.csv")
     if data_dir is not None:
         config.data.dir = data_dir
+    if product_kernel is not None:
+        config = config.with_overrides({"eval.product_kernel": product_kernel})
     if data_file is not None:
         kind = Path(data_file).suffix.lstrip(".").lower()
         if kind not in ("npz", "csv"):
