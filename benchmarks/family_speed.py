@@ -139,7 +139,8 @@ def main() -> None:
         in_onednn = ONEDNN in overrides
         # the FLOP counter does not see oneDNN's linear operator: count the same update's
         # products in torch's kernel
-        counted = update_of(preset, [o for o in overrides if o != ONEDNN], mnist)[0] if in_onednn else update
+        counted = update_of(preset, [TORCH if o == ONEDNN else o for o in overrides], mnist)[0] if in_onednn \
+            else update
         rows[name] = {"call": update, "batch": size, "flops": flops(counted), "unit": "update",
                       "peak": ("bf16_peak_seconds" if "train.product_dtype=bfloat16" in overrides
                                else "onednn_peak_seconds" if in_onednn else "peak_seconds"),

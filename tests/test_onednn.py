@@ -17,7 +17,7 @@ from boltzkit import onednn
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
 from boltzkit.estimate.ais import ais_log_partition
-from boltzkit.estimate.dbm import evaluate_dbm
+from boltzkit.estimate.dbm import dbm_ais_log_partition, evaluate_dbm
 from boltzkit.estimate.exact import exact_log_partition
 from boltzkit.families.task import set_products
 from boltzkit.models.dbm import DBM
@@ -215,6 +215,25 @@ def test_rbm_ais_multiplies_in_onednn_and_finds_the_exact_log_z(monkeypatch, vis
     calls.clear()
     ais_log_partition(model, None, 50, 10, torch.Generator().manual_seed(0))
     assert not calls  # the default multiplies in torch
+
+
+def test_dbm_ais_runs_every_product_in_onednn(monkeypatch):
+    """Per inverse temperature after the first: the energy of the odd layers (one product
+    per weight), the even layers' inputs (one per weight) and, except at the last, the odd
+    layer's input (one per weight): all in oneDNN, none in torch's matmul."""
+    model = DBM([24, 10, 6], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=True)
+    calls = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    betas = 100
+    dbm_ais_log_partition(model, None, betas, 20, torch.Generator().manual_seed(0), product_kernel="onednn")
+    steps, sweeps = betas - 1, betas - 2
+    # oneDNN's weight is (out, in): x W_1 is (10, 24), x W_1^T (24, 10), x W_2 (6, 10), x W_2^T (10, 6)
+    assert {shape: calls.count(shape) for shape in set(calls)} == {
+        (10, 24): steps + sweeps,  # v W_1: the energy, and h1's input in the sweep
+        (6, 10): 2 * steps,  # h1 W_2: the energy, and h2's input
+        (24, 10): steps,  # h1 W_1^T: v's input
+        (10, 6): sweeps}  # h2 W_2^T: h1's input in the sweep
 
 
 def test_dbm_evaluation_multiplies_in_onednn_and_brackets_the_exact_log_z(monkeypatch):

@@ -100,11 +100,12 @@ class DBM(nn.Module):
     @contextlib.contextmanager
     def products_in(self, kernel: str = "torch") -> Iterator[None]:
         """Inside the block, with ``kernel="onednn"`` and float32 CPU weights, the products
-        of sampling and mean field (:meth:`layer_input`, :meth:`recognition`) run in
-        :func:`boltzkit.onednn.times` on the weights' detached views (no gradient: for the
-        closed-form update of a training step, ``train.product_kernel``, and for evaluation,
-        ``eval.product_kernel``); ``torch``, and outside it, they multiply as usual.
-        :meth:`energy` always multiplies as usual. A nested block holds until it ends."""
+        of sampling, mean field and energies (:meth:`layer_input`, :meth:`recognition`,
+        :meth:`energy`) run in :func:`boltzkit.onednn.times` on the weights' detached views
+        (no gradient: for the closed-form update of a training step, ``train.product_kernel``,
+        and for evaluation, ``eval.product_kernel``; the autograd surrogate never runs
+        inside); ``torch``, and outside it, they multiply as usual. A nested block holds
+        until it ends."""
         outer = getattr(self, "_onednn", False)  # nested blocks: the outer one's setting returns
         self._onednn = kernel == "onednn" and all(w.dtype == torch.float32 and w.device.type == "cpu"
                                                   for w in self.weights)
@@ -139,10 +140,10 @@ class DBM(nn.Module):
     def energy(self, states: States) -> Tensor:
         """``E(x)``, shape ``(B,)``."""
         e = -sum(x @ b for x, b in zip(states, self.biases, strict=True))
-        for depth, weight in enumerate(self.weights):
+        for depth in range(len(self.weights)):
             below = self.center(states[depth], depth)
             above = self.center(states[depth + 1], depth + 1)
-            e = e - ((below @ weight) * above).sum(dim=-1)
+            e = e - (self._times(below, depth) * above).sum(dim=-1)
         return e
 
     def free_energy(self, states: States, summed: Sequence[int]) -> Tensor:
