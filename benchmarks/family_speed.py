@@ -23,11 +23,12 @@ size, one thread): the RBM (centered PCD-5, and CD-1 with the closed-form gradie
 against the same round's bfloat16 product; CD-1 with its float32 products in oneDNN,
 ``train.product_kernel``, set against the same round's product in oneDNN), the DBM's joint
 update (mean field, chains, gradient: autograd, the closed form ``train.gradient``, and the
-closed form in oneDNN), the
-first layer of the stacked denoising autoencoder, the VAE (IWAE, k = 5) and the DCGAN
-(one discriminator and one generator step); then AIS, one inverse temperature of 100
-runs, for the 784-500 RBM and the 784-500-1000 DBM, with their products in torch's matmul
-and in oneDNN (``eval.product_kernel``; FLOPs counted in torch's). Round robin over ``--rounds``
+closed form in oneDNN), the first layer of the stacked denoising autoencoder, the VAE
+(IWAE, k = 5) and the sigmoid MLP that ``mnist_dbn.py`` fine-tunes (each also with its
+``nn.Linear`` layers in oneDNN, ``train.product_kernel``), and the DCGAN (one
+discriminator and one generator step); then AIS, one inverse temperature of 100 runs, for
+the 784-500 RBM and the 784-500-1000 DBM, with their products in torch's matmul and in
+oneDNN (``eval.product_kernel``; FLOPs counted in torch's). Round robin over ``--rounds``
 rounds; minimum and median milliseconds are reported, the fraction from the median.
 
     python benchmarks/family_speed.py --mnist ../shared/data/mnist.npz
@@ -58,8 +59,11 @@ RESULTS = Path(__file__).parent / "results"
 ONEDNN = "train.product_kernel=onednn"
 """Rows with this override are set against the same round's float32 product in oneDNN."""
 TORCH = "train.product_kernel=torch"
-"""The closed-form rows without a named kernel multiply in torch's BLAS (the default, auto,
-would pick oneDNN on AMD CPUs)."""
+"""The rows without a named kernel multiply in torch's BLAS (the default, auto, would pick
+oneDNN on AMD CPUs for a closed form and for nn.Linear layers)."""
+DBN_MLP = ["model.hidden_layers=[500, 500, 2000]", "model.activation=sigmoid", "train.batch_size=32",
+           "train.optimizer={name: sgd, lr: 0.05, momentum: 0.9}"]
+"""The classifier that mnist_dbn.py fine-tunes (dropout as mlp-digits: 0.2)."""
 UPDATES = {
     "RBM 784-500, centered PCD-5 (rbm-mnist)": ("rbm-mnist", []),
     "RBM 784-500, CD-1, closed form": ("rbm-mnist", ["model.centered=false", "train.method=cd", "train.k=1",
@@ -75,9 +79,13 @@ UPDATES = {
     "DBM 784-500-1000, joint update, autograd": ("dbm-mnist", ["train.gradient=autograd"]),
     "DBM 784-500-1000, joint update, closed form": ("dbm-mnist", [TORCH]),
     "DBM 784-500-1000, joint update, closed form, oneDNN": ("dbm-mnist", [ONEDNN]),
-    "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", []),
-    "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", []),
-    "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", []),
+    "denoising AE 784-1000, layer 1 (sda-mnist)": ("sda-mnist", [TORCH]),
+    "denoising AE 784-1000, layer 1, oneDNN": ("sda-mnist", [ONEDNN]),
+    "VAE 784-200-200-50, IWAE k=5 (vae-mnist)": ("vae-mnist", [TORCH]),
+    "VAE 784-200-200-50, IWAE k=5, oneDNN": ("vae-mnist", [ONEDNN]),
+    "MLP 784-500-500-2000-10, sigmoid (DBN fine-tuning)": ("mlp-digits", [*DBN_MLP, TORCH]),
+    "MLP 784-500-500-2000-10, sigmoid, oneDNN": ("mlp-digits", [*DBN_MLP, ONEDNN]),
+    "DCGAN, D and G steps (gan-mnist)": ("gan-mnist", [TORCH]),
 }
 CONVOLUTIONAL = ("gan-mnist",)
 """Presets whose rows are also set against the convolutional peak."""

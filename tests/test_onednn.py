@@ -8,6 +8,7 @@ into DBN layers; and the errors that name the key."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -40,6 +41,15 @@ def _rbm(centered: bool = False) -> RBM:
 
 def _binary(n: int, width: int, seed: int) -> torch.Tensor:
     return torch.bernoulli(torch.full((n, width), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+def _count_linear_calls(monkeypatch) -> list[tuple[int, ...]]:
+    """Record the weight shape of every :func:`onednn.linear` call from now on."""
+    calls: list[tuple[int, ...]] = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear",
+                        lambda x, w, b=None: calls.append(tuple(w.shape)) or real(x, w, b))
+    return calls
 
 
 def test_the_kernel_multiplies_by_the_transposed_weight():
@@ -183,7 +193,7 @@ def test_the_default_auto_kernel_is_onednn_exactly_where_preferred_and_a_closed_
     surrogate = Fit(load_config("rbm-digits", [*DIGITS, "train.gradient=autograd"])).train_step()
     assert not surrogate.closed_form and surrogate.objective.product_kernel == "torch"
     mlp = Fit(load_config("mlp-digits", [*DIGITS, "train.gradient=auto"])).train_step()
-    assert mlp.objective.product_kernel == "torch"
+    assert not mlp.closed_form and mlp.objective.product_kernel == expected  # its nn.Linear layers
 
 
 @pytest.mark.parametrize("vendor, preferred", [("AuthenticAMD", True), ("GenuineIntel", False), (None, False)])
@@ -202,9 +212,7 @@ def test_rbm_ais_multiplies_in_onednn_and_finds_the_exact_log_z(monkeypatch, vis
     exact value within its stated interval."""
     model = RBM(24, 10, visible=visible, generator=torch.Generator().manual_seed(3), init_std=0.3,
                 centered=centered)
-    calls = []
-    real = onednn.linear
-    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    calls = _count_linear_calls(monkeypatch)
     betas = 1000
     ais = ais_log_partition(model, None, betas, 200, torch.Generator().manual_seed(0), product_kernel="onednn")
     exact = exact_log_partition(model)
@@ -222,9 +230,7 @@ def test_dbm_ais_runs_every_product_in_onednn(monkeypatch):
     per weight), the even layers' inputs (one per weight) and, except at the last, the odd
     layer's input (one per weight): all in oneDNN, none in torch's matmul."""
     model = DBM([24, 10, 6], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=True)
-    calls = []
-    real = onednn.linear
-    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    calls = _count_linear_calls(monkeypatch)
     betas = 100
     dbm_ais_log_partition(model, None, betas, 20, torch.Generator().manual_seed(0), product_kernel="onednn")
     steps, sweeps = betas - 1, betas - 2
@@ -239,9 +245,7 @@ def test_dbm_ais_runs_every_product_in_onednn(monkeypatch):
 def test_dbm_evaluation_multiplies_in_onednn_and_brackets_the_exact_log_z(monkeypatch):
     model = DBM([24, 10, 6], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=True)
     values = _binary(40, 24, 5)
-    calls = []
-    real = onednn.linear
-    monkeypatch.setattr(onednn, "linear", lambda x, w: calls.append(tuple(w.shape)) or real(x, w))
+    calls = _count_linear_calls(monkeypatch)
     results = evaluate_dbm(model, values, values, ais_runs=100, ais_betas=1000, exact_max_units=20,
                            seed_generator=torch.Generator().manual_seed(0), product_kernel="onednn")
     ais = results["ais"]
@@ -261,6 +265,63 @@ def test_eval_product_kernel_reaches_the_evaluation_and_onednn_off_the_cpu_is_re
         onednn.resolve("onednn", torch.device("meta"), "eval.product_kernel")
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_layers_in_onednn_give_torchs_outputs_and_gradients_even_twice_differentiated(bias):
+    """Inside :class:`onednn.LinearLayers` an MLP's ``F.linear`` calls run in oneDNN (counted),
+    with torch's outputs and first derivatives; a gradient penalty (``create_graph``) gets
+    torch's second derivatives too; a 3-D input runs in torch."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 20, bias=bias), torch.nn.Sigmoid(),
+                              torch.nn.Linear(20, 5, bias=bias))
+    x = torch.rand(16, 30, requires_grad=True)
+    results = {}
+    for kernel in ("torch", "onednn"):
+        net.zero_grad()
+        x.grad = None
+        with onednn.LinearLayers() if kernel == "onednn" else contextlib.nullcontext():
+            y = net(x)
+            (slope,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # a WGAN-GP style penalty
+            loss = (y ** 2).sum() + (slope ** 2).sum()
+        loss.backward()
+        results[kernel] = [y.detach(), x.grad, *(p.grad for p in net.parameters())]
+    for a, b in zip(*results.values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), (a - b).abs().max()
+
+def test_linear_layers_route_batches_of_rows_only(monkeypatch):
+    calls = _count_linear_calls(monkeypatch)
+    x, weight = torch.rand(3, 30), torch.rand(20, 30)
+    with onednn.LinearLayers():
+        torch.nn.functional.linear(x, weight)
+        assert len(calls) == 1
+        torch.nn.functional.linear(x.unsqueeze(0), weight)  # 3-D: torch
+        torch.nn.functional.linear(x.double(), weight.double())  # float64: torch
+        assert len(calls) == 1
+    torch.nn.functional.linear(x, weight)  # outside the block: torch
+    assert len(calls) == 1
+    assert onednn.has_linear_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    assert not onednn.has_linear_layers(_rbm())
+
+
+def test_an_mlp_trains_in_onednn_to_torchs_weights(monkeypatch):
+    """``train.product_kernel: onednn`` on an MLP: its steps run every layer in oneDNN and
+    reach torch's weights to float32 rounding after several updates."""
+    weights = {}
+    for kernel in ("torch", "onednn"):
+        session = Fit(load_config("mlp-digits", [*DIGITS, "train.gradient=auto", "model.dropout=0",  # no draws
+                                                 f"train.product_kernel={kernel}"]))
+        step, model = session.train_step(), session.model
+        calls = _count_linear_calls(monkeypatch)
+        batch = session.task.batch(torch.arange(50), torch.Generator().manual_seed(0))
+        for _ in range(4):
+            step(model, batch)
+        weights[kernel] = [p.detach().clone() for p in model.parameters()]
+        layers = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+        # per step: each layer forward and its weight gradient, every layer but the first its input's
+        assert len(calls) == (4 * (3 * layers - 1) if kernel == "onednn" else 0)
+    for a, b in zip(weights["torch"], weights["onednn"], strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
 def test_a_dbm_refuses_bfloat16_products_naming_where_they_apply():
     config = load_config("dbm-digits", [*DIGITS, "train.product_dtype=bfloat16", "model.pretrain_epochs=0"])
     with pytest.raises(ConfigError, match=r"'train.product_dtype': bfloat16 needs the closed-form gradient of "
@@ -270,9 +331,9 @@ def test_a_dbm_refuses_bfloat16_products_naming_where_they_apply():
 
 @pytest.mark.parametrize("overrides, family", [
     (["train.gradient=autograd"], "rbm-digits"),
-    (["train.gradient=auto"], "mlp-digits"),
+    (["train.gradient=autograd", "model.pretrain_epochs=0"], "dbm-digits"),
 ])
-def test_the_kernel_is_refused_without_a_closed_form_rbm_update(overrides, family):
+def test_the_kernel_is_refused_without_a_closed_form_or_dense_layers(overrides, family):
     config = load_config(family, [*DIGITS, "train.product_kernel=onednn", *overrides])
     with pytest.raises(ConfigError, match=r"config key 'train.product_kernel': onednn .*accepted here: auto, torch"):
         Fit(config).train_step()

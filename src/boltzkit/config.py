@@ -171,15 +171,17 @@ class TrainConfig(Section):
     evaluation always multiplies in float32. Its likelihood cost is measured in
     docs/RESULTS.md (benchmarks/bf16_rbm.py)."""
     product_kernel: Literal["auto", "torch", "onednn"] = "auto"
-    """Who runs the closed-form update's float32 products (RBM and DBN layers, and the
-    DBM's joint stage, with train.gradient closed_form or auto, on the CPU): torch's
-    matmul (its BLAS: MKL or OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on
-    AMD CPUs where MKL takes its AVX2 path (1.8x faster CD-1 epochs and DBM updates on a
-    Zen 5 EPYC, docs/RESULTS.md; measure on yours with benchmarks/rbm_speed.py and
+    """Who runs the training step's float32 products on the CPU: those of the closed-form
+    update (RBM and DBN layers, and the DBM's joint stage, with train.gradient closed_form
+    or auto), and, in an autograd step, the ``nn.Linear`` layers forward and backward
+    (mlp, autoencoder, vae, a gan's dense layers): torch's matmul (its BLAS: MKL or
+    OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs where MKL takes
+    its AVX2 path (1.8x faster CD-1 epochs and DBM updates on a Zen 5 EPYC,
+    docs/RESULTS.md; measure on yours with benchmarks/rbm_speed.py and
     benchmarks/family_speed.py). The same update to float32 rounding; bfloat16 products
     (train.product_dtype) run in oneDNN either way. ``auto`` (the default): oneDNN where it
     was measured faster (AMD CPUs, :func:`boltzkit.onednn.preferred`), torch elsewhere and
-    wherever the update has no closed form."""
+    wherever neither applies."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)

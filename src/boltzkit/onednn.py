@@ -52,17 +52,66 @@ def resolve(kernel: str, device: torch.device, key: str) -> str:
     return kernel
 
 
-def linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``x @ weight.T`` for float32 CPU tensors ``x`` ``(B, K)`` and ``weight`` ``(N, K)``
-    (``nn.Linear``'s layout), computed by oneDNN; ``(B, N)``. No autograd.
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T (+ bias)`` for float32 CPU tensors ``x`` ``(B, K)``, ``weight`` ``(N, K)``
+    (``nn.Linear``'s layout) and ``bias`` ``(N,)``, computed by oneDNN; ``(B, N)``. No
+    autograd (:class:`LinearLayers` has it).
 
     Either may be a strided view such as a transpose: oneDNN reorders both operands into
     its blocked layout on every call, contiguous or not, so a ``.contiguous()`` here would
     only add a copy (a 784 x 500 transpose costs about half a product)."""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 def times(x: Tensor, weight: Tensor, transposed: bool = False) -> Tensor:
     """``x @ weight`` (or ``x @ weight.T`` with ``transposed``) through :func:`linear`, whose
     weight is in ``(out, in)`` layout: the transposed view costs no copy."""
     return linear(x, weight if transposed else weight.T)
+
+
+class _Linear(torch.autograd.Function):
+    """``F.linear`` in oneDNN, forward and backward: ``y = x W^T + b``, ``dx = dy W``,
+    ``dW = dy^T x``, ``db = sum_rows dy``. A backward that itself records a graph
+    (``create_graph``: gradient penalties) multiplies in torch, whose products have
+    derivatives."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        differentiable = torch.is_grad_enabled()
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = grad_w = None
+        if need_x:
+            grad_x = grad @ weight if differentiable else linear(grad, weight.T)
+        if need_w:
+            grad_w = grad.T @ x if differentiable else linear(grad.T, x.T)
+        return grad_x, grad_w, grad.sum(0) if ctx.has_bias and need_b else None
+
+
+class LinearLayers(torch.overrides.TorchFunctionMode):
+    """Inside ``with LinearLayers():`` every ``F.linear`` (every ``nn.Linear`` layer) on a
+    float32 CPU batch of rows runs in oneDNN, forward and backward (:class:`_Linear`);
+    other inputs (more dimensions, other dtypes or devices) run as usual. For the autograd
+    families' training step with ``train.product_kernel: onednn``: the same gradients to
+    float32 rounding."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if (x.dim() == 2 and x.dtype == weight.dtype == torch.float32
+                    and x.device.type == weight.device.type == "cpu"):
+                return _Linear.apply(x, weight, bias)
+        return func(*args, **kwargs)
+
+
+def has_linear_layers(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds ``nn.Linear`` layers, which :class:`LinearLayers` routes."""
+    return any(isinstance(module, torch.nn.Linear) for module in model.modules())

@@ -58,7 +58,9 @@ def main() -> int:
             if args.mnist is None:
                 continue
             overrides = [*overrides, f"data.dir={args.mnist.parent}"]
-        config = load_config(preset, [*overrides, "device=cpu", "threads=1"])
+        # torch's products (MKL, pinned above): train.product_kernel auto would pick oneDNN on
+        # AMD CPUs, whose bits MKL_CBWR does not pin
+        config = load_config(preset, [*overrides, "device=cpu", "threads=1", "train.product_kernel=torch"])
         torch.manual_seed(config.seed)  # as the command line does
         result = train(config, args.out / name, progress=False)
         done[name] = result.history[-1]

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import onednn
 from ..models.rbm import RBM
 from ..units import bernoulli
 from .exact import as_float64, log_mean_exp
@@ -188,6 +189,21 @@ class AnnealingPath(Protocol):
 class _RBMSteps:
     """:class:`AnnealingPath` for the RBM paths (state: ``v``)."""
 
+    weight: Tensor
+    in_onednn = False
+    """Whether the products run in :mod:`boltzkit.onednn` (:meth:`use_kernel`)."""
+
+    def use_kernel(self, kernel: str) -> None:
+        """Multiply in ``kernel`` (``torch`` or ``onednn``; oneDNN for float32 CPU weights only)."""
+        weight = self.weight
+        self.in_onednn = kernel == "onednn" and weight.dtype == torch.float32 and weight.device.type == "cpu"
+
+    def times(self, x: Tensor, transposed: bool) -> Tensor:
+        """``x W`` (or ``x W^T``) in the path's kernel."""
+        if self.in_onednn:
+            return onednn.times(x, self.weight, transposed)
+        return x @ (self.weight.T if transposed else self.weight)
+
     @property
     def device(self) -> torch.device:
         return self.weight.device
@@ -211,7 +227,7 @@ class _BaseRatePath(_RBMSteps):
     log_z_shift = 0.0
 
     def __init__(self, model: RBM, base_bias: Tensor):
-        self.model, self.weight = model, model.weight.detach()
+        self.weight = model.weight.detach()
         self.b = model.visible.bias.detach()
         self.c = model.hidden.bias.detach()
         self.b_base = base_bias.to(self.weight)
@@ -220,7 +236,9 @@ class _BaseRatePath(_RBMSteps):
 
     def hidden_input(self, v: Tensor) -> Tensor:
         """``v W + c`` in the model's dtype."""
-        return self.model.hidden_input(v).add_(self.c)
+        if self.in_onednn:
+            return onednn.linear(v, self.weight.T, self.c)
+        return torch.addmm(self.c, v, self.weight)
 
     def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
         """What :meth:`log_f_step` and :meth:`sweep` share: the hidden means at ``beta``."""
@@ -249,7 +267,11 @@ class _BaseRatePath(_RBMSteps):
         h = bernoulli(hidden_mean, generator)
         # (1 - beta) b_A + beta (b + h W^T): the interpolated visible input
         bias = self.b_base + beta * (self.b - self.b_base)
-        return bernoulli(torch.sigmoid(self.model.visible_input(h).mul_(beta).add_(bias)), generator)
+        if self.in_onednn:
+            visible_input = onednn.times(h, self.weight, transposed=True).mul_(beta).add_(bias)
+        else:
+            visible_input = torch.addmm(bias, h, self.weight.T, alpha=beta)
+        return bernoulli(torch.sigmoid(visible_input), generator)
 
     def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return bernoulli(torch.sigmoid(self.b_base).expand(n, -1), generator)
@@ -271,7 +293,7 @@ class _DecoupledPath(_RBMSteps):
     log_z_shift = 0.0
 
     def __init__(self, model: RBM):
-        self.model, self.weight = model, model.weight.detach()
+        self.weight = model.weight.detach()
         self.visible, self.hidden = model.visible, model.hidden  # sampling, in the model's dtype
         exact = as_float64(model)  # log f, in float64
         self.visible64, self.hidden64 = exact.visible, exact.hidden
@@ -282,7 +304,7 @@ class _DecoupledPath(_RBMSteps):
 
     def hidden_input(self, v: Tensor) -> Tensor:
         """``s(v) W`` in the model's dtype."""
-        return self.model.hidden_input(v)
+        return self.times(self.visible.scaled(v), transposed=False)
 
     def tempered(self, hidden_input: Tensor, beta: float) -> Tensor:
         """The hidden layer's input at ``beta``: ``beta s(v) W``."""
@@ -301,7 +323,7 @@ class _DecoupledPath(_RBMSteps):
     def sweep(self, tempered: Tensor, beta: float, generator: torch.Generator | None) -> Tensor:
         """``h ~ p_beta(h | v)`` from its input ``tempered``, then ``v ~ p_beta(v | h)``."""
         h = self.hidden.sample(tempered, generator)
-        return self.visible.sample(beta * self.model.visible_input(h), generator)
+        return self.visible.sample(beta * self.times(self.hidden.scaled(h), transposed=True), generator)
 
     def base_sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self.visible.sample(self.weight.new_zeros(n, self.visible.n), generator)
@@ -381,8 +403,8 @@ def ais_log_partition(
             torch's matmul.
     """
     run = _annealing(model, base_bias, betas, runs, generator, "AIS")
-    with run.path.model.products_in(None, product_kernel):
-        log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
+    run.path.use_kernel(product_kernel)
+    log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
     return _ais_result(log_w, run.path.log_z_base, run.path.log_z_shift, len(run.betas), run.seconds())
 
 

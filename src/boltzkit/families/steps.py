@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import onednn
 from ..objectives.base import Objective
 from ..optim.schedules import Schedule
 
@@ -89,7 +91,9 @@ class GradientStep(TrainStep):
         if self.closed_form:
             value = self.objective.write_gradients(model, batch)
         else:
-            loss = self.objective.loss(model, batch)
+            # train.product_kernel onednn: the dense layers forward and backward in oneDNN
+            with onednn.LinearLayers() if self.objective.product_kernel == "onednn" else nullcontext():
+                loss = self.objective.loss(model, batch)
             value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(value, self.lr)

@@ -36,8 +36,11 @@ PRODUCT_DEFAULTS = {"product_dtype": "float32", "product_kernel": "auto"}
 """The ``train`` keys that choose how a closed-form update multiplies, with their defaults."""
 PRODUCT_ANYWHERE = {"product_dtype": {"float32"}, "product_kernel": {"auto", "torch"}}
 """The values of those keys that every family accepts (they ask for nothing special)."""
-PRODUCT_FAMILIES = {"product_dtype": "rbm or dbn", "product_kernel": "rbm, dbn or dbm"}
-"""Where the other values apply, for the error that refuses them elsewhere."""
+PRODUCT_FAMILIES = {
+    "product_dtype": "the closed-form gradient of model.type rbm or dbn (train.gradient closed_form or auto)",
+    "product_kernel": "the closed-form gradient of model.type rbm, dbn or dbm (train.gradient closed_form or "
+                      "auto), or dense layers (nn.Linear: mlp, autoencoder, vae, an MLP gan)"}
+"""What the other values need, for the error that refuses them elsewhere."""
 
 
 def without_closed_form(train_config, **update):
@@ -52,17 +55,21 @@ def set_products(objective: Objective, model: nn.Module, train_config, closed_fo
                  device: torch.device) -> None:
     """Give ``objective`` the ``train.product_dtype`` and ``train.product_kernel`` of
     ``train_config`` (``auto``: oneDNN where the objective honours the key and
-    :func:`boltzkit.onednn.resolve` picks it for ``device``, else torch). A
-    :class:`ConfigError` naming the key where a value that not every family accepts
-    cannot apply (the objective's :meth:`~boltzkit.objectives.base.Objective.product_keys`
-    lack it; oneDNN off the CPU or missing), and a warning where ``device`` lacks bfloat16
-    hardware."""
-    keys = objective.product_keys(model) if closed_form else frozenset()
+    :func:`boltzkit.onednn.resolve` picks it for ``device``, else torch). The closed form
+    honours the keys of the objective's
+    :meth:`~boltzkit.objectives.base.Objective.product_keys`; an autograd step honours the
+    kernel where ``model`` has ``nn.Linear`` layers (:class:`boltzkit.onednn.LinearLayers`).
+    A :class:`ConfigError` naming the key where a value that not every family accepts
+    cannot apply (not honoured here; oneDNN off the CPU or missing), and a warning where
+    ``device`` lacks bfloat16 hardware."""
+    if closed_form:
+        keys = objective.product_keys(model)
+    else:
+        keys = frozenset({"product_kernel"}) if onednn.has_linear_layers(model) else frozenset()
     for key, anywhere in PRODUCT_ANYWHERE.items():
         value = getattr(train_config, key)
         if value not in anywhere and key not in keys:
-            raise ConfigError(f"config key 'train.{key}': {value} needs the closed-form gradient of "
-                              f"model.type {PRODUCT_FAMILIES[key]} with train.gradient closed_form or auto; "
+            raise ConfigError(f"config key 'train.{key}': {value} needs {PRODUCT_FAMILIES[key]}; "
                               f"model.type {family!r} here has none; accepted here: "
                               f"{', '.join(sorted(anywhere))}")
     dtype, kernel = train_config.product_dtype, train_config.product_kernel
@@ -72,7 +79,7 @@ def set_products(objective: Objective, model: nn.Module, train_config, closed_fo
             warnings.warn(f"train.product_dtype: {dtype}: {shortfall}", stacklevel=2)
         objective.product_dtype = getattr(torch, dtype)
     if "product_kernel" not in keys:
-        kernel = "torch"  # auto, or torch: nothing here multiplies in oneDNN
+        kernel = "torch"  # auto, or torch: nothing here could multiply in oneDNN
     objective.product_kernel = onednn.resolve(kernel, device, "train.product_kernel")
 
 
