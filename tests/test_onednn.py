@@ -290,14 +290,16 @@ def test_linear_layers_in_onednn_give_torchs_outputs_and_gradients_even_twice_di
 def test_linear_layers_route_batches_of_rows_only(monkeypatch):
     calls = _count_linear_calls(monkeypatch)
     x, weight = torch.rand(3, 30), torch.rand(20, 30)
+    stacked = torch.rand(4, 3, 30)  # (k, B, K): the VAE's importance samples
     with onednn.LinearLayers():
         torch.nn.functional.linear(x, weight)
-        assert len(calls) == 1
-        torch.nn.functional.linear(x.unsqueeze(0), weight)  # 3-D: torch
+        y = torch.nn.functional.linear(stacked, weight)
+        assert len(calls) == 2 and torch.allclose(y, stacked @ weight.T, atol=1e-5) and y.shape == (4, 3, 20)
+        torch.nn.functional.linear(x[0], weight)  # one vector: torch
         torch.nn.functional.linear(x.double(), weight.double())  # float64: torch
-        assert len(calls) == 1
+        assert len(calls) == 2
     torch.nn.functional.linear(x, weight)  # outside the block: torch
-    assert len(calls) == 1
+    assert len(calls) == 2
     assert onednn.has_linear_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     assert not onednn.has_linear_layers(_rbm())
 

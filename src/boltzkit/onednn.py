@@ -96,8 +96,9 @@ class _Linear(torch.autograd.Function):
 
 class LinearLayers(torch.overrides.TorchFunctionMode):
     """Inside ``with LinearLayers():`` every ``F.linear`` (every ``nn.Linear`` layer) on a
-    float32 CPU batch of rows runs in oneDNN, forward and backward (:class:`_Linear`);
-    other inputs (more dimensions, other dtypes or devices) run as usual. For the autograd
+    float32 CPU input ``(..., K)`` of at least two dimensions runs in oneDNN, forward and
+    backward (:class:`_Linear`, on the input's rows); other inputs (a single vector, other
+    dtypes or devices) run as usual. For the autograd
     families' training step with ``train.product_kernel: onednn``: the same gradients to
     float32 rounding."""
 
@@ -106,9 +107,10 @@ class LinearLayers(torch.overrides.TorchFunctionMode):
         if func is torch.nn.functional.linear:
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if (x.dim() == 2 and x.dtype == weight.dtype == torch.float32
+            if (x.dim() >= 2 and x.dtype == weight.dtype == torch.float32
                     and x.device.type == weight.device.type == "cpu"):
-                return _Linear.apply(x, weight, bias)
+                rows = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)  # (..., K) as rows
+                return rows.view(*x.shape[:-1], weight.shape[0])
         return func(*args, **kwargs)
 
 
