@@ -9,6 +9,7 @@ from boltzkit import load
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
 from boltzkit.estimate.dbm import (
+    _DBMPath,
     data_log_z_bound,
     dbm_ais_log_partition,
     dbm_log_likelihood,
@@ -126,6 +127,19 @@ def test_ais_log_z_within_its_interval_of_the_exact_value(centered):
     assert ais.log_z_low <= exact <= ais.log_z_high
     assert abs(ais.log_z - exact) < 0.05
     assert ais.ess > 150  # a short, easy path: the weights barely differ
+
+
+@pytest.mark.parametrize("sizes", [(6, 5, 4), (6, 5, 4, 3)])
+@pytest.mark.parametrize("centered", [False, True])
+def test_ais_energy_from_the_even_inputs_equals_the_energy(sizes, centered):
+    """AIS takes ``E(x_even = 0, x_odd)`` from the even layers' inputs, without products of
+    its own; it equals :meth:`DBM.energy` (2 and 3 hidden layers, centered or not)."""
+    model = tiny_dbm(sizes, 4, centered)
+    path = _DBMPath(model, None)
+    states = path.start(7, torch.Generator().manual_seed(0))
+    zeros = [s if s is not None else torch.zeros(7, n, dtype=torch.float64) for s, n in zip(states, sizes, strict=True)]
+    energy, _, _ = path.log_f_pieces(states)
+    assert torch.allclose(energy, model.energy(zeros), atol=1e-12)
 
 
 def test_offsets_move_without_changing_the_distribution():

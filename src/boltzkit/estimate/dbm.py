@@ -129,9 +129,17 @@ class _DBMPath:
         runs = len(states[self.odd[0]])
         zeros = [s if s is not None else self.base[d].new_zeros(runs, model.sizes[d])
                  for d, s in enumerate(states)]
-        energy_b = model.energy(zeros)
+        inputs = [model.layer_input(zeros, d) for d in self.even]
+        # every weight joins an even and an odd layer, so with the even layers at 0 the
+        # energy's products are in their inputs: E = -sum_o x_o.b_o - sum_e c_e.(a_e - b_e),
+        # c_e = 0 - mu_e (no term uncentered); model.energy(zeros) would multiply again
+        energy_b = -sum(zeros[d] @ model.biases[d] for d in self.odd)
+        if model.centered:
+            for depth, a in zip(self.even, inputs, strict=True):
+                centered = model.center(zeros[depth], depth)
+                energy_b = energy_b - (centered * (a - model.biases[depth])).sum(dim=-1)
         energy_a = -sum(zeros[d] @ self.base[d] for d in self.odd)
-        return energy_b, energy_a, [model.layer_input(zeros, d) for d in self.even]
+        return energy_b, energy_a, inputs
 
     def forward_step(self, states: list[Tensor | None], beta: float, previous: float) -> tuple[Tensor, tuple]:
         """``log f_beta - log f_previous`` of the chains' odd layers, and the pieces the sweep reuses."""
