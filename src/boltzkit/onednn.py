@@ -6,6 +6,11 @@ already uses for bfloat16 products and convolutions, picks the widest instructio
 has. docs/RESULTS.md measures the difference (``benchmarks/rbm_speed.py``: 2.1x per
 784 x 500 product on a Zen 5 EPYC). The kernel is PyTorch's ``mkldnn._linear_pointwise``
 operator (what ``torch.compile`` emits for linear layers on the CPU), on dense tensors.
+
+:func:`linear` and :func:`times` serve the closed-form updates and AIS (no autograd);
+:class:`LinearLayers` runs ``nn.Linear`` layers in oneDNN under autograd; :func:`resolve`
+turns a ``product_kernel`` setting into a kernel, ``auto`` picking oneDNN on the CPUs
+where it was measured faster (:func:`preferred`).
 """
 
 from __future__ import annotations
