@@ -65,6 +65,12 @@ def train(
 ) -> TrainResult:
     """Train the model ``config`` describes and write a run directory at ``out``.
 
+    Every draw of the library comes from generators seeded from ``config.seed``, except
+    dropout, which draws from PyTorch's global generator: this function leaves that to the
+    caller (``boltzkit train`` seeds it with ``torch.manual_seed(config.seed)``, and a
+    resumed run restores it from its checkpoint). Seed it likewise for a model with
+    dropout whose run must repeat in one Python process.
+
     Args:
         config: validated run configuration.
         out: run directory; must not hold a run unless ``resume``.
