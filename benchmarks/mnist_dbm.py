@@ -122,17 +122,19 @@ def main() -> None:
     parser.add_argument("--ais-runs", type=int, default=100)
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every stage (the issue's machine has 2 cores)")
     parser.add_argument("--name", default="mnist_dbm", help="run directory and results file name")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the script end to end")
     parser.add_argument("--cost-only", action="store_true",
                         help="print how an update's time splits, in these settings, and stop")
     args = parser.parse_args()
     mnist = mnist_file(args.mnist)
-    torch.set_num_threads(1)
-    extra = [*SMOKE, *args.extra] if args.smoke else args.extra
+    torch.set_num_threads(args.threads)
+    extra = [f"threads={args.threads}", *(SMOKE if args.smoke else []), *args.extra]
     costs = update_cost(mnist, extra)
     if args.cost_only:
-        print(f"{cpu_name()}, 1 thread, ms per update: "
+        print(f"{cpu_name()}, {args.threads} thread(s), ms per update: "
               + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
         return
     pretrain_epoch, joint_epoch = seconds_per_joint_epoch(mnist, extra)
@@ -142,8 +144,8 @@ def main() -> None:
     layers = len(dbm_config(mnist, 1, extra).model.layers)
     joint_seconds = 0.98 * budget * 60 - layers * pretrain_epochs * pretrain_epoch
     epochs = max(1, math.floor(joint_seconds / joint_epoch))
-    print(f"{cpu_name()}, 1 thread: pretraining {pretrain_epoch:.1f} s/epoch x {pretrain_epochs} x "
-          f"{layers} layers, "
+    print(f"{cpu_name()}, {args.threads} thread(s): pretraining {pretrain_epoch:.1f} s/epoch x "
+          f"{pretrain_epochs} x {layers} layers, "
           f"joint {joint_epoch:.1f} s/epoch -> {epochs} joint epochs in {budget:g} minutes", flush=True)
     out = RUNS / (f"{args.name}-smoke" if args.smoke else args.name)
     if out.exists():
@@ -162,7 +164,7 @@ def main() -> None:
         f"pretrained: {out}, pretrained_input: augmented}}",
         f"train.epochs={1 if args.smoke else args.finetune_epochs}",
         "train.batch_size=100", "train.optimizer={name: sgd, lr: 0.1, momentum: 0.9}",
-        "train.schedule={name: cosine, unit: step, min_factor: 0.0}", "threads=1",
+        "train.schedule={name: cosine, unit: step, min_factor: 0.0}", f"threads={args.threads}",
         *(["data.limit=600"] if args.smoke else [])]), out.with_name(out.name + "-finetuned"), progress=False)
     test = evaluate_run(finetune.run_dir, "test", progress=False)
     test_error = 1 - test["accuracy"]
@@ -181,10 +183,11 @@ def main() -> None:
     record = {"command": "python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz "
                          + ("--smoke" if args.smoke else f"--minutes {args.minutes:g}")
                          + "".join(f" --set {e}" for e in args.extra)
+                         + (f" --threads {args.threads}" if args.threads != 1 else "")
                          + (f" --finetune-epochs {args.finetune_epochs}"
                             if args.finetune_epochs != 30 else "")
                          + (f" --name {args.name}" if args.name != "mnist_dbm" else ""),
-              "cpu": cpu_name(), "threads": 1, "epochs": epochs, "train_minutes": train_minutes,
+              "cpu": cpu_name(), "threads": args.threads, "epochs": epochs, "train_minutes": train_minutes,
               "seconds_per_pretraining_epoch": pretrain_epoch, "seconds_per_joint_epoch": joint_epoch,
               "update_ms": costs, "evaluation": evaluation, "finetuned_test_error": test_error,
               "last_epoch": result.history[-1]}
