@@ -9,7 +9,9 @@ into DBN layers; and the errors that name the key."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -72,6 +74,39 @@ def test_products_in_routes_every_product_to_onednn_inside_the_block_only(monkey
         assert torch.allclose(inside_h, model.hidden_input(v), atol=1e-5)
         assert torch.allclose(inside_v, model.visible_input(h), atol=1e-5)
     assert len(calls) == 2 and model._onednn_weight is None  # outside: torch again
+
+
+def test_a_nested_rbm_block_holds_until_it_ends_and_copies_leave_it_behind(monkeypatch):
+    model, v = _rbm(), _binary(5, 64, 3)
+    calls = _count_linear_calls(monkeypatch)
+    with torch.no_grad(), model.products_in(None, "onednn"):
+        with model.products_in(None, "torch"):
+            model.hidden_input(v)
+        assert calls == []  # the inner torch block multiplied in torch
+        model.hidden_input(v)
+        assert len(calls) == 1  # and the outer oneDNN block holds again after it
+        twin = copy.deepcopy(model)
+        restored = pickle.loads(pickle.dumps(model))
+    with torch.no_grad():
+        for other in (twin, restored):
+            other.weight.add_(1.0)  # a copy's own W, not a stale copy of the original's
+            assert torch.equal(other.hidden_input(v), v @ other.weight)
+    assert len(calls) == 1
+
+
+def test_a_dbm_copied_inside_the_block_multiplies_in_torch(monkeypatch):
+    model, v = _dbm(centered=False), _binary(6, 64, 7)
+    calls = _count_linear_calls(monkeypatch)
+    with torch.no_grad(), model.products_in("onednn"):
+        with model.products_in("torch"):
+            model.recognition(v)
+        assert calls == []
+        wide = copy.deepcopy(model).double()  # the exact enumeration's float64 copy
+        restored = pickle.loads(pickle.dumps(model))
+        wide.recognition(v.double()), restored.recognition(v)
+        assert calls == []  # neither copy kept the block's kernel
+        model.recognition(v)
+    assert calls and model._onednn is False
 
 
 @pytest.mark.parametrize("method, centered", [("cd", False), ("pcd", True)])

@@ -114,6 +114,13 @@ class DBM(nn.Module):
         finally:
             self._onednn = outer
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the product kernel behind: a DBM copied inside
+        :meth:`products_in` (e.g. to float64) multiplies as usual."""
+        state = super().__getstate__()
+        state["_onednn"] = False
+        return state
+
     def _times(self, x: Tensor, depth: int, transposed: bool = False) -> Tensor:
         """``x W_depth`` (or ``x W_depth^T``), in oneDNN inside :meth:`products_in` ("onednn")."""
         weight = self.weights[depth]

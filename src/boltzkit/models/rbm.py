@@ -84,17 +84,27 @@ class RBM(nn.Module):
         it, and with ``dtype`` ``None`` or the weights' own and the ``torch`` kernel, they
         multiply as usual. The copies carry no gradient: for the closed-form update of a
         training step (``train.product_dtype``, ``train.product_kernel``), never for
-        evaluation."""
+        evaluation. A nested block holds until it ends."""
         weight = self.weight.detach()
+        outer = getattr(self, "_product_weight", None), getattr(self, "_onednn_weight", None)  # nesting
         lower = dtype is not None and dtype != weight.dtype
         if lower:
-            self._product_weight = weight.to(dtype)
+            self._product_weight, self._onednn_weight = weight.to(dtype), None
         elif kernel == "onednn" and weight.dtype == torch.float32:
-            self._onednn_weight = weight
+            self._product_weight, self._onednn_weight = None, weight
+        else:
+            self._product_weight, self._onednn_weight = None, None
         try:
             yield
         finally:
-            self._product_weight, self._onednn_weight = None, None
+            self._product_weight, self._onednn_weight = outer
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the block's weight copies behind: a copy made inside
+        :meth:`products_in` multiplies its own ``W`` as usual, not a stale copy."""
+        state = super().__getstate__()
+        state["_product_weight"] = state["_onednn_weight"] = None
+        return state
 
     def _times(self, x: Tensor, transposed: bool) -> Tensor:
         """``x W`` (or ``x W^T``), in the dtype or kernel of :meth:`products_in` when inside it."""
