@@ -118,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", default="../shared/data/mnist.npz")
     parser.add_argument("--minutes", type=float, default=180.0, help="training budget (wall clock)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="joint epochs (default: what --minutes holds at a calibrated epoch's pace)")
     parser.add_argument("--ais-betas", type=int, default=14501)
     parser.add_argument("--ais-runs", type=int, default=100)
     parser.add_argument("--finetune-epochs", type=int, default=30)
@@ -143,7 +145,7 @@ def main() -> None:
     # the rest of the budget after pretraining goes to joint training (2 % kept for AIS checks)
     layers = len(dbm_config(mnist, 1, extra).model.layers)
     joint_seconds = 0.98 * budget * 60 - layers * pretrain_epochs * pretrain_epoch
-    epochs = max(1, math.floor(joint_seconds / joint_epoch))
+    epochs = args.epochs or max(1, math.floor(joint_seconds / joint_epoch))
     print(f"{cpu_name()}, {args.threads} thread(s): pretraining {pretrain_epoch:.1f} s/epoch x "
           f"{pretrain_epochs} x {layers} layers, "
           f"joint {joint_epoch:.1f} s/epoch -> {epochs} joint epochs in {budget:g} minutes", flush=True)
@@ -183,6 +185,7 @@ def main() -> None:
     record = {"command": "python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz "
                          + ("--smoke" if args.smoke else f"--minutes {args.minutes:g}")
                          + "".join(f" --set {e}" for e in args.extra)
+                         + (f" --epochs {args.epochs}" if args.epochs else "")
                          + (f" --threads {args.threads}" if args.threads != 1 else "")
                          + (f" --finetune-epochs {args.finetune_epochs}"
                             if args.finetune_epochs != 30 else "")
