@@ -18,6 +18,7 @@ schedule, 5,000 training images held out for validation), so the error row compa
 the same network, not the same training.
 
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --minutes 180
+    python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --epochs 770 --threads 2
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --smoke
     python benchmarks/mnist_dbm.py --mnist ../shared/data/mnist.npz --cost-only \
         --set train.product_kernel=torch
@@ -45,7 +46,7 @@ from boltzkit.train.evaluate_run import evaluate_run
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "runs"
-SMOKE = ["data.limit=600", "model.layers=[20, 30]", "model.pretrain_epochs=1", "train.metrics_examples=100",
+SMOKE = ["data.limit=600", "model.layers=[20, 30]", "train.metrics_examples=100",
          "eval.every=0", "eval.exact_max_units=0"]
 
 
