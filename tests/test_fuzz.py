@@ -73,7 +73,7 @@ NONSENSE = {
     "tune.space": ["{train.optimizer.lr: {low: .nan, high: 1}}", "{train.optimizer.lr: {low: 1, high: 0.1}}",
                    "{nope.key: {low: 1, high: 2}}", "{train.k: {choices: [1, -3]}}",
                    "{train.schedule: {choices: [{name: [a]}]}}"],
-    "eval.exact_max_units": ["26"], "train.checkpoint_every": ["-1"],
+    "eval.exact_max_units": ["26"], "train.checkpoint_every": ["-1"], "train.checkpoint_keep": ["0"],
     "train.early_stopping": ["{metric: nope}", "{patience: 0}", "{metric: val_free_energy}"],
     "train.backoff": ["{factor: 1}", "{retries: 0}"],
 }

@@ -73,6 +73,31 @@ def test_ctrl_c_mid_epoch_saves_an_exact_checkpoint(tmp_path):
     _assert_same(_weights(full.model), _weights(resumed.model))
 
 
+def test_only_the_newest_epoch_checkpoints_are_kept(tmp_path):
+    kept = train(small_config("train.checkpoint_every=1", "train.checkpoint_keep=2", "train.epochs=5"),
+                 tmp_path / "kept", progress=False)
+    run = RunDir(kept.run_dir)
+    assert [path.name for path in run.epoch_checkpoints()] == ["epoch-0004.pt", "epoch-0005.pt"]
+    assert load_checkpoint(run.last_checkpoint)["fit"]["train_state"]["epoch"] == 5
+    every = train(small_config("train.checkpoint_every=1", "train.checkpoint_keep=null", "train.epochs=5"),
+                  tmp_path / "all", progress=False)
+    assert len(RunDir(every.run_dir).epoch_checkpoints()) == 5
+    _assert_same(_weights(kept.model), _weights(every.model))  # pruning leaves training alone
+
+
+def test_epoch_checkpoints_come_in_epoch_order_and_pruning_touches_nothing_else(tmp_path):
+    run = RunDir(tmp_path)
+    run.checkpoints.mkdir()
+    for name in ["epoch-10000.pt", "epoch-0002.pt", "epoch-9999.pt", "epoch-best.pt", "last.pt"]:
+        (run.checkpoints / name).write_bytes(b"")
+    assert [path.name for path in run.epoch_checkpoints()] == ["epoch-0002.pt", "epoch-9999.pt", "epoch-10000.pt"]
+    run.prune_epoch_checkpoints(2)
+    assert sorted(path.name for path in run.checkpoints.iterdir()) == [
+        "epoch-10000.pt", "epoch-9999.pt", "epoch-best.pt", "last.pt"]
+    run.prune_epoch_checkpoints(None)
+    assert len(run.epoch_checkpoints()) == 2
+
+
 def test_run_directory_contents(tmp_path):
     result = train(small_config(), tmp_path / "run", progress=False)
     run = RunDir(result.run_dir)

@@ -186,6 +186,11 @@ class TrainConfig(Section):
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)
     """Epochs between checkpoints (0: only at the end)."""
+    checkpoint_keep: int | None = Field(5, ge=1)
+    """Epoch checkpoints (``checkpoints/epoch-NNNN.pt``) kept: the newest this many, the
+    older ones deleted as new ones are written (``null``: all of them; a 784-500-1000
+    DBM's is 8 MB, every 5 epochs). ``last.pt``, which ``--resume`` continues from, is
+    always kept."""
     metrics_examples: int = Field(1000, ge=0)
     """Examples of train and of validation data used for the per-epoch metrics (0: none,
     only the loss)."""

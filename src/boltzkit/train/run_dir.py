@@ -87,7 +87,18 @@ class RunDir:
         return self.config.is_file()
 
     def epoch_checkpoints(self) -> list[Path]:
-        return sorted(self.checkpoints.glob("epoch-*.pt")) if self.checkpoints.is_dir() else []
+        """``checkpoints/epoch-NNNN.pt`` in the order of their epochs (epoch 10000 after 9999)."""
+        if not self.checkpoints.is_dir():
+            return []
+        by_epoch = {int(match[1]): path for path in self.checkpoints.iterdir()
+                    if (match := re.fullmatch(r"epoch-(\d+)\.pt", path.name))}
+        return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+    def prune_epoch_checkpoints(self, keep: int | None) -> None:
+        """Delete all but the newest ``keep`` epoch checkpoints (``None``: keep every one)."""
+        if keep is not None:
+            for old in self.epoch_checkpoints()[:-keep]:
+                old.unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Delete the run in this directory: only the files a run writes, and only in a

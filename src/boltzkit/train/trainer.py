@@ -140,6 +140,7 @@ def train(
         if every and (epoch + 1) % every == 0:
             checkpoint(run.epoch_checkpoint(epoch + 1))
             checkpoint(run.last_checkpoint)
+            run.prune_epoch_checkpoints(config.train.checkpoint_keep)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
 
@@ -230,7 +231,7 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 
 RESUMABLE_CHANGES = ("name", "threads", "device", "train.epochs", "train.optimizer.lr", "train.schedule.",
-                     "train.checkpoint_every", "train.metrics_examples", "train.backoff",
+                     "train.checkpoint_", "train.metrics_examples", "train.backoff",
                      "train.tensorboard", "train.log_grad_norms", "train.clip_grad_", "eval.", "tune.")
 """Keys a resumed run may change: what it trains further, how it reports, how fast. The
 rest (model, data, sampler, optimizer settings held in the checkpoint) would be ignored or
