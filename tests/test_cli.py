@@ -97,13 +97,16 @@ def test_console_script_runs_default_preset(tmp_path):
     assert bad.returncode == 2 and "config key 'train.k'" in bad.stderr
 
 
-def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, capsys):
+def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, capsys, monkeypatch):
     import json
 
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--set", "train.epochs=3", "--set", "model.n_hidden=12",
                  "--set", "train.metrics_examples=50", "--quiet"]) == 0
     kernel = "onednn" if onednn.available() else "torch"  # the flag reaches AIS either way
+    products = []
+    real = onednn.linear
+    monkeypatch.setattr(onednn, "linear", lambda x, w, b=None: products.append(w.shape) or real(x, w, b))
     assert main(["evaluate", str(out), "--ais-betas", "3001", "--ais-runs", "50", "--product-kernel", kernel,
                  "--reverse-examples", "100", "--reverse-runs", "2", "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -116,6 +119,7 @@ def test_evaluate_writes_evaluation_json_and_brackets_the_exact_value(tmp_path, 
     assert abs(results["log_likelihood_ais"] - results["log_likelihood_exact"]) < 0.1
     assert results["ais_runs"] == 50 and results["ais_betas"] == 3001
     assert results["ais_product_kernel"] == kernel
+    assert (len(products) >= 3000) == (kernel == "onednn")  # AIS multiplies in oneDNN at every beta
     # reverse AIS on the first 100 examples sits at or below AIS on the same examples
     same = results["log_likelihood_ais_same_examples"]
     assert results["log_likelihood_reverse_ais"] <= same + 3 * results["log_likelihood_reverse_ais_stderr"]

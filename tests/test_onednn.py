@@ -19,6 +19,7 @@ import torch
 from boltzkit import onednn
 from boltzkit.config import load_config
 from boltzkit.errors import ConfigError
+from boltzkit.estimate import dbm as dbm_estimate
 from boltzkit.estimate.ais import ais_log_partition
 from boltzkit.estimate.dbm import dbm_ais_log_partition, evaluate_dbm
 from boltzkit.estimate.exact import exact_log_partition
@@ -52,6 +53,21 @@ def _count_linear_calls(monkeypatch) -> list[tuple[int, ...]]:
     monkeypatch.setattr(onednn, "linear",
                         lambda x, w, b=None: calls.append(tuple(w.shape)) or real(x, w, b))
     return calls
+
+
+def test_an_unknown_kernel_is_refused_and_float64_or_the_gpu_multiply_in_torch(monkeypatch):
+    model = _rbm()
+    for wrong in ("auto", "oneDNN"):
+        with pytest.raises(ValueError, match=f"product_kernel '{wrong}' is not a kernel; accepted: torch, onednn"):
+            ais_log_partition(model, betas=10, runs=4, product_kernel=wrong)
+    assert onednn.multiplies("onednn", torch.ones(2), torch.ones(2))
+    assert not onednn.multiplies("onednn", torch.ones(2), torch.ones(2, dtype=torch.float64))
+    assert not onednn.multiplies("onednn", torch.ones(2, device="meta")) and not onednn.multiplies("torch", torch.ones(2))
+    wide = DBM([8, 4, 3], generator=torch.Generator().manual_seed(0)).double()
+    calls = _count_linear_calls(monkeypatch)
+    results = evaluate_dbm(wide, _binary(6, 8, 1).double(), _binary(6, 8, 2).double(), ais_runs=4, ais_betas=20,
+                           seed_generator=torch.Generator().manual_seed(0), product_kernel="onednn")
+    assert results["product_kernel"] == "torch" and calls == []  # reports the kernel that ran
 
 
 def test_the_kernel_multiplies_by_the_transposed_weight():
@@ -281,12 +297,24 @@ def test_dbm_evaluation_multiplies_in_onednn_and_brackets_the_exact_log_z(monkey
     model = DBM([24, 10, 6], init_std=0.3, generator=torch.Generator().manual_seed(2), centered=True)
     values = _binary(40, 24, 5)
     calls = _count_linear_calls(monkeypatch)
+    in_mean_field = []  # oneDNN products made by the mean-field bounds, apart from AIS's
+    real_bounds = dbm_estimate.variational_bounds
+
+    def counted_bounds(*args, **kwargs):
+        before = len(calls)
+        bounds = real_bounds(*args, **kwargs)
+        in_mean_field.append(len(calls) - before)
+        return bounds
+
+    monkeypatch.setattr(dbm_estimate, "variational_bounds", counted_bounds)
     results = evaluate_dbm(model, values, values, ais_runs=100, ais_betas=1000, exact_max_units=20,
                            seed_generator=torch.Generator().manual_seed(0), product_kernel="onednn")
     ais = results["ais"]
     assert ais["log_z_low"] <= results["log_z_exact"] <= ais["log_z_high"]
     assert results["log_likelihood_bound_exact_log_z"] <= results["log_likelihood_exact"]
-    assert results["product_kernel"] == "onednn" and len(calls) > 2 * 1000  # AIS and mean field
+    assert results["product_kernel"] == "onednn"
+    # mean field: v W_1 once, then mu_1 W_2 and mu_2 W_2^T per sweep; AIS: 4 per beta but the first
+    assert in_mean_field[0] >= 3 and len(calls) - sum(in_mean_field) >= 4 * (1000 - 2)
     assert not model._onednn  # the block ended with the evaluation
 
 
@@ -298,13 +326,16 @@ def test_eval_product_kernel_reaches_the_evaluation_and_onednn_off_the_cpu_is_re
     assert auto.eval.product_kernel == "auto" and Fit(auto).task.eval_kernel == "torch"
     with pytest.raises(ConfigError, match=r"config key 'eval.product_kernel': onednn needs a CPU .*device meta"):
         onednn.resolve("onednn", torch.device("meta"), "eval.product_kernel")
+    monkeypatch.setattr(onednn, "available", lambda: False)
+    with pytest.raises(ConfigError, match=r"'eval.product_kernel': onednn needs .* this PyTorch"):
+        Fit(load_config("mlp-digits", [*DIGITS[:-1], "eval.product_kernel=onednn"]))  # before any training
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_layers_in_onednn_give_torchs_outputs_and_gradients_even_twice_differentiated(bias):
     """Inside :class:`onednn.LinearLayers` an MLP's ``F.linear`` calls run in oneDNN (counted),
     with torch's outputs and first derivatives; a gradient penalty (``create_graph``) gets
-    torch's second derivatives too; a 3-D input runs in torch."""
+    torch's second derivatives too."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(30, 20, bias=bias), torch.nn.Sigmoid(),
                               torch.nn.Linear(20, 5, bias=bias))
@@ -333,8 +364,11 @@ def test_linear_layers_route_batches_of_rows_only(monkeypatch):
         torch.nn.functional.linear(x[0], weight)  # one vector: torch
         torch.nn.functional.linear(x.double(), weight.double())  # float64: torch
         assert len(calls) == 2
+        bias = torch.rand(20)
+        by_name = torch.nn.functional.linear(input=x, weight=weight, bias=bias)  # keywords too
+        assert len(calls) == 3 and torch.allclose(by_name, x @ weight.T + bias, atol=1e-5)
     torch.nn.functional.linear(x, weight)  # outside the block: torch
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert onednn.has_linear_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     assert not onednn.has_linear_layers(_rbm())
 

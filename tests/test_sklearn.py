@@ -197,7 +197,7 @@ def test_invalid_keywords_name_the_problem(params, message):
 
 
 @pytest.mark.parametrize("estimator", [BernoulliRBM, GaussianRBM])
-def test_product_dtype_reaches_the_training_update(estimator):
+def test_product_dtype_reaches_the_training_update(estimator, monkeypatch):
     """``product_dtype="bfloat16"`` is ``train.product_dtype``: the update's objective
     multiplies in bfloat16 (its arithmetic is tested in test_bfloat16.py); clone keeps it."""
     x = _binary()
@@ -207,10 +207,11 @@ def test_product_dtype_reaches_the_training_update(estimator):
         objective = model._session(x, 0, 1).train_step().objective
         assert objective.product_dtype is torch.bfloat16
         assert model.fit(x).components_.shape == (4, x.shape[1])
-    plain = estimator(n_components=4, n_iter=1, random_state=0)._session(x, 0, 1).train_step().objective
-    # product_kernel "auto": oneDNN on the CPUs where it is faster (test_onednn.py), else torch
-    assert plain.product_dtype is None
-    assert plain.product_kernel == ("onednn" if onednn.preferred(torch.device("cpu")) else "torch")
+    for faster in (True, False):  # product_kernel "auto": oneDNN where onednn.preferred, else torch
+        monkeypatch.setattr(onednn, "preferred", lambda device, faster=faster: faster)
+        plain = estimator(n_components=4, n_iter=1, random_state=0)._session(x, 0, 1).train_step().objective
+        assert plain.product_dtype is None
+        assert plain.product_kernel == ("onednn" if faster else "torch")
 
 
 @pytest.mark.skipif(not onednn.available(), reason="this PyTorch has no oneDNN linear kernel")

@@ -85,17 +85,28 @@ def test_only_the_newest_epoch_checkpoints_are_kept(tmp_path):
     _assert_same(_weights(kept.model), _weights(every.model))  # pruning leaves training alone
 
 
-def test_epoch_checkpoints_come_in_epoch_order_and_pruning_touches_nothing_else(tmp_path):
+def test_pruning_spares_what_an_earlier_process_wrote_and_each_stages_newest(tmp_path):
+    every = ["train.checkpoint_every=1", "train.checkpoint_keep=null"]
+    first = train(small_config(*every, "train.schedule={name: constant}"), tmp_path / "run", progress=False)
+    run = RunDir(first.run_dir)
+    resumed = small_config("train.checkpoint_every=1", "train.checkpoint_keep=1", "train.epochs=7",
+                           "train.schedule={name: constant}")
+    train(resumed, run.path, resume=True, progress=False)
+    # epochs 1-4 came from the first process; of this one's (5, 6, 7) only the newest stays
+    assert [path.name for path in run.epoch_checkpoints()] == [f"epoch-000{e}.pt" for e in (1, 2, 3, 4, 7)]
+    stack = train(load_config(None, ["model={type: dbn, layers: [8, 6]}", "data.limit=200", "train.batch_size=25",
+                                     "train.epochs=3", "train.metrics_examples=40", "train.checkpoint_every=1",
+                                     "train.checkpoint_keep=1"]), tmp_path / "dbn", progress=False)
+    # layer 1's last epoch (3) outlives layer 2's three epochs
+    assert [path.name for path in RunDir(stack.run_dir).epoch_checkpoints()] == ["epoch-0003.pt", "epoch-0006.pt"]
+
+
+def test_epoch_checkpoints_come_in_epoch_order(tmp_path):
     run = RunDir(tmp_path)
     run.checkpoints.mkdir()
     for name in ["epoch-10000.pt", "epoch-0002.pt", "epoch-9999.pt", "epoch-best.pt", "last.pt"]:
         (run.checkpoints / name).write_bytes(b"")
     assert [path.name for path in run.epoch_checkpoints()] == ["epoch-0002.pt", "epoch-9999.pt", "epoch-10000.pt"]
-    run.prune_epoch_checkpoints(2)
-    assert sorted(path.name for path in run.checkpoints.iterdir()) == [
-        "epoch-10000.pt", "epoch-9999.pt", "epoch-best.pt", "last.pt"]
-    run.prune_epoch_checkpoints(None)
-    assert len(run.epoch_checkpoints()) == 2
 
 
 def test_run_directory_contents(tmp_path):

@@ -174,9 +174,9 @@ class TrainConfig(Section):
     """Who runs the training step's float32 products on the CPU: those of the closed-form
     update (RBM and DBN layers, and the DBM's joint stage, with train.gradient closed_form
     or auto), and, in an autograd step, the ``nn.Linear`` layers forward and backward
-    (mlp, autoencoder, vae, a gan's dense layers): torch's matmul (its BLAS: MKL or
-    OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs where MKL takes
-    its AVX2 path (1.8x faster CD-1 epochs and DBM updates on a Zen 5 EPYC,
+    (any mlp, autoencoder, vae or gan, convolutional ones included): torch's matmul (its
+    BLAS: MKL or OpenBLAS), or oneDNN's linear kernel, which uses AVX-512 on AMD CPUs
+    where MKL takes its AVX2 path (1.8x faster CD-1 epochs and DBM updates on a Zen 5 EPYC,
     docs/RESULTS.md; measure on yours with benchmarks/rbm_speed.py and
     benchmarks/family_speed.py). The same update to float32 rounding; bfloat16 products
     (train.product_dtype) run in oneDNN either way. ``auto`` (the default): oneDNN where it
@@ -187,10 +187,10 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(5, ge=0)
     """Epochs between checkpoints (0: only at the end)."""
     checkpoint_keep: int | None = Field(5, ge=1)
-    """Epoch checkpoints (``checkpoints/epoch-NNNN.pt``) kept: the newest this many, the
-    older ones deleted as new ones are written (``null``: all of them; a 784-500-1000
-    DBM's is 8 MB, every 5 epochs). ``last.pt``, which ``--resume`` continues from, is
-    always kept."""
+    """Epoch checkpoints (``checkpoints/epoch-NNNN.pt``) kept per stage: the newest this
+    many, the older ones deleted as new ones are written (``null``: all of them; a
+    784-500-1000 DBM's is 8 MB, every 5 epochs). ``last.pt``, which ``--resume`` continues
+    from, is always kept, and so are the files written before a ``--resume``."""
     metrics_examples: int = Field(1000, ge=0)
     """Examples of train and of validation data used for the per-epoch metrics (0: none,
     only the loss)."""
@@ -232,8 +232,9 @@ class EvalConfig(Section):
     product_kernel: Literal["auto", "torch", "onednn"] = "auto"
     """Who runs the float32 products of AIS (RBM, a DBN's top layer, DBM) and of the DBM's
     mean field, in ``boltzkit evaluate`` and the per-epoch estimates: as
-    train.product_kernel (``auto``: oneDNN on AMD CPUs, torch elsewhere); the same
-    estimates to float32 rounding."""
+    train.product_kernel (``auto``: oneDNN on AMD CPUs, torch elsewhere). The products
+    agree to float32 rounding, but a rounding difference can flip a Bernoulli draw, so the
+    chains part ways: the estimates agree within their stated error, not to the bit."""
 
 
 class SpaceEntry(Section):

@@ -57,6 +57,21 @@ def resolve(kernel: str, device: torch.device, key: str) -> str:
     return kernel
 
 
+KERNELS = ("torch", "onednn")
+"""What a function's ``product_kernel`` accepts; ``auto`` is a config setting, which
+:func:`resolve` turns into one of these."""
+
+
+def multiplies(kernel: str, *tensors: Tensor) -> bool:
+    """Whether ``kernel`` (one of :data:`KERNELS`, else a ``ValueError``) multiplies
+    ``tensors`` in oneDNN: ``onednn`` and every tensor float32 on the CPU. Elsewhere torch
+    multiplies (a float64 copy for exact values, a GPU model)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"product_kernel {kernel!r} is not a kernel; accepted: {', '.join(KERNELS)} "
+                         "(auto is a config setting: boltzkit.onednn.resolve turns it into one)")
+    return kernel == "onednn" and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T (+ bias)`` for float32 CPU tensors ``x`` ``(B, K)``, ``weight`` ``(N, K)``
     (``nn.Linear``'s layout) and ``bias`` ``(N,)``, computed by oneDNN; ``(B, N)``. No
@@ -110,10 +125,9 @@ class LinearLayers(torch.overrides.TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.nn.functional.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if (x.dim() >= 2 and x.dtype == weight.dtype == torch.float32
-                    and x.device.type == weight.device.type == "cpu"):
+            named = {**dict(zip(("input", "weight", "bias"), args, strict=False)), **kwargs}
+            x, weight, bias = named["input"], named["weight"], named.get("bias")
+            if x.dim() >= 2 and multiplies("onednn", x, weight):
                 rows = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)  # (..., K) as rows
                 return rows.view(*x.shape[:-1], weight.shape[0])
         return func(*args, **kwargs)

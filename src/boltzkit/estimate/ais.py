@@ -195,8 +195,7 @@ class _RBMSteps:
 
     def use_kernel(self, kernel: str) -> None:
         """Multiply in ``kernel`` (``torch`` or ``onednn``; oneDNN for float32 CPU weights only)."""
-        weight = self.weight
-        self.in_onednn = kernel == "onednn" and weight.dtype == torch.float32 and weight.device.type == "cpu"
+        self.in_onednn = onednn.multiplies(kernel, self.weight)
 
     def times(self, x: Tensor, transposed: bool) -> Tensor:
         """``x W`` (or ``x W^T``) in the path's kernel."""
@@ -399,8 +398,8 @@ def ais_log_partition(
             reproducible only if the caller seeds it. The library always passes one.
         progress: show a progress bar.
         product_kernel: ``onednn`` runs the float32 products in :mod:`boltzkit.onednn`
-            (CPU; the same estimate to float32 rounding, faster on AMD CPUs), ``torch`` in
-            torch's matmul.
+            (CPU; faster on AMD CPUs; the same estimate within its error: rounding
+            differences flip some draws, so the chains differ), ``torch`` in torch's matmul.
     """
     run = _annealing(model, base_bias, betas, runs, generator, "AIS")
     run.path.use_kernel(product_kernel)

@@ -187,8 +187,8 @@ def dbm_ais_log_partition(
         generator: random source on the model's device (None: PyTorch's global one).
         progress: show a progress bar.
         product_kernel: ``onednn`` runs the float32 products in :mod:`boltzkit.onednn`
-            (:meth:`DBM.products_in`; the same estimate to float32 rounding), ``torch`` in
-            torch's matmul.
+            (:meth:`DBM.products_in`; the same estimate within its error: rounding
+            differences flip some draws, so the chains differ), ``torch`` in torch's matmul.
     """
     if runs < 1:
         raise ValueError(f"Invalid number of AIS runs: {runs} (expected >= 1)")
@@ -238,10 +238,10 @@ def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: in
     difference (the test log-likelihood bound) with its standard error, and exact values
     when the odd layers are small enough to enumerate. JSON-ready. ``product_kernel``: who
     runs the float32 products of AIS and mean field (:meth:`DBM.products_in`)."""
-    with model.products_in(product_kernel):
+    with model.products_in(product_kernel) as used:
         device = model.weights[0].device
         results: dict[str, Any] = {"examples": len(values), "sizes": list(model.sizes),
-                                   "product_kernel": product_kernel}
+                                   "product_kernel": used}
         bounds, sweeps = variational_bounds(model, values.to(device), mean_field_iter)
         results["mean_field_sweeps_max"] = sweeps
         ais = dbm_ais_log_partition(model, base_rate_bias(train_data, pseudocount).to(device), ais_betas,

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import onednn
 from ..models.rbm import RBM
 from ..seeding import make_generator
 from ..units import bernoulli
@@ -71,8 +72,9 @@ def evaluate_rbm(
     generator = make_generator(seed, "evaluate", device)
     v = data.to(device)
     n, width = v.shape
+    in_onednn = onednn.multiplies(product_kernel, model.weight)  # what AIS will multiply in
     results: dict[str, Any] = {"examples": n, "visible_units": width, "hidden_units": model.n_hidden,
-                               "ais_product_kernel": product_kernel}
+                               "ais_product_kernel": "onednn" if in_onednn else "torch"}
 
     started = time.perf_counter()
     free_energy = model.free_energy(v).to(torch.float64)

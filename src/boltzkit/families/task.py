@@ -39,7 +39,8 @@ PRODUCT_ANYWHERE = {"product_dtype": {"float32"}, "product_kernel": {"auto", "to
 PRODUCT_FAMILIES = {
     "product_dtype": "the closed-form gradient of model.type rbm or dbn (train.gradient closed_form or auto)",
     "product_kernel": "the closed-form gradient of model.type rbm, dbn or dbm (train.gradient closed_form or "
-                      "auto), or dense layers (nn.Linear: mlp, autoencoder, vae, an MLP gan)"}
+                      "auto), or dense layers (nn.Linear, in any mlp, autoencoder, vae or gan, "
+                      "convolutional ones included)"}
 """What the other values need, for the error that refuses them elsewhere."""
 
 
@@ -105,6 +106,11 @@ class Task:
     def __init__(self, config, data: Dataset, device: torch.device):
         self.config, self.data, self.device = config, data, device
         self.train_x = data.train.to(device)
+        # resolved once, here: a setting the device cannot run fails before training (and
+        # before --overwrite deletes a run), not at the first evaluation
+        self.eval_kernel = onednn.resolve(config.eval.product_kernel, device, "eval.product_kernel")
+        """``eval.product_kernel`` for this task's device (:func:`boltzkit.onednn.resolve`):
+        who multiplies in AIS and mean field during evaluation."""
 
     # ---------------------------------------------------------------- model and data
 
@@ -119,12 +125,6 @@ class Task:
             info["feature_mean"] = self.data.feature_mean.tolist()
             info["feature_std"] = self.data.feature_std.tolist()
         return info
-
-    @property
-    def eval_kernel(self) -> str:
-        """``eval.product_kernel`` resolved for this task's device (:func:`boltzkit.onednn.resolve`):
-        who multiplies in AIS and mean field during evaluation."""
-        return onednn.resolve(self.config.eval.product_kernel, self.device, "eval.product_kernel")
 
     def build_model(self) -> nn.Module:
         generator = make_generator(self.config.seed, "model.init")

@@ -105,12 +105,11 @@ class DBM(nn.Module):
         (no gradient: for the closed-form update of a training step, ``train.product_kernel``,
         and for evaluation, ``eval.product_kernel``; the autograd surrogate never runs
         inside); ``torch``, and outside it, they multiply as usual. A nested block holds
-        until it ends."""
+        until it ends. Yields the kernel that multiplies (torch for float64 or GPU weights)."""
         outer = getattr(self, "_onednn", False)  # nested blocks: the outer one's setting returns
-        self._onednn = kernel == "onednn" and all(w.dtype == torch.float32 and w.device.type == "cpu"
-                                                  for w in self.weights)
+        self._onednn = onednn.multiplies(kernel, *self.weights)
         try:
-            yield
+            yield "onednn" if self._onednn else "torch"
         finally:
             self._onednn = outer
 

@@ -33,6 +33,25 @@ PARTIAL_FILES = (".last.pt.*", ".epoch-*.pt.*", ".model.safetensors.*")
 that a kill can leave behind."""
 
 
+class EpochCheckpoints:
+    """The epoch checkpoints one training process writes, pruned to the newest ``keep``
+    (``None``: all) within each stage: a stage's newest ones stay when the next stage
+    starts (a DBN's pretrained layers), and files this process did not write (those of the
+    run before a ``--resume``, or of an abandoned branch) are never deleted."""
+
+    def __init__(self, keep: int | None):
+        self.keep = keep
+        self.stage: int | None = None
+        self.written: list[Path] = []  # this stage's, oldest first
+
+    def wrote(self, path: Path, stage: int) -> None:
+        if stage != self.stage:
+            self.stage, self.written = stage, []
+        self.written.append(path)
+        while self.keep is not None and len(self.written) > self.keep:
+            self.written.pop(0).unlink(missing_ok=True)
+
+
 class RunDir:
     """Paths inside a run directory.
 
@@ -93,12 +112,6 @@ class RunDir:
         by_epoch = {int(match[1]): path for path in self.checkpoints.iterdir()
                     if (match := re.fullmatch(r"epoch-(\d+)\.pt", path.name))}
         return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-    def prune_epoch_checkpoints(self, keep: int | None) -> None:
-        """Delete all but the newest ``keep`` epoch checkpoints (``None``: keep every one)."""
-        if keep is not None:
-            for old in self.epoch_checkpoints()[:-keep]:
-                old.unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Delete the run in this directory: only the files a run writes, and only in a

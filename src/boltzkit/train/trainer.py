@@ -26,7 +26,7 @@ from ..families import GradientStep
 from ..optim.schedules import REACTIVE
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .fit import EpochCallback, Fit, FitInterrupted, summarize
-from .run_dir import RunDir
+from .run_dir import EpochCheckpoints, RunDir
 from .tensorboard import TensorBoardLog
 from .threads import using_threads
 
@@ -130,6 +130,7 @@ def train(
                                "config": config.to_dict(), "data_info": session.task.data_info})
 
     board = TensorBoardLog(run.file("tensorboard")) if config.train.tensorboard else None
+    epoch_checkpoints = EpochCheckpoints(config.train.checkpoint_keep)
 
     def epoch_end(epoch: int, metrics: dict[str, float]) -> None:
         run.write_metrics(session.history)
@@ -140,7 +141,7 @@ def train(
         if every and (epoch + 1) % every == 0:
             checkpoint(run.epoch_checkpoint(epoch + 1))
             checkpoint(run.last_checkpoint)
-            run.prune_epoch_checkpoints(config.train.checkpoint_keep)
+            epoch_checkpoints.wrote(run.epoch_checkpoint(epoch + 1), session.state.stage)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
 
