@@ -57,12 +57,13 @@ def _count_linear_calls(monkeypatch) -> list[tuple[int, ...]]:
 
 def test_an_unknown_kernel_is_refused_and_float64_or_the_gpu_multiply_in_torch(monkeypatch):
     model = _rbm()
-    for wrong in ("auto", "oneDNN"):
-        with pytest.raises(ValueError, match=f"product_kernel '{wrong}' is not a kernel; accepted: torch, onednn"):
+    for wrong in ("oneDNN", "mkl"):
+        with pytest.raises(ValueError, match=f"product_kernel '{wrong}' is not a kernel; accepted: auto, torch, onednn"):
             ais_log_partition(model, betas=10, runs=4, product_kernel=wrong)
-    assert onednn.multiplies("onednn", torch.ones(2), torch.ones(2))
-    assert not onednn.multiplies("onednn", torch.ones(2), torch.ones(2, dtype=torch.float64))
-    assert not onednn.multiplies("onednn", torch.ones(2, device="meta")) and not onednn.multiplies("torch", torch.ones(2))
+    assert onednn.kernel_for("onednn", torch.ones(2), torch.ones(2)) == "onednn"
+    assert onednn.kernel_for("onednn", torch.ones(2), torch.ones(2, dtype=torch.float64)) == "torch"
+    assert onednn.kernel_for("onednn", torch.ones(2, device="meta")) == "torch"
+    assert onednn.kernel_for("torch", torch.ones(2)) == "torch"
     wide = DBM([8, 4, 3], generator=torch.Generator().manual_seed(0)).double()
     calls = _count_linear_calls(monkeypatch)
     results = evaluate_dbm(wide, _binary(6, 8, 1).double(), _binary(6, 8, 2).double(), ais_runs=4, ais_betas=20,
@@ -236,7 +237,7 @@ def test_the_default_auto_kernel_is_onednn_exactly_where_preferred_and_a_closed_
     """``train.product_kernel: auto`` (the default) follows :func:`onednn.preferred` for a
     closed-form update, and is torch, with no error, where there is none (autograd, an MLP)."""
     monkeypatch.setattr(onednn, "preferred", lambda device: preferred)
-    expected = "onednn" if preferred else "torch"
+    expected = "auto" if preferred else "torch"  # auto: each product by its size (kernel_for)
     closed = Fit(load_config("rbm-digits", DIGITS)).train_step()  # DIGITS: closed form
     assert closed.closed_form and closed.objective.product_kernel == expected
     dbm = Fit(load_config("dbm-digits", [*DIGITS, "model.pretrain_epochs=0"])).train_step()
@@ -245,6 +246,31 @@ def test_the_default_auto_kernel_is_onednn_exactly_where_preferred_and_a_closed_
     assert not surrogate.closed_form and surrogate.objective.product_kernel == "torch"
     mlp = Fit(load_config("mlp-digits", [*DIGITS, "train.gradient=auto"])).train_step()
     assert not mlp.closed_form and mlp.objective.product_kernel == expected  # its nn.Linear layers
+
+
+def test_auto_multiplies_in_onednn_only_products_large_enough_to_repay_it(monkeypatch):
+    big, small = torch.rand(784, 500), torch.rand(64, 100)
+    monkeypatch.setattr(onednn, "preferred", lambda device: True)
+    assert onednn.kernel_for("auto", big, rows=100) == "onednn"  # 39 M multiply-adds
+    assert onednn.kernel_for("auto", big, rows=20) == "torch"  # 7.8 M: under the threshold
+    assert onednn.kernel_for("auto", big, small, rows=100) == "torch"  # every product must be large
+    assert onednn.kernel_for("auto", big) == "torch"  # rows unknown
+    assert onednn.kernel_for("onednn", small, rows=1) == "onednn"  # asked for: always
+    calls = _count_linear_calls(monkeypatch)
+    objective = FreeEnergyGap(ContrastiveChains(1, torch.Generator().manual_seed(0)))
+    objective.product_kernel = "auto"
+    for n_visible, n_hidden, expected in [(64, 100, 0), (784, 500, 4)]:  # CD-1: v W, h W^T, v~ W, fused dW
+        calls.clear()
+        objective.write_gradients(RBM(n_visible, n_hidden), _binary(100, n_visible, 1))
+        assert len(calls) == expected
+    calls.clear()
+    with onednn.LinearLayers("auto"):
+        torch.nn.functional.linear(torch.rand(100, 64), small.T)
+        assert len(calls) == 0
+        torch.nn.functional.linear(torch.rand(100, 784), big.T)
+        assert len(calls) == 1
+    monkeypatch.setattr(onednn, "preferred", lambda device: False)
+    assert onednn.kernel_for("auto", big, rows=100) == "torch"
 
 
 @pytest.mark.parametrize("vendor, preferred", [("AuthenticAMD", True), ("GenuineIntel", False), (None, False)])

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     evaluate.add_argument("--product-kernel", choices=["auto", "torch", "onednn"],
                           help="who multiplies in AIS and mean field (default: the run's "
-                               "eval.product_kernel; auto: oneDNN on AMD CPUs, torch elsewhere)")
+                               "eval.product_kernel; auto: oneDNN for large products on AMD CPUs)")
     _threads_argument(evaluate, "default: the run's threads")
     evaluate.add_argument("--sample-quality", type=int, nargs="?", const=1000, default=0, metavar="N",
                           help="also draw N samples (default 1000) and compare them with the test split "

@@ -180,8 +180,9 @@ class TrainConfig(Section):
     docs/RESULTS.md; measure on yours with benchmarks/rbm_speed.py and
     benchmarks/family_speed.py). The same update to float32 rounding; bfloat16 products
     (train.product_dtype) run in oneDNN either way. ``auto`` (the default): oneDNN where it
-    was measured faster (AMD CPUs, :func:`boltzkit.onednn.preferred`), torch elsewhere and
-    wherever neither applies."""
+    was measured faster, on AMD CPUs (:func:`boltzkit.onednn.preferred`) for products of at
+    least 8 M multiply-adds (:data:`boltzkit.onednn.AUTO_MIN_MULTIPLY_ADDS`: MNIST's, not
+    the 8x8 digits'); torch elsewhere and wherever neither applies."""
     clip_grad_norm: float | None = Field(None, gt=0)
     clip_grad_value: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(5, ge=0)
@@ -232,7 +233,7 @@ class EvalConfig(Section):
     product_kernel: Literal["auto", "torch", "onednn"] = "auto"
     """Who runs the float32 products of AIS (RBM, a DBN's top layer, DBM) and of the DBM's
     mean field, in ``boltzkit evaluate`` and the per-epoch estimates: as
-    train.product_kernel (``auto``: oneDNN on AMD CPUs, torch elsewhere). The products
+    train.product_kernel (``auto``: oneDNN for large products on AMD CPUs). The products
     agree to float32 rounding, but a rounding difference can flip a Bernoulli draw, so the
     chains part ways: the estimates agree within their stated error, not to the bit."""
 

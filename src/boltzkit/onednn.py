@@ -9,12 +9,15 @@ operator (what ``torch.compile`` emits for linear layers on the CPU), on dense t
 
 :func:`linear` and :func:`times` serve the closed-form updates and AIS (no autograd);
 :class:`LinearLayers` runs ``nn.Linear`` layers in oneDNN under autograd; :func:`resolve`
-turns a ``product_kernel`` setting into a kernel, ``auto`` picking oneDNN on the CPUs
-where it was measured faster (:func:`preferred`).
+checks a ``product_kernel`` setting against the device, and :func:`kernel_for` decides
+who multiplies: under ``auto``, oneDNN on the CPUs where it was measured faster
+(:func:`preferred`) for products large enough to repay its per-call weight reorder.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from pathlib import Path
 
 import torch
@@ -36,20 +39,34 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+AUTO_MIN_MULTIPLY_ADDS = 8_000_000
+"""Under ``auto``, a product ``(rows, K) x (K, N)`` runs in oneDNN only from this many
+multiply-adds ``rows K N`` on: oneDNN reorders its weight on every call, which smaller
+products do not repay. Measured on a Zen 4 EPYC, one thread (docs/RESULTS.md): oneDNN
+took 5.6x torch's time for 10 x 64 x 100, 1.1x for 100 x 196 x 256 and 0.92x for
+100 x 784 x 128 (10 M), so the 64-pixel digits presets stay in torch and MNIST's products
+(100 x 784 x 500: 39 M) do not."""
+
+
+@functools.cache
+def _vendor(cpuinfo: Path) -> str | None:
+    return cpuinfo_field("vendor_id", cpuinfo)
+
+
 def preferred(device: torch.device, cpuinfo: Path = CPUINFO) -> bool:
-    """Whether ``train.product_kernel: auto`` picks oneDNN on ``device``: a CPU of a vendor in
+    """Whether ``auto`` may pick oneDNN on ``device``: a CPU of a vendor in
     :data:`FASTER_THAN_BLAS_VENDORS`, and a PyTorch with the kernel (:func:`available`)."""
-    return (device.type == "cpu" and available()
-            and cpuinfo_field("vendor_id", cpuinfo) in FASTER_THAN_BLAS_VENDORS)
+    return device.type == "cpu" and available() and _vendor(cpuinfo) in FASTER_THAN_BLAS_VENDORS
 
 
 def resolve(kernel: str, device: torch.device, key: str) -> str:
-    """The kernel that the setting ``kernel`` of config key ``key`` (``auto``, ``torch`` or
-    ``onednn``) gives on ``device``: ``auto`` is ``onednn`` where :func:`preferred`, else
-    ``torch``. A :class:`ConfigError` naming ``key`` where ``onednn`` cannot run (off the
-    CPU, or a PyTorch without oneDNN)."""
+    """What the setting ``kernel`` of config key ``key`` (``auto``, ``torch`` or ``onednn``)
+    gives on ``device``: ``auto`` stays ``auto`` where :func:`preferred` (each product then
+    picks by its size, :func:`kernel_for`) and is ``torch`` elsewhere. A
+    :class:`ConfigError` naming ``key`` where ``onednn`` cannot run (off the CPU, or a
+    PyTorch without oneDNN)."""
     if kernel == "auto":
-        return "onednn" if preferred(device) else "torch"
+        return "auto" if preferred(device) else "torch"
     if kernel == "onednn" and (device.type != "cpu" or not available()):
         where = f"device {device}" if device.type != "cpu" else "this PyTorch (built without oneDNN)"
         raise ConfigError(f"config key '{key}': onednn needs a CPU and a PyTorch with oneDNN; {where} has "
@@ -57,19 +74,25 @@ def resolve(kernel: str, device: torch.device, key: str) -> str:
     return kernel
 
 
-KERNELS = ("torch", "onednn")
-"""What a function's ``product_kernel`` accepts; ``auto`` is a config setting, which
-:func:`resolve` turns into one of these."""
+KERNELS = ("auto", "torch", "onednn")
+"""What a function's ``product_kernel`` accepts."""
 
 
-def multiplies(kernel: str, *tensors: Tensor) -> bool:
-    """Whether ``kernel`` (one of :data:`KERNELS`, else a ``ValueError``) multiplies
-    ``tensors`` in oneDNN: ``onednn`` and every tensor float32 on the CPU. Elsewhere torch
-    multiplies (a float64 copy for exact values, a GPU model)."""
+def kernel_for(kernel: str, *weights: Tensor, rows: int | None = None) -> str:
+    """Who multiplies ``rows`` rows by each of ``weights`` under the setting ``kernel``
+    (one of :data:`KERNELS`, else a ``ValueError``): ``onednn`` where asked for, or under
+    ``auto`` where :func:`preferred` and every product has at least
+    :data:`AUTO_MIN_MULTIPLY_ADDS` multiply-adds (``rows`` unknown: torch); and only for
+    float32 CPU weights. ``torch`` otherwise (a float64 copy for exact values, a GPU
+    model)."""
     if kernel not in KERNELS:
-        raise ValueError(f"product_kernel {kernel!r} is not a kernel; accepted: {', '.join(KERNELS)} "
-                         "(auto is a config setting: boltzkit.onednn.resolve turns it into one)")
-    return kernel == "onednn" and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+        raise ValueError(f"product_kernel {kernel!r} is not a kernel; accepted: {', '.join(KERNELS)}")
+    if kernel == "torch" or not all(w.dtype == torch.float32 and w.device.type == "cpu" for w in weights):
+        return "torch"
+    if kernel == "auto" and not (rows is not None and preferred(weights[0].device)
+                                 and rows * min(w.numel() for w in weights) >= AUTO_MIN_MULTIPLY_ADDS):
+        return "torch"
+    return "onednn"
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -115,19 +138,24 @@ class _Linear(torch.autograd.Function):
 
 
 class LinearLayers(torch.overrides.TorchFunctionMode):
-    """Inside ``with LinearLayers():`` every ``F.linear`` (every ``nn.Linear`` layer) on a
-    float32 CPU input ``(..., K)`` of at least two dimensions runs in oneDNN, forward and
-    backward (:class:`_Linear`, on the input's rows); other inputs (a single vector, other
-    dtypes or devices) run as usual. For the autograd
-    families' training step with ``train.product_kernel: onednn``: the same gradients to
-    float32 rounding."""
+    """Inside ``with LinearLayers(kernel):`` each ``F.linear`` (each ``nn.Linear`` layer) on
+    a float32 CPU input ``(..., K)`` of at least two dimensions runs where
+    :func:`kernel_for` sends its rows (``onednn``: every one; ``auto``: the large ones) in
+    oneDNN, forward and backward (:class:`_Linear`, on the input's rows); other inputs (a
+    single vector, other dtypes or devices) run as usual. For the autograd families'
+    training step under ``train.product_kernel``: the same gradients to float32 rounding."""
+
+    def __init__(self, kernel: str = "onednn"):
+        super().__init__()
+        self.kernel = kernel
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.nn.functional.linear:
             named = {**dict(zip(("input", "weight", "bias"), args, strict=False)), **kwargs}
             x, weight, bias = named["input"], named["weight"], named.get("bias")
-            if x.dim() >= 2 and multiplies("onednn", x, weight):
+            if (x.dim() >= 2 and x.dtype == weight.dtype and x.device == weight.device
+                    and kernel_for(self.kernel, weight, rows=math.prod(x.shape[:-1])) == "onednn"):
                 rows = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)  # (..., K) as rows
                 return rows.view(*x.shape[:-1], weight.shape[0])
         return func(*args, **kwargs)

@@ -193,9 +193,9 @@ class _RBMSteps:
     in_onednn = False
     """Whether the products run in :mod:`boltzkit.onednn` (:meth:`use_kernel`)."""
 
-    def use_kernel(self, kernel: str) -> None:
-        """Multiply in ``kernel`` (``torch`` or ``onednn``; oneDNN for float32 CPU weights only)."""
-        self.in_onednn = onednn.multiplies(kernel, self.weight)
+    def use_kernel(self, kernel: str, runs: int) -> None:
+        """Multiply ``runs`` chains in the kernel :func:`boltzkit.onednn.kernel_for` gives."""
+        self.in_onednn = onednn.kernel_for(kernel, self.weight, rows=runs) == "onednn"
 
     def times(self, x: Tensor, transposed: bool) -> Tensor:
         """``x W`` (or ``x W^T``) in the path's kernel."""
@@ -402,7 +402,7 @@ def ais_log_partition(
             differences flip some draws, so the chains differ), ``torch`` in torch's matmul.
     """
     run = _annealing(model, base_bias, betas, runs, generator, "AIS")
-    run.path.use_kernel(product_kernel)
+    run.path.use_kernel(product_kernel, runs)
     log_w = forward_ais(run.path, run.betas, runs, run.generator, progress, "AIS")
     return _ais_result(log_w, run.path.log_z_base, run.path.log_z_shift, len(run.betas), run.seconds())
 

@@ -195,7 +195,7 @@ def dbm_ais_log_partition(
     started = time.perf_counter()
     schedule = _schedule(betas)
     path = _DBMPath(model, base_bias)
-    with model.products_in(product_kernel):
+    with model.products_in(product_kernel, rows=runs):
         log_w = forward_ais(path, schedule, runs, generator, progress, "DBM AIS")
     return _ais_result(log_w, path.log_z_base, 0.0, len(schedule), time.perf_counter() - started)
 
@@ -238,7 +238,7 @@ def evaluate_dbm(model: DBM, values: Tensor, train_data: Tensor, *, ais_runs: in
     difference (the test log-likelihood bound) with its standard error, and exact values
     when the odd layers are small enough to enumerate. JSON-ready. ``product_kernel``: who
     runs the float32 products of AIS and mean field (:meth:`DBM.products_in`)."""
-    with model.products_in(product_kernel) as used:
+    with model.products_in(product_kernel, rows=min(ais_runs, len(values))) as used:
         device = model.weights[0].device
         results: dict[str, Any] = {"examples": len(values), "sizes": list(model.sizes),
                                    "product_kernel": used}

@@ -72,7 +72,7 @@ def evaluate_rbm(
     generator = make_generator(seed, "evaluate", device)
     v = data.to(device)
     n, width = v.shape
-    in_onednn = onednn.multiplies(product_kernel, model.weight)  # what AIS will multiply in
+    in_onednn = onednn.kernel_for(product_kernel, model.weight, rows=ais_runs) == "onednn"  # AIS's kernel
     results: dict[str, Any] = {"examples": n, "visible_units": width, "hidden_units": model.n_hidden,
                                "ais_product_kernel": "onednn" if in_onednn else "torch"}
 

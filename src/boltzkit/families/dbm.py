@@ -222,7 +222,7 @@ class DBMTask(GenerativeTask):
                                         quick.runs, make_generator(self.config.seed, f"eval.epoch{epoch}",
                                                                    self.device), product_kernel=kernel)
             data_bound = -math.inf
-            with model.products_in(kernel):
+            with model.products_in(kernel, rows=quick.runs):
                 for name, v in subsets:
                     bounds, _ = variational_bounds(model, v)
                     metrics[f"{name}_ais_log_likelihood"] = bounds.mean().item() - ais.log_z

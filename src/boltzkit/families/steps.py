@@ -92,7 +92,8 @@ class GradientStep(TrainStep):
             value = self.objective.write_gradients(model, batch)
         else:
             # train.product_kernel onednn: the dense layers forward and backward in oneDNN
-            with onednn.LinearLayers() if self.objective.product_kernel == "onednn" else nullcontext():
+            kernel = self.objective.product_kernel
+            with onednn.LinearLayers(kernel) if kernel != "torch" else nullcontext():
                 loss = self.objective.loss(model, batch)
             value = loss.item()
         if not math.isfinite(value):

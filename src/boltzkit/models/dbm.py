@@ -98,16 +98,17 @@ class DBM(nn.Module):
         return x - getattr(self, f"offset{depth}") if self.centered else x
 
     @contextlib.contextmanager
-    def products_in(self, kernel: str = "torch") -> Iterator[None]:
+    def products_in(self, kernel: str = "torch", rows: int | None = None) -> Iterator[str]:
         """Inside the block, with ``kernel="onednn"`` and float32 CPU weights, the products
         of sampling, mean field and energies (:meth:`layer_input`, :meth:`recognition`,
         :meth:`energy`) run in :func:`boltzkit.onednn.times` on the weights' detached views
         (no gradient: for the closed-form update of a training step, ``train.product_kernel``,
         and for evaluation, ``eval.product_kernel``; the autograd surrogate never runs
         inside); ``torch``, and outside it, they multiply as usual. A nested block holds
-        until it ends. Yields the kernel that multiplies (torch for float64 or GPU weights)."""
+        until it ends. ``kernel`` ``auto`` decides by the size of products of ``rows`` rows
+        (:func:`boltzkit.onednn.kernel_for`). Yields the kernel that multiplies."""
         outer = getattr(self, "_onednn", False)  # nested blocks: the outer one's setting returns
-        self._onednn = onednn.multiplies(kernel, *self.weights)
+        self._onednn = onednn.kernel_for(kernel, *self.weights, rows=rows) == "onednn"
         try:
             yield "onednn" if self._onednn else "torch"
         finally:

@@ -90,7 +90,7 @@ class RBM(nn.Module):
         lower = dtype is not None and dtype != weight.dtype
         if lower:
             self._product_weight, self._onednn_weight = weight.to(dtype), None
-        elif onednn.multiplies(kernel, weight):
+        elif onednn.kernel_for(kernel, weight) == "onednn":
             self._product_weight, self._onednn_weight = None, weight
         else:
             self._product_weight, self._onednn_weight = None, None

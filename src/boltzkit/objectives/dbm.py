@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .. import onednn
 from ..models.dbm import DBM, States
 from ..sampling.dbm import DBMChains
 from ..units import bernoulli
@@ -107,14 +108,15 @@ class DBMLearning(Objective):
         ``~`` the chains. The energy is linear in the parameters (for fixed states and
         offsets), and so is the sparsity term, so the loss equals ``sum <theta, grad>``:
         its value costs no further product."""
-        with model.products_in(self.product_kernel):
+        kernel = onednn.kernel_for(self.product_kernel, *model.weights, rows=len(v))
+        with model.products_in(kernel):
             positive, negatives = self._phases(model, v)
         data = [model.center(x, depth) for depth, x in enumerate(positive)]
         chains = [model.center(x, depth) for depth, x in enumerate(negatives)]
         grads = {}
         for depth, weight in enumerate(model.weights):
             grads[weight] = contrast_product(data[depth], data[depth + 1], chains[depth], chains[depth + 1],
-                                             kernel=self.product_kernel)
+                                             kernel=kernel)
         for depth, bias in enumerate(model.biases):
             grads[bias] = negatives[depth].mean(dim=0) - positive[depth].mean(dim=0)
         if self.sparsity_cost:

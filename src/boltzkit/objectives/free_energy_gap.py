@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import onednn
 from ..models.rbm import RBM
 from ..sampling.negative import NegativeSampler
 from .base import Objective
@@ -84,7 +85,8 @@ class FreeEnergyGap(Objective):
         model's dtype."""
         model.update_offsets(v_data, self.offset_rate)
         sampler = self.sampler
-        with model.products_in(self.product_dtype, self.product_kernel):
+        kernel = onednn.kernel_for(self.product_kernel, model.weight, rows=len(v_data))
+        with model.products_in(self.product_dtype, kernel):
             data_input = model.hidden_input(v_data)
             v_model = sampler.negatives(model, v_data, data_input if sampler.uses_data_input else None)
             model_input = model.hidden_input(v_model)
@@ -99,7 +101,7 @@ class FreeEnergyGap(Objective):
             y_data, y_model = m_data - model.hidden_offset, m_model - model.hidden_offset
         grads = {
             model.weight: contrast_product(x_data, y_data, x_model, y_model,
-                                           self.product_dtype, self.product_kernel),
+                                           self.product_dtype, kernel),
             model.hidden.bias: m_model.mean(0) - m_data.mean(0),
         }
         for (parameter, data), model_part in zip(visible_gradients(model, v_data, y_data).items(),

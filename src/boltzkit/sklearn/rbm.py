@@ -282,7 +282,8 @@ class BernoulliRBM(_RBMTransformer):
         product_kernel: ``"onednn"`` runs the float32 products in oneDNN during training
             and in :meth:`log_likelihood`'s AIS (``train.product_kernel``: faster on AMD
             CPUs, where MKL takes its AVX2 path; CPU only), ``"torch"`` in torch's matmul,
-            ``"auto"`` (default) oneDNN on AMD CPUs and torch elsewhere.
+            ``"auto"`` (default) oneDNN on AMD CPUs for products of at least 8 M
+            multiply-adds (``n_components * n_features * batch_size``) and torch elsewhere.
     Methods beyond scikit-learn: :meth:`pseudo_log_likelihood` (exact, every unit),
     :meth:`log_likelihood` (AIS, with its interval and a verdict), :meth:`free_energy`.
 
