@@ -64,7 +64,8 @@ def main() -> None:
         rows_out.append({"rows": rows, "k": k, "n": n, "multiply_adds": macs, "torch_s": times["torch"],
                          "onednn_s": times["onednn"], "torch_over_onednn": ratio, "auto": auto})
     record = {"command": "python benchmarks/product_kernels.py"
-                         + (f" --rounds {args.rounds}" if args.rounds != 3 else ""),
+                         + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
+                         + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
               "cpu": cpu, "threads": 1, "auto_min_multiply_adds": onednn.AUTO_MIN_MULTIPLY_ADDS,
               "shapes": rows_out}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

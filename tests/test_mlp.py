@@ -107,6 +107,25 @@ def test_without_a_generator_the_weights_come_from_the_global_generator():
     assert not torch.equal(a[0], c[0])
 
 
+def test_input_dropout_drops_inputs_in_training_only():
+    """Each input reaches the first layer as 0 or scaled by 1 / (1 - p), about p of them 0;
+    in eval mode the logits are those of the same weights without input dropout."""
+    g = torch.Generator().manual_seed(0)
+    model = MLP(200, [6], 3, activation="sigmoid", input_dropout=0.3, generator=g)
+    plain = MLP(200, [6], 3, activation="sigmoid")
+    plain.load_state_dict(model.state_dict())  # dropout has no parameters: the same weights
+    seen = []
+    model.hidden[0][0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = torch.rand(50, 200, generator=g) + 0.1  # no zero inputs of its own
+    torch.manual_seed(1)
+    model.train()(x)
+    kept = seen[0] != 0
+    assert torch.allclose(seen[0][kept], x[kept] / 0.7)
+    assert (~kept).float().mean().item() == pytest.approx(0.3, abs=4 * math.sqrt(0.3 * 0.7 / x.numel()))
+    model.eval()
+    assert torch.equal(model(x), plain.eval()(x))
+
+
 def test_invalid_knobs():
     with pytest.raises(ValueError, match="unknown activation 'swishy'"):
         MLP(4, [3], 2, activation="swishy")
@@ -114,6 +133,8 @@ def test_invalid_knobs():
         MLP(4, [3], 2, init="orthogonal")
     with pytest.raises(ValueError, match="Invalid dropout: 1.0"):
         MLP(4, [3], 2, dropout=1.0)
+    with pytest.raises(ValueError, match="Invalid input_dropout: -0.1"):
+        MLP(4, [3], 2, input_dropout=-0.1)
 
 
 MLP_FAST = ["model={type: mlp}", "model.hidden_layers=[64]", "train.epochs=4", "train.batch_size=32",

@@ -257,6 +257,13 @@ def test_classifier_without_pretraining_has_no_rbm_and_keeps_string_labels():
     assert list(clf.classes_) == sorted(set(labels))
 
 
+def test_classifier_passes_input_dropout_to_its_mlp():
+    x, y = _digits(100)
+    clf = RBMPretrainedClassifier(hidden_layer_sizes=(8,), pretrain=None, max_iter=1, input_dropout=0.25,
+                                  random_state=0).fit(x, y)
+    assert isinstance(clf.mlp_.input_dropout, torch.nn.Dropout) and clf.mlp_.input_dropout.p == 0.25
+
+
 def test_set_params_between_partial_fits_takes_effect():
     x = _binary(n=60)
     rbm = BernoulliRBM(n_components=5, batch_size=20, random_state=3).partial_fit(x[:20])

@@ -33,8 +33,8 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         freeze_pretrained: keep the pretrained layer fixed during fine-tuning.
         learning_rate_init, max_iter, batch_size: Adam's rate, epochs and batch size of
             fine-tuning (``optimizer``, a ``train.optimizer`` mapping, replaces Adam).
-        dropout, batch_norm, init: the MLP's knobs (dropout masks come from PyTorch's
-            global generator: seed it with ``torch.manual_seed`` for repeatable runs).
+        dropout, input_dropout, batch_norm, init: the MLP's knobs (dropout masks come from
+            PyTorch's global generator: seed it with ``torch.manual_seed`` for repeatable runs).
         random_state: seeds the RBM, the initial weights and the batch order.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
@@ -55,6 +55,7 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "init": [StrOptions({"he", "glorot", "lecun"})],
         "random_state": ["random_state"],
@@ -65,7 +66,8 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, hidden_layer_sizes=(256,), *, activation="sigmoid", pretrain="bernoulli",
                  pretrain_iter=10, pretrain_learning_rate=None, freeze_pretrained=False,
                  learning_rate_init=0.001, optimizer=None, max_iter=50, batch_size=64, dropout=0.0,
-                 batch_norm=False, init="glorot", random_state=None, verbose=0, device="cpu"):
+                 input_dropout=0.0, batch_norm=False, init="glorot", random_state=None, verbose=0,
+                 device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.pretrain = pretrain
@@ -77,6 +79,7 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.batch_norm = batch_norm
         self.init = init
         self.random_state = random_state
@@ -100,7 +103,8 @@ class RBMPretrainedClassifier(ClassifierMixin, BaseEstimator):
         config = run_config(type(self).__name__, {
             "seed": seed, "device": self.device,
             "model": {"type": "mlp", "hidden_layers": widths, "activation": self.activation,
-                      "init": self.init, "dropout": self.dropout, "batch_norm": self.batch_norm},
+                      "init": self.init, "dropout": self.dropout,
+                      "input_dropout": self.input_dropout, "batch_norm": self.batch_norm},
             "train.epochs": self.max_iter, "train.batch_size": self.batch_size,
             "train.optimizer": dict(self.optimizer) if self.optimizer else
             {"name": "adam", "lr": self.learning_rate_init},
