@@ -42,10 +42,10 @@ def available() -> bool:
 AUTO_MIN_MULTIPLY_ADDS = 8_000_000
 """Under ``auto``, a product ``(rows, K) x (K, N)`` runs in oneDNN only from this many
 multiply-adds ``rows K N`` on: oneDNN reorders its weight on every call, which smaller
-products do not repay. Measured on a Zen 4 EPYC, one thread (docs/RESULTS.md): oneDNN
-took 5.6x torch's time for 10 x 64 x 100, 1.1x for 100 x 196 x 256 and 0.92x for
-100 x 784 x 128 (10 M), so the 64-pixel digits presets stay in torch and MNIST's products
-(100 x 784 x 500: 39 M) do not."""
+products do not repay. Measured on a Zen 4 EPYC, one thread (``benchmarks/product_kernels.py``,
+docs/RESULTS.md): oneDNN took 4.0x torch's time for 10 x 64 x 100, 1.03x for
+100 x 196 x 256 and 0.95x for 100 x 784 x 128 (10 M), so the 64-pixel digits presets stay
+in torch and MNIST's products (100 x 784 x 500: 39 M) do not."""
 
 
 @functools.cache
