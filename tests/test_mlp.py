@@ -7,7 +7,7 @@ from torch import nn
 
 from boltzkit.config import load_config
 from boltzkit.data import load_dataset
-from boltzkit.errors import DataError
+from boltzkit.errors import ConfigError, DataError
 from boltzkit.models.mlp import MLP
 from boltzkit.train import train
 
@@ -135,6 +135,8 @@ def test_invalid_knobs():
         MLP(4, [3], 2, dropout=1.0)
     with pytest.raises(ValueError, match="Invalid input_dropout: -0.1"):
         MLP(4, [3], 2, input_dropout=-0.1)
+    with pytest.raises(ConfigError, match=r"config key 'model.input_dropout': invalid value 1.0"):
+        load_config("mlp-digits", ["model.input_dropout=1.0"])
 
 
 MLP_FAST = ["model={type: mlp}", "model.hidden_layers=[64]", "train.epochs=4", "train.batch_size=32",
