@@ -65,7 +65,7 @@ class MLPSection(ModelSection):
 def build_mlp(section: MLPSection, data_info: Mapping[str, Any], generator: torch.Generator) -> MLP:
     return MLP(data_info["n_features"], section.hidden_layers, data_info["n_classes"],
                section.activation, section.init, section.batch_norm, section.dropout, generator,
-               section.input_dropout)
+               input_dropout=section.input_dropout)
 
 
 class ClassifierTask(Task):
